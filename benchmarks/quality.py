@@ -1,0 +1,173 @@
+"""Clustering quality of one method on one data set, with a profile's settings.
+
+Usage (from the repository root)::
+
+    python benchmarks/quality.py --method sela --data fashion-mnist --profile cpu \\
+        --seed 0 --out benchmarks/results/sela-fmnist-cpu-0.json
+
+``--data`` is ``digits``, ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``) or an
+``.npz`` file holding ``X`` (uint8 images ``(N, H, W[, C])``) and ``y``. All samples are
+clustered (``--limit`` takes a random subset for quick trials). The JSON result holds
+``acc`` (Hungarian), ``acc_majority``, ``nmi``, ``ari``, ``seconds``, the parameters used,
+``labels`` (the cluster of every sample, in order) and method-specific extras.
+
+The ``cpu`` profile of each method is sized to finish within 30 minutes on a 2-core CPU for
+70,000 28x28 images; the ``gpu`` profile is for one CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepclust import (  # noqa: E402
+    ClusterFitTransformer,
+    DeepClusterEstimator,
+    SCANClusterer,
+    SelfLabelClusterer,
+)
+from deepclust.datasets import load_digits_images, load_fashion_mnist  # noqa: E402
+from deepclust.metrics import cluster_accuracy, evaluate_clustering  # noqa: E402
+
+METHODS = {
+    "sela": SelfLabelClusterer,
+    "deepcluster": DeepClusterEstimator,
+    "scan": SCANClusterer,
+    "clusterfit": ClusterFitTransformer,
+}
+
+# Settings per method and profile. Each method's issue tunes its own entries.
+PROFILES: dict[str, dict[str, dict]] = {
+    "sela": {
+        "cpu": dict(backbone="convnet-small", max_epochs=12, n_label_updates=8,
+                    batch_size=256, lr=0.05, device="cpu"),
+        "gpu": dict(backbone="convnet", max_epochs=100, n_label_updates=50,
+                    batch_size=512, lr=0.05, device="cuda"),
+    },
+    "deepcluster": {
+        "cpu": dict(backbone="convnet-small", max_epochs=12, pca_dim=64, batch_size=256,
+                    device="cpu"),
+        "gpu": dict(backbone="convnet", max_epochs=100, pca_dim=128, batch_size=512,
+                    device="cuda"),
+    },
+    "scan": {
+        "cpu": dict(backbone="convnet-small", pretext_epochs=8, max_epochs=6,
+                    selflabel_epochs=2, batch_size=256, device="cpu"),
+        "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50,
+                    selflabel_epochs=20, batch_size=512, device="cuda"),
+    },
+    "clusterfit": {
+        "cpu": dict(backbone="convnet-small", pretext_epochs=8, max_epochs=8,
+                    batch_size=256, device="cpu"),
+        "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50, batch_size=512,
+                    device="cuda"),
+    },
+}
+
+
+def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(X, y, info)`` for a data set name or an ``.npz`` path."""
+    if name == "digits":
+        X, y = load_digits_images()
+        return X, y, {"data": "digits"}
+    if name == "fashion-mnist":
+        X, y = load_fashion_mnist()
+        return X, y, {"data": "fashion-mnist", "n_train": 60000}
+    with np.load(name) as archive:
+        return archive["X"], archive["y"], {"data": os.path.abspath(name)}
+
+
+def linear_probe(est, X: np.ndarray, y: np.ndarray, n_train: int) -> float:
+    """Logistic regression on ``transform`` features: train on the first ``n_train``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    features = StandardScaler().fit_transform(est.transform(X))
+    clf = LogisticRegression(max_iter=1000)
+    clf.fit(features[:n_train], y[:n_train])
+    return float(clf.score(features[n_train:], y[n_train:]))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=sorted(METHODS), required=True)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-clusters", type=int, default=None,
+                        help="default: the number of classes")
+    parser.add_argument("--limit", type=int, default=None, help="cluster a random subset")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="override a profile parameter (JSON value), repeatable")
+    parser.add_argument("--out", default=None, help="JSON result file")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    X, y, info = load_data(args.data)
+    if args.limit is not None and args.limit < len(X):
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(X), args.limit, False))
+        X, y = X[keep], y[keep]
+        info.pop("n_train", None)
+    params = dict(PROFILES[args.method][args.profile])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params[key] = json.loads(value)
+    params["n_clusters"] = args.n_clusters or len(np.unique(y))
+    params["random_state"] = args.seed
+    params["verbose"] = args.verbose
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    est = METHODS[args.method](**params)
+    started = time.perf_counter()
+    est.fit(X, y) if args.method == "scan" else est.fit(X)
+    seconds = time.perf_counter() - started
+    labels = np.asarray(est.labels_)
+    scores = evaluate_clustering(y, labels, metrics=("acc", "nmi", "ari"))
+    result = {
+        "method": args.method,
+        "profile": args.profile,
+        "seed": args.seed,
+        **info,
+        "n_samples": int(len(X)),
+        **{k: float(v) for k, v in scores.items()},
+        "acc_majority": float(cluster_accuracy(y, labels, mapping="majority")),
+        "seconds": seconds,
+        "cluster_sizes": np.bincount(labels, minlength=params["n_clusters"]).tolist(),
+        "params": {k: v for k, v in params.items() if k != "verbose"},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
+                   f"{torch.__version__}, cuda={torch.cuda.is_available()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
+                                                            else argv),
+    }
+    if args.method == "scan":
+        result["stages"] = {
+            stage: {k: float(v) for k, v in evaluate_clustering(y, stage_labels).items()}
+            for stage, stage_labels in est.stage_labels_.items()
+        }
+        result["neighbor_accuracy"] = getattr(est, "neighbor_accuracy_", None)
+    if args.method == "deepcluster":
+        result["nmi_previous"] = [r.get("nmi_previous") for r in est.history_]
+    if args.method == "clusterfit" and info.get("n_train"):
+        result["linear_probe"] = {"clusterfit": linear_probe(est, X, y, info["n_train"])}
+    result["labels"] = labels.tolist()
+    shown = {k: v for k, v in result.items() if k not in ("labels", "cluster_sizes")}
+    print(json.dumps(shown, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

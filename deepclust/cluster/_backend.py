@@ -1,0 +1,175 @@
+"""Backend selection (faiss or pure torch) and array conversion helpers."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["faiss_available", "faiss_gpu_available"]
+
+_BACKENDS = ("auto", "faiss", "torch")
+
+
+@functools.lru_cache(maxsize=1)
+def _faiss_module() -> Any | None:
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def faiss_available() -> bool:
+    """Return True when the optional dependency ``faiss`` can be imported."""
+    return _faiss_module() is not None
+
+
+def faiss_gpu_available() -> bool:
+    """Return True when faiss was built with GPU support and sees at least one GPU."""
+    faiss = _faiss_module()
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return False
+    try:
+        return int(faiss.get_num_gpus()) > 0
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def import_faiss() -> Any:
+    """Import faiss or raise an ImportError that says how to install it."""
+    faiss = _faiss_module()
+    if faiss is None:
+        raise ImportError(
+            "backend='faiss' needs the optional dependency faiss; install it with "
+            "`pip install deepclust[faiss]` (or faiss-gpu for CUDA), or use backend='torch'."
+        )
+    return faiss
+
+
+@functools.lru_cache(maxsize=1)
+def faiss_gpu_resources() -> Any:
+    """Return a process-wide ``faiss.StandardGpuResources`` (created on first use)."""
+    return import_faiss().StandardGpuResources()
+
+
+def resolve_device(X: Any, device: str | torch.device | None) -> torch.device:
+    """Device on which to compute: ``device`` if given, else the input's device (CPU for numpy)."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(X, torch.Tensor):
+        return X.device
+    return torch.device("cpu")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Map ``'auto'|'faiss'|'torch'`` to the backend actually used.
+
+    ``'auto'`` picks faiss when it is installed and can run on ``device`` (CPU, or a CUDA
+    device with a GPU-enabled faiss); otherwise the pure-torch implementation.
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}.")
+    if backend == "torch":
+        return "torch"
+    if backend == "faiss":
+        import_faiss()
+        if device.type == "cuda" and not faiss_gpu_available():
+            warnings.warn(
+                "backend='faiss' was asked for on a CUDA device but the installed faiss has "
+                "no GPU support; running faiss on the CPU.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "faiss"
+    if faiss_available() and (
+        device.type == "cpu" or (device.type == "cuda" and faiss_gpu_available())
+    ):
+        return "faiss"
+    return "torch"
+
+
+def faiss_uses_gpu(device: torch.device) -> bool:
+    """Whether the faiss backend should build a GPU index for ``device``."""
+    return device.type == "cuda" and faiss_gpu_available()
+
+
+def faiss_flat_index(faiss: Any, dim: int, *, inner_product: bool, device: torch.device) -> Any:
+    """Exact (flat) faiss index, on the GPU when ``device`` is CUDA and faiss supports it."""
+    if faiss_uses_gpu(device):
+        config = faiss.GpuIndexFlatConfig()
+        config.device = device.index if device.index is not None else 0
+        resources = faiss_gpu_resources()
+        if inner_product:
+            return faiss.GpuIndexFlatIP(resources, dim, config)
+        return faiss.GpuIndexFlatL2(resources, dim, config)
+    return faiss.IndexFlatIP(dim) if inner_product else faiss.IndexFlatL2(dim)
+
+
+def check_2d_float(X: Any, name: str = "X") -> torch.Tensor | np.ndarray:
+    """Validate a 2-D numeric array or tensor and return it (not yet converted)."""
+    if isinstance(X, torch.Tensor):
+        array = X
+    else:
+        try:
+            array = np.asarray(X)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise TypeError(f"{name} must be a numpy array or torch tensor.") from exc
+        if array.dtype == object or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}.")
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got shape "
+            f"{tuple(array.shape)}; reshape it, e.g. X.reshape(len(X), -1)."
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(array.shape)}).")
+    return array
+
+
+def to_torch(X: Any, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Convert a numpy array or tensor to a contiguous tensor on ``device``."""
+    if isinstance(X, torch.Tensor):
+        tensor = X.detach().to(device=device, dtype=dtype)
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
+    if not torch.isfinite(tensor).all():
+        raise ValueError("Input contains NaN or infinity; clean or impute it first.")
+    return tensor.contiguous()
+
+
+def to_numpy_float32(X: Any) -> np.ndarray:
+    """Convert a numpy array or tensor to a C-contiguous float32 numpy array (CPU)."""
+    if isinstance(X, torch.Tensor):
+        array = X.detach().to(device="cpu", dtype=torch.float32).numpy()
+    else:
+        array = np.asarray(X, dtype=np.float32)
+    array = np.ascontiguousarray(array)
+    if not np.isfinite(array).all():
+        raise ValueError("Input contains NaN or infinity; clean or impute it first.")
+    return array
+
+
+def like_input(value: np.ndarray | torch.Tensor, reference: Any) -> np.ndarray | torch.Tensor:
+    """Return ``value`` as numpy for numpy ``reference``, as a tensor on its device otherwise."""
+    if isinstance(reference, torch.Tensor):
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        return value.to(reference.device)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Validate an integer parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)

@@ -1,0 +1,23 @@
+"""Input handling: arrays, tensors, image files and folders as batches of tensors."""
+
+from deepclust.data._sources import (
+    DEFAULT_FILE_IMAGE_SIZE,
+    IMAGE_EXTENSIONS,
+    FileSource,
+    ImageSource,
+    TensorSource,
+    as_source,
+    list_image_files,
+    resize_images,
+)
+
+__all__ = [
+    "DEFAULT_FILE_IMAGE_SIZE",
+    "IMAGE_EXTENSIONS",
+    "FileSource",
+    "ImageSource",
+    "TensorSource",
+    "as_source",
+    "list_image_files",
+    "resize_images",
+]

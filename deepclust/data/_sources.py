@@ -1,0 +1,516 @@
+"""Turn what a user passes (arrays, tensors, image files, folders) into batches of tensors.
+
+Every estimator reads its input through :func:`as_source`, which returns an
+:class:`ImageSource`: something with a length, a per-sample ``shape`` and a
+:meth:`ImageSource.load` method that returns a float32 CPU tensor for any set of indices.
+Images come out channels-first ``(B, C, H, W)`` with values in ``[0, 1]``; 2-D
+feature matrices come out as ``(B, D)``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_FILE_IMAGE_SIZE",
+    "ImageSource",
+    "TensorSource",
+    "FileSource",
+    "as_source",
+    "list_image_files",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+"""File name endings searched for when a folder is given (case-insensitive)."""
+
+DEFAULT_FILE_IMAGE_SIZE = 64
+"""Side length files are resized to when ``image_size`` is not given."""
+
+#: Decoded file collections up to this many bytes are kept in memory after the first pass.
+FILE_CACHE_BYTES = 1 << 30
+
+
+class ImageSource:
+    """A collection of samples that can be loaded in batches.
+
+    Attributes
+    ----------
+    kind : {'images', 'features'}
+        Images load as ``(B, C, H, W)`` in ``[0, 1]``; features as ``(B, D)``.
+    shape : tuple of int
+        Shape of one sample: ``(C, H, W)`` or ``(D,)``.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
+        """Return the samples at ``indices`` as a float32 CPU tensor."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def n_features(self) -> int:
+        """Number of values per sample."""
+        return int(np.prod(self.shape))
+
+    @property
+    def n_channels(self) -> int | None:
+        """Channel count of images, ``None`` for features."""
+        return self.shape[0] if self.kind == "images" else None
+
+    def iter_batches(self, batch_size: int):
+        """Yield consecutive float32 batches in order."""
+        for start in range(0, len(self), batch_size):
+            yield self.load(slice(start, min(start + batch_size, len(self))))
+
+    def channel_stats(self, max_samples: int = 10_000, seed: int = 0) -> tuple[np.ndarray, ...]:
+        """Per-channel (images) or per-feature (features) mean and standard deviation.
+
+        At most ``max_samples`` samples, drawn without replacement with ``seed``, are read.
+        """
+        n = len(self)
+        if n > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+        else:
+            idx = np.arange(n)
+        total = None
+        total_sq = None
+        count = 0
+        for start in range(0, len(idx), 1024):
+            batch = self.load(idx[start : start + 1024]).double()
+            dims = (0, 2, 3) if self.kind == "images" else (0,)
+            batch_sum = batch.sum(dim=dims)
+            batch_sq = (batch * batch).sum(dim=dims)
+            total = batch_sum if total is None else total + batch_sum
+            total_sq = batch_sq if total_sq is None else total_sq + batch_sq
+            count += batch.numel() // batch_sum.numel()
+        mean = total / count
+        var = (total_sq / count - mean * mean).clamp_min(0.0)
+        std = var.sqrt()
+        std[std < 1e-6] = 1.0
+        return mean.float().numpy(), std.float().numpy()
+
+
+class TensorSource(ImageSource):
+    """Samples held in memory as a tensor (uint8 images are scaled on load).
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(N, C, H, W)`` images (uint8 0..255 or float 0..1) or ``(N, D)`` float features.
+    image_size : tuple of int, optional
+        ``(H, W)`` to resize images to on load; ``None`` keeps their size.
+    """
+
+    def __init__(self, data: torch.Tensor, image_size: tuple[int, int] | None = None):
+        self.data = data
+        if data.ndim == 4:
+            self.kind = "images"
+            size = tuple(image_size) if image_size is not None else tuple(data.shape[2:])
+            self.image_size = size
+            self.shape = (int(data.shape[1]), int(size[0]), int(size[1]))
+        else:
+            self.kind = "features"
+            self.image_size = None
+            self.shape = (int(data.shape[1]),)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
+        if indices is None:
+            indices = slice(None)
+        elif not isinstance(indices, slice):
+            indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        batch = self.data[indices]
+        if batch.dtype == torch.uint8:
+            batch = batch.float().div_(255.0)
+        else:
+            batch = batch.float()
+        if self.kind == "images" and tuple(batch.shape[2:]) != self.image_size:
+            batch = resize_images(batch, self.image_size)
+        return batch
+
+
+class FileSource(ImageSource):
+    """Images read from files, decoded in batches and resized to a common size.
+
+    The files are decoded once by :meth:`scan` (which also finds unreadable ones). When the
+    decoded collection is small (up to 1 GiB), it is kept in memory; otherwise each
+    :meth:`load` decodes its batch again, so the whole collection is never in memory at once.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files.
+    image_size : tuple of int
+        ``(H, W)`` every image is resized to.
+    n_channels : int or None
+        1 (grayscale) or 3 (RGB); ``None`` decides from the first files during :meth:`scan`.
+    root : str or None
+        Folder the paths were found in (used to report relative names).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        image_size: tuple[int, int],
+        n_channels: int | None = None,
+        root: str | None = None,
+    ):
+        self.paths = [os.fspath(p) for p in paths]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.root = root
+        self.kind = "images"
+        self._n_channels = n_channels
+        self._cache: torch.Tensor | None = None
+        self.shape = (n_channels or 0, *self.image_size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _decode(self, path: str) -> np.ndarray:
+        mode = "L" if self.shape[0] == 1 else "RGB"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                if img.size != (self.image_size[1], self.image_size[0]):
+                    img = img.resize(
+                        (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
+                    )
+                array = np.asarray(img, dtype=np.uint8)
+        return array[:, :, None] if array.ndim == 2 else array
+
+    def _decode_many(self, paths: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        out = np.zeros((len(paths), *self.image_size, self.shape[0]), dtype=np.uint8)
+        errors: list[tuple[str, str]] = []
+
+        def work(i_path):
+            i, path = i_path
+            try:
+                out[i] = self._decode(path)
+            except Exception as exc:  # noqa: BLE001 - every decoding failure is reported
+                errors.append((path, f"{type(exc).__name__}: {exc}"))
+
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            list(pool.map(work, enumerate(paths)))
+        return out, errors
+
+    def _detect_channels(self) -> int:
+        for path in self.paths[:16]:
+            try:
+                with Image.open(path) as img:
+                    if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
+                        return 3
+            except Exception:  # noqa: BLE001 - unreadable files are reported by scan()
+                continue
+        return 1
+
+    def scan(self, on_bad_image: str = "raise", batch_size: int = 512) -> FileSource:
+        """Decode every file once, report unreadable ones, and cache small collections.
+
+        Parameters
+        ----------
+        on_bad_image : {'raise', 'skip'}
+            ``'raise'`` raises a :class:`ValueError` naming the unreadable files; ``'skip'``
+            drops them with a warning that lists them.
+        batch_size : int
+            Number of files decoded at a time.
+
+        Returns
+        -------
+        self
+        """
+        if self._n_channels is None:
+            self._n_channels = self._detect_channels()
+        self.shape = (self._n_channels, *self.image_size)
+        n_bytes = len(self.paths) * int(np.prod(self.shape))
+        keep = n_bytes <= FILE_CACHE_BYTES
+        decoded: list[np.ndarray] = []
+        bad: list[tuple[str, str]] = []
+        for start in range(0, len(self.paths), batch_size):
+            chunk = self.paths[start : start + batch_size]
+            arrays, errors = self._decode_many(chunk)
+            bad.extend(errors)
+            if keep:
+                failed = {path for path, _ in errors}
+                decoded.append(arrays[[p not in failed for p in chunk]])
+        if bad:
+            listing = "\n".join(f"  {self._name(path)}: {why}" for path, why in sorted(bad))
+            if on_bad_image == "raise":
+                raise ValueError(
+                    f"{len(bad)} image file(s) could not be read:\n{listing}\n"
+                    "Remove or repair them, or pass on_bad_image='skip' to leave them out."
+                )
+            warnings.warn(
+                f"Skipping {len(bad)} unreadable image file(s):\n{listing}", UserWarning,
+                stacklevel=3,
+            )
+            failed = {path for path, _ in bad}
+            self.paths = [p for p in self.paths if p not in failed]
+        if not self.paths:
+            raise ValueError("None of the image files could be read; nothing to cluster.")
+        if keep:
+            array = np.concatenate(decoded) if decoded else np.zeros((0, *self.shape), np.uint8)
+            self._cache = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+        return self
+
+    def _name(self, path: str) -> str:
+        if self.root is not None:
+            try:
+                return os.path.relpath(path, self.root)
+            except ValueError:
+                return path
+        return path
+
+    def relative_names(self) -> list[str]:
+        """File names relative to the folder they were found in (or as given)."""
+        return [self._name(p) for p in self.paths]
+
+    def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
+        if self.shape[0] == 0:
+            self.scan()
+        if self._cache is not None:
+            return TensorSource(self._cache).load(indices)
+        if indices is None:
+            indices = slice(None)
+        paths = self.paths[indices] if isinstance(indices, slice) else [
+            self.paths[i] for i in np.asarray(indices)
+        ]
+        arrays, errors = self._decode_many(paths)
+        if errors:
+            listing = ", ".join(self._name(p) for p, _ in errors)
+            raise ValueError(f"Image file(s) could not be read: {listing}")
+        return torch.from_numpy(arrays.transpose(0, 3, 1, 2).copy()).float().div_(255.0)
+
+
+def resize_images(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a float ``(B, C, H, W)`` batch with bilinear interpolation (antialiased)."""
+    antialias = size[0] < batch.shape[2] or size[1] < batch.shape[3]
+    return F.interpolate(
+        batch, size=size, mode="bilinear", align_corners=False, antialias=antialias
+    ).clamp_(0.0, 1.0)
+
+
+def list_image_files(folder: str | os.PathLike) -> list[str]:
+    """All image files below ``folder`` (recursively), in a stable sorted order."""
+    root = Path(folder)
+    files = [
+        str(p)
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    ]
+    return sorted(files, key=lambda p: Path(p).relative_to(root).as_posix())
+
+
+def _is_path_like(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _normalise_image_size(image_size) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)):
+        return (int(image_size), int(image_size))
+    return (int(image_size[0]), int(image_size[1]))
+
+
+def _paths_source(X, image_size, n_channels) -> FileSource:
+    size = _normalise_image_size(image_size) or (DEFAULT_FILE_IMAGE_SIZE,) * 2
+    if _is_path_like(X):
+        path = os.fspath(X)
+        if os.path.isdir(path):
+            files = list_image_files(path)
+            if not files:
+                raise ValueError(
+                    f"The folder {path!r} contains no image files (searched recursively for "
+                    f"{', '.join(IMAGE_EXTENSIONS)}). Point to a folder that holds images."
+                )
+            return FileSource(files, size, n_channels, root=path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No such file or folder: {path!r}. Pass an existing image folder, a list of "
+                "image files, or an array of images."
+            )
+        paths = [path]
+    else:
+        paths = [os.fspath(p) for p in X]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise FileNotFoundError(
+            f"{len(missing)} image file(s) do not exist: {shown}{more}. Check the paths."
+        )
+    return FileSource(paths, size, n_channels)
+
+
+def _array_to_tensor(X: np.ndarray) -> torch.Tensor:
+    """Convert a validated numeric array to a channels-first tensor (images) or 2-D float."""
+    if X.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    if X.ndim == 3:
+        X = X[:, None, :, :]
+    else:
+        X = np.moveaxis(X, -1, 1)
+    if X.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(X))
+    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+
+
+def _check_image_values(X) -> None:
+    if isinstance(X, torch.Tensor):
+        if X.dtype == torch.uint8 or X.numel() == 0:
+            return
+        low, high = float(X.min()), float(X.max())
+    else:
+        if X.dtype == np.uint8 or X.size == 0:
+            return
+        low, high = float(X.min()), float(X.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        raise ValueError(
+            f"Float images must have values in [0, 1]; got values in [{low:.3g}, {high:.3g}]. "
+            "Pass uint8 images (0..255) or divide float images by their maximum."
+        )
+
+
+def _check_finite(X) -> None:
+    if isinstance(X, torch.Tensor):
+        finite = bool(torch.isfinite(X).all()) if X.is_floating_point() else True
+    else:
+        finite = bool(np.isfinite(X).all()) if X.dtype.kind == "f" else True
+    if not finite:
+        raise ValueError(
+            "Input contains NaN or infinity. Remove or impute those values before fitting."
+        )
+
+
+def as_source(
+    X,
+    *,
+    image_size=None,
+    n_channels: int | None = None,
+    on_bad_image: str = "raise",
+    validate_features=None,
+) -> ImageSource:
+    """Wrap user input in an :class:`ImageSource`.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor, str, path or sequence of paths
+        - numpy ``(N, H, W)`` grayscale or ``(N, H, W, C)`` channels-last with ``C`` in
+          1/3/4, uint8 (0..255) or float (0..1);
+        - torch ``(N, C, H, W)`` channels-first (or ``(N, H, W)`` grayscale);
+        - a folder (searched recursively for image files), one image file, or a sequence
+          of image file paths;
+        - a 2-D ``(N, D)`` matrix of features.
+    image_size : int or (int, int), optional
+        Size images are resized to; ``None`` keeps an array's own size and uses
+        :data:`DEFAULT_FILE_IMAGE_SIZE` for files.
+    n_channels : int, optional
+        Channel count to convert files to (``None``: decided from the files).
+    on_bad_image : {'raise', 'skip'}
+        What to do with files that cannot be decoded.
+    validate_features : callable, optional
+        Called on 2-D numeric input (used by estimators to run scikit-learn's
+        ``validate_data``); must return the validated array.
+
+    Returns
+    -------
+    ImageSource
+    """
+    if _is_path_like(X):
+        return _paths_source(X, image_size, n_channels).scan(on_bad_image)
+    if isinstance(X, (list, tuple)) and len(X) > 0 and all(_is_path_like(x) for x in X):
+        return _paths_source(X, image_size, n_channels).scan(on_bad_image)
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 1 and X.size > 0:
+        values = X.tolist()
+        if all(_is_path_like(v) for v in values):
+            return _paths_source(values, image_size, n_channels).scan(on_bad_image)
+        raise TypeError(
+            "X is a 1-D array of objects that are not file paths. Pass image file paths, "
+            "a folder, or a numeric array of images or features."
+        )
+
+    if isinstance(X, torch.Tensor):
+        tensor = X.detach().cpu()
+        if tensor.ndim not in (2, 3, 4):
+            raise ValueError(
+                f"Expected a 2-D (N, D), 3-D (N, H, W) or 4-D (N, C, H, W) tensor; got shape "
+                f"{tuple(tensor.shape)}."
+            )
+        if tensor.shape[0] == 0:
+            raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+        if tensor.is_complex():
+            raise TypeError("Complex data is not supported; pass real-valued images.")
+        _check_finite(tensor)
+        if tensor.ndim == 2:
+            return as_source(tensor.numpy(), validate_features=validate_features)
+        if tensor.ndim == 3:
+            tensor = tensor[:, None]
+        if tensor.shape[1] not in (1, 3, 4):
+            raise ValueError(
+                f"Tensors are read channels-first (N, C, H, W) with C in 1, 3 or 4; got shape "
+                f"{tuple(tensor.shape)}. For channels-last data use tensor.permute(0, 3, 1, 2)."
+            )
+        _check_image_values(tensor)
+        if tensor.dtype != torch.uint8:
+            tensor = tensor.float()
+        return TensorSource(tensor.contiguous(), _normalise_image_size(image_size))
+
+    if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
+        if not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if X.ndim == 2 or X.ndim < 2:
+            if validate_features is not None:
+                X = validate_features(X)
+            elif X.ndim != 2:
+                raise ValueError(
+                    f"Expected 2-D features or 3-D/4-D images; got a {X.ndim}-D array. "
+                    "Reshape a single sample with X.reshape(1, -1)."
+                )
+            _check_finite(np.asarray(X))
+            return TensorSource(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+        if X.ndim > 4:
+            raise ValueError(
+                f"Expected 2-D features, (N, H, W) or (N, H, W, C) images; got a {X.ndim}-D "
+                f"array of shape {X.shape}."
+            )
+        if X.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Image arrays must be numeric (uint8 or float); got dtype {X.dtype}."
+            )
+        if X.shape[0] == 0:
+            raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+        if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"4-D numpy arrays are read channels-last (N, H, W, C) with C in 1, 3 or 4; got "
+                f"shape {X.shape}. For channels-first data use np.moveaxis(X, 1, -1) or pass a "
+                "torch tensor."
+            )
+        _check_finite(X)
+        if X.dtype != np.uint8:
+            if X.dtype.kind in "iub" and X.max(initial=0) <= 255 and X.min(initial=0) >= 0:
+                X = X.astype(np.uint8)
+            else:
+                _check_image_values(X)
+        return TensorSource(_array_to_tensor(X), _normalise_image_size(image_size))
+
+    raise TypeError(
+        f"Cannot read input of type {type(X).__name__}. Pass a numpy array, a torch tensor, "
+        "a folder path or a list of image file paths."
+    )

@@ -1,0 +1,390 @@
+"""The base every deepclust estimator shares: input checks, network, inference, scoring."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.metrics import silhouette_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from deepclust._utils import resolve_device, seed_everything, to_numpy
+from deepclust.data import ImageSource, as_source
+from deepclust.networks import ClusteringNetwork, build_backbone
+from deepclust.training import Trainer, run_inference
+
+__all__ = ["DeepClusterMixin", "BaseDeepClusterer", "FitContext"]
+
+
+@dataclass
+class FitContext:
+    """What one call of ``fit`` passes to a method's ``_fit``.
+
+    Attributes
+    ----------
+    device : torch.device
+    seed : int
+        Derived from ``random_state``; torch, NumPy and Python are already seeded with it.
+    y : ndarray or None
+        True labels, for reporting only (never used for training).
+    batch_size, inference_batch_size : int
+    verbose : bool or int
+    callbacks : list of Callback
+        Extra trainer callbacks (the command line adds checkpointing).
+    resume_state : dict or None
+        A checkpoint to continue from.
+    """
+
+    device: torch.device
+    seed: int
+    y: np.ndarray | None
+    batch_size: int
+    inference_batch_size: int
+    verbose: bool | int = False
+    callbacks: list = field(default_factory=list)
+    resume_state: dict | None = None
+
+    def trainer(self, get_extra_state=None, set_extra_state=None) -> Trainer:
+        """A :class:`~deepclust.training.Trainer` set up for this fit."""
+        trainer = Trainer(
+            self.device, self.batch_size, random_state=self.seed, verbose=self.verbose,
+            callbacks=self.callbacks, get_extra_state=get_extra_state,
+            set_extra_state=set_extra_state,
+        )
+        if self.resume_state is not None:
+            trainer.resume_from(self.resume_state)
+        return trainer
+
+
+class DeepClusterMixin:
+    """Marker for deepclust estimators (used by the command line and by ``pretext=``)."""
+
+    _deepclust_estimator = True
+
+
+class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of the four deep-clustering estimators.
+
+    Subclasses implement :meth:`_fit`, which trains ``self._network`` -like state and
+    returns the fitted attributes as a dict; the base validates parameters and input before
+    any training, sets the attributes only once training has finished (an interrupted fit
+    leaves the estimator unfitted), and provides ``predict``, ``predict_proba``,
+    ``transform`` and ``score``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 2, None, closed="left")],
+        "backbone": [str, nn.Module],
+        "device": [str, torch.device, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "image_size": [Interval(Integral, 4, None, closed="left"), tuple, None],
+        "on_bad_image": [StrOptions({"raise", "skip"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    #: Default batch size at inference (predict/transform) when ``batch_size`` is small.
+    _inference_batch_size = 512
+
+    # ------------------------------------------------------------------ input
+    def _validate_features(self, reset: bool):
+        def validate(X):
+            return validate_data(
+                self, X, reset=reset, dtype=[np.float32, np.float64], ensure_min_samples=1
+            )
+
+        return validate
+
+    def _read_input(self, X, *, reset: bool) -> ImageSource:
+        """Validate ``X`` and wrap it in an :class:`ImageSource` (before any training)."""
+        if sp.issparse(X):
+            validate_data(self, X, reset=reset)  # raises scikit-learn's sparse-input error
+        if reset:
+            source = as_source(
+                X,
+                image_size=self.image_size,
+                on_bad_image=self.on_bad_image,
+                validate_features=self._validate_features(reset=True),
+            )
+            if source.kind == "images":
+                self.n_features_in_ = source.n_features
+                for attr in ("feature_names_in_",):
+                    if hasattr(self, attr):
+                        delattr(self, attr)
+            return source
+        check_is_fitted(self)
+        if self.input_kind_ == "features":
+            source = as_source(X, validate_features=self._validate_features(reset=False))
+            if source.kind != "features":
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on 2-D features of width "
+                    f"{self.n_features_in_}; got images of shape {source.shape}."
+                )
+            return source
+        channels, height, width = self.input_shape_
+        source = as_source(
+            X, image_size=(height, width), n_channels=channels, on_bad_image=self.on_bad_image
+        )
+        if source.kind != "images":
+            raise ValueError(
+                f"{type(self).__name__} was fitted on images of shape {self.input_shape_}; got "
+                f"2-D features of width {source.shape[0]}. Pass images shaped like the fit data."
+            )
+        if source.shape[0] != channels:
+            raise ValueError(
+                f"X has {source.shape[0]} channel(s) but {type(self).__name__} was fitted on "
+                f"{channels}-channel images. Convert the images (e.g. to "
+                f"{'grayscale' if channels == 1 else 'RGB'}) before predicting."
+            )
+        return source
+
+    def _check_n_samples(self, n_samples: int) -> None:
+        if self.n_clusters > n_samples:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} must be <= n_samples={n_samples}. Use fewer "
+                "clusters or more samples."
+            )
+
+    def _check_fit_params(self, source: ImageSource) -> None:
+        """Method-specific checks run before training (override in subclasses)."""
+
+    # ------------------------------------------------------------------ fit
+    def _seed(self) -> int:
+        if isinstance(self.random_state, (Integral, np.integer)):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _build_network(
+        self,
+        source: ImageSource,
+        *,
+        n_heads: int = 1,
+        projection_dim: int | None = None,
+        backbone=None,
+        input_filter: nn.Module | None = None,
+        stats=None,
+    ) -> ClusteringNetwork:
+        """Build a fresh network for ``source`` with input statistics from it."""
+        backbone = self.backbone if backbone is None else backbone
+        if isinstance(backbone, nn.Module):
+            backbone = copy.deepcopy(backbone)  # never train the user's module in place
+        mean, std = stats if stats is not None else source.channel_stats()
+        filter_shape = source.shape
+        if input_filter is not None:
+            with torch.no_grad():
+                filter_shape = tuple(input_filter(torch.zeros(1, *source.shape)).shape[1:])
+        module, n_features = build_backbone(backbone, filter_shape)
+        return ClusteringNetwork(
+            module, n_features, self.n_clusters, n_heads, mean=mean, std=std,
+            projection_dim=projection_dim, input_filter=input_filter,
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, callbacks=None, resume_from=None):
+        """Learn a network and a clustering of ``X``.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor, folder or list of image paths
+            Images (see :func:`deepclust.data.as_source` for the accepted forms) or a 2-D
+            feature matrix.
+        y : array-like of shape (n_samples,), optional
+            Not used for training; accepted for API compatibility (some methods report
+            diagnostics against it).
+        callbacks : list of deepclust.training.Callback, optional
+            Extra callbacks for the training engine (e.g. :class:`~deepclust.training.Checkpoint`).
+        resume_from : dict, optional
+            A checkpoint state (``deepclust.training.load_state(path)``) to continue from;
+            with the same data and parameters, a resumed CPU fit ends as an uninterrupted one.
+
+        Returns
+        -------
+        self
+        """
+        previous = dict(vars(self))
+        try:
+            return self._fit_checked(X, y, callbacks, resume_from)
+        except BaseException:
+            # Validation or an interrupted training (KeyboardInterrupt included) leaves the
+            # estimator exactly as it was: no half-set fitted attributes.
+            vars(self).clear()
+            vars(self).update(previous)
+            raise
+
+    def _fit_checked(self, X, y, callbacks, resume_from):
+        device = resolve_device(self.device)
+        source = self._read_input(X, reset=True)
+        n_samples = len(source)
+        if n_samples == 1:
+            raise ValueError(
+                "n_samples=1: deep clustering needs at least 2 samples (and at least "
+                "n_clusters of them)."
+            )
+        self._check_n_samples(n_samples)
+        self._check_fit_params(source)
+        if y is not None:
+            y = np.asarray(y)
+            if y.shape[0] != n_samples:
+                raise ValueError(
+                    f"y has {y.shape[0]} entries but X has {n_samples} samples."
+                )
+        seed = self._seed()
+        seed_everything(seed)
+        context = FitContext(
+            device=device, seed=seed, y=y, batch_size=self.batch_size,
+            inference_batch_size=max(self.batch_size, self._inference_batch_size),
+            verbose=self.verbose, callbacks=list(callbacks or ()), resume_state=resume_from,
+        )
+        fitted = self._fit(source, context)
+        # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
+        fitted.setdefault("input_kind_", source.kind)
+        fitted.setdefault("input_shape_", tuple(source.shape))
+        fitted["device_"] = device
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def _fit(self, source: ImageSource, context: FitContext) -> dict:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # ------------------------------------------------------------------ inference
+    def _inference_device(self) -> torch.device:
+        try:
+            return resolve_device(self.device)
+        except ValueError:
+            warnings.warn(
+                f"device={self.device!r} is not available here; running on the CPU.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return torch.device("cpu")
+
+    def _infer(self, X, fn_name: str):
+        source = self._read_input(X, reset=False)
+        device = self._inference_device()
+        network = self.network_.to(device)
+        fn = getattr(network, fn_name)
+        return run_inference(
+            fn, source, device=device,
+            batch_size=max(self.batch_size, self._inference_batch_size),
+            modules=(network,), autocast=True,
+        )
+
+    def _head_index(self) -> int:
+        return int(getattr(self, "best_head_", 0))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Soft cluster assignments (softmax of the clustering head).
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+        """
+        logits = self._infer(X, "forward")[self._head_index()]
+        return to_numpy(torch.softmax(logits.double(), dim=1))
+
+    def predict(self, X) -> np.ndarray:
+        """Cluster of each sample.
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        logits = self._infer(X, "forward")[self._head_index()]
+        return to_numpy(logits.argmax(dim=1)).astype(np.int64)
+
+    def transform(self, X) -> np.ndarray:
+        """The learned representation: backbone features of each sample.
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out), float32
+        """
+        return to_numpy(self._infer(X, "features")).astype(np.float32, copy=False)
+
+    def score(self, X, y=None) -> float:
+        """Label-free clustering quality: cosine silhouette of the predicted clusters.
+
+        The silhouette (in [-1, 1], higher is better) of ``predict(X)`` measured on the
+        L2-normalised learned features ``transform(X)``, on at most 5,000 samples. It
+        rewards compact, well-separated clusters and is comparable across ``n_clusters``,
+        so ``GridSearchCV(est, {'n_clusters': [...]})`` without ``y`` selects a count. A
+        result with a single cluster scores -1.
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+        y : ignored
+
+        Returns
+        -------
+        float
+        """
+        source = self._read_input(X, reset=False)
+        device = self._inference_device()
+        network = self.network_.to(device)
+        head = self._head_index()
+
+        def features_and_logits(batch):
+            features = network.features(batch)
+            return [features, network.heads(features)[head]]
+
+        features, logits = run_inference(
+            features_and_logits, source, device=device,
+            batch_size=max(self.batch_size, self._inference_batch_size), modules=(network,),
+        )
+        labels = to_numpy(self._labels_from_outputs(features, logits))
+        n_labels = len(np.unique(labels))
+        if n_labels < 2 or n_labels >= len(labels):
+            return -1.0
+        embedding = to_numpy(nn.functional.normalize(features, dim=1))
+        return float(
+            silhouette_score(
+                embedding, labels, metric="cosine",
+                sample_size=min(5000, len(labels)), random_state=0,
+            )
+        )
+
+    def _labels_from_outputs(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Labels from features and head logits (DeepCluster overrides: nearest centroid)."""
+        return logits.argmax(dim=1)
+
+    # ------------------------------------------------------------------ misc
+    def __getstate__(self):
+        state = super().__getstate__()
+        network = state.get("network_")
+        if network is not None and any(p.is_cuda for p in network.parameters()):
+            state["network_"] = copy.deepcopy(network).cpu()
+        if "device_" in state:
+            state["device_"] = torch.device("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags

@@ -1,0 +1,174 @@
+"""Training stages and steps shared by the four methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepclust.augment import make_augmentation
+from deepclust.data import ImageSource
+from deepclust.losses import MultiHeadCrossEntropy, NTXentLoss
+from deepclust.networks import ClusteringNetwork
+from deepclust.training import Stage, run_inference
+
+__all__ = [
+    "make_fetch",
+    "make_augment",
+    "extract_features",
+    "head_probabilities",
+    "contrastive_stage",
+    "pseudo_label_stage",
+    "balanced_sampler",
+]
+
+
+def make_fetch(source: ImageSource) -> Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]:
+    """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU."""
+
+    def fetch(indices: np.ndarray):
+        batch = source.load(indices)
+        if torch.cuda.is_available():
+            batch = batch.pin_memory()
+        return torch.from_numpy(np.asarray(indices)), batch
+
+    return fetch
+
+
+def make_augment(policy, source: ImageSource) -> nn.Module:
+    """The augmentation module for ``source`` (identity for 2-D features)."""
+    if source.kind != "images" or policy is None:
+        return make_augmentation("none")
+    return make_augmentation(policy, image_size=source.shape[1:], n_channels=source.shape[0])
+
+
+def extract_features(
+    network: ClusteringNetwork, source: ImageSource, device: torch.device, batch_size: int
+) -> torch.Tensor:
+    """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU."""
+    return run_inference(
+        network.features, source, device=device, batch_size=batch_size, modules=(network,),
+        autocast=True,
+    )
+
+
+def head_probabilities(
+    network: ClusteringNetwork,
+    source: ImageSource,
+    device: torch.device,
+    batch_size: int,
+    output_device: torch.device | None = None,
+) -> list[torch.Tensor]:
+    """Softmax of every clustering head over the whole data set, float32."""
+
+    def probs(batch: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.softmax(logits.float(), dim=1) for logits in network(batch)]
+
+    outputs = run_inference(
+        probs, source, device=device, batch_size=batch_size, modules=(network,), autocast=True
+    )
+    return [o.to(output_device) if output_device is not None else o for o in outputs]
+
+
+def contrastive_stage(
+    network: ClusteringNetwork,
+    source: ImageSource,
+    device: torch.device,
+    *,
+    n_epochs: int,
+    lr: float,
+    temperature: float = 0.1,
+    augmentation="simclr",
+    weight_decay: float = 1e-4,
+    name: str = "pretext",
+) -> Stage:
+    """SimCLR pretext: two augmented views per image, NT-Xent on the projection head."""
+    augment = make_augment(augmentation, source)
+    criterion = NTXentLoss(temperature=temperature)
+    modules = [network.normalize, network.input_filter, network.backbone, network.projection]
+    params = [p for m in modules for p in m.parameters()]
+
+    def compute_loss(batch):
+        _, x = batch
+        x = x.to(device, non_blocking=True)
+        views = torch.cat([augment(x), augment(x)])
+        z = network.project(views).float()
+        z1, z2 = z.chunk(2)
+        return criterion(z1, z2)
+
+    return Stage(
+        name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
+        modules=[network], parameters=params, fetch=make_fetch(source), optimizer="sgd",
+        lr=lr, momentum=0.9, weight_decay=weight_decay, lr_schedule="cosine", drop_last=True,
+    )
+
+
+def pseudo_label_stage(
+    network: ClusteringNetwork,
+    source: ImageSource,
+    device: torch.device,
+    labels: Callable[[], torch.Tensor],
+    *,
+    n_epochs: int,
+    lr: float,
+    augmentation="weak",
+    name: str = "train",
+    momentum: float = 0.9,
+    weight_decay: float = 1e-5,
+    lr_schedule: str = "cosine",
+    sampler=None,
+    on_epoch_begin=None,
+    on_epoch_end=None,
+    parameters=None,
+) -> Stage:
+    """Cross-entropy of every head against the current pseudo-labels.
+
+    ``labels()`` returns a ``(n_heads, n_samples)`` (or ``(n_samples,)``) int64 tensor on
+    ``device``; it is called at every step so methods may redraw the labels between epochs.
+    """
+    augment = make_augment(augmentation, source)
+    criterion = MultiHeadCrossEntropy()
+
+    def compute_loss(batch):
+        idx, x = batch
+        x = augment(x.to(device, non_blocking=True))
+        current = labels()
+        idx = idx.to(current.device)
+        targets = current[..., idx]
+        return criterion([logits.float() for logits in network(x)], targets)
+
+    return Stage(
+        name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
+        modules=[network], parameters=parameters, fetch=make_fetch(source), optimizer="sgd",
+        lr=lr, momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
+        sampler=sampler, on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+    )
+
+
+def balanced_sampler(labels: Callable[[], np.ndarray], n_samples: int):
+    """A ``Stage.sampler`` drawing every non-empty cluster equally often (DeepCluster).
+
+    Each epoch has ``n_samples`` draws: ``n_samples / K'`` per non-empty cluster (``K'``
+    of them), members drawn without replacement when the cluster is large enough and with
+    replacement otherwise, then shuffled. Empty clusters never reach the sampler.
+    """
+
+    def sample(epoch: int, rng: np.random.Generator) -> np.ndarray:
+        current = np.asarray(labels())
+        clusters = np.unique(current)
+        per_cluster = int(np.ceil(n_samples / len(clusters)))
+        order = np.argsort(current, kind="stable")
+        bounds = np.searchsorted(current[order], clusters, side="left")
+        ends = np.append(bounds[1:], len(order))
+        chosen = []
+        for start, end in zip(bounds, ends):
+            members = order[start:end]
+            replace = len(members) < per_cluster
+            chosen.append(rng.choice(members, per_cluster, replace=replace))
+        out = np.concatenate(chosen)
+        rng.shuffle(out)
+        return out[:n_samples]
+
+    return sample

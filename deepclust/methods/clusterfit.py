@@ -1,0 +1,216 @@
+"""ClusterFit: cluster a pretrained network's features, then train a fresh network on them."""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from deepclust._utils import to_numpy
+from deepclust.cluster import PCAWhitening, kmeans
+from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
+from deepclust.training import run_inference
+
+__all__ = ["ClusterFitTransformer"]
+
+
+class ClusterFitTransformer(BaseDeepClusterer):
+    """ClusterFit (Yan, Misra, Gupta, Ghadiyaram & Mahajan, CVPR 2020).
+
+    1. **Cluster**: extract features of all images with a feature source ``pretrained``
+       (``N_pre``), L2-normalise them (optionally PCA to ``pca_dim``), and run k-means with
+       ``n_clusters``.
+    2. **Fit**: train a *fresh* network (``backbone``, from scratch) to predict those
+       pseudo-labels by cross-entropy under augmentation.
+
+    Its job is better features: :meth:`transform` returns the fresh network's features,
+    so ``make_pipeline(ClusterFitTransformer(), LogisticRegression())`` is the linear-probe
+    protocol. :meth:`predict` gives the fresh network's cluster.
+
+    Parameters
+    ----------
+    n_clusters : int, default=100
+        k-means clusters. ClusterFit over-clusters (the paper uses thousands of clusters on
+        ImageNet), so the default is large relative to typical class counts.
+    pretrained : None, nn.Module, callable or fitted deepclust estimator, default=None
+        The feature source ``N_pre``. An ``nn.Module`` or a callable maps a ``(B, C, H, W)``
+        float batch in ``[0, 1]`` to ``(B, F)`` features; a fitted estimator contributes its
+        ``transform``. ``None`` trains a SimCLR pretext network (``pretext_epochs``) first.
+    backbone : str or nn.Module, default='auto'
+        Architecture of the fresh network (a given module is copied and re-initialised).
+    pca_dim : int or None, default=None
+        PCA-whiten features to this many dims before k-means (``None``: no PCA).
+    pretext_epochs : int, default=50
+        Epochs of the SimCLR pretext when ``pretrained`` is None.
+    pretext_lr : float, default=0.1
+    temperature : float, default=0.1
+    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='simclr'
+        Augmentation while fitting the fresh network.
+    device : str, default='auto'
+    batch_size : int, default=256
+    max_epochs : int, default=30
+        Epochs of training the fresh network.
+    lr : float, default=0.05
+        SGD (momentum 0.9, cosine) learning rate of the fresh network.
+    image_size : int or None, default=None
+    on_bad_image : {'raise', 'skip'}, default='raise'
+    random_state : int, RandomState or None, default=None
+    verbose : bool or int, default=False
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        The k-means pseudo-labels of the ``N_pre`` features.
+    pretrained_network_ : nn.Module or None
+        The pretext network trained when ``pretrained`` was None.
+    network_ : ClusteringNetwork
+        The fresh network.
+    history_ : list of dict
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDeepClusterer._parameter_constraints,
+        "pretrained": [None, nn.Module, callable],
+        "pca_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
+        "pretext_lr": [Interval(Real, 0, None, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+    }
+
+    def __init__(
+        self,
+        n_clusters=100,
+        *,
+        pretrained=None,
+        backbone="auto",
+        pca_dim=None,
+        pretext_epochs=50,
+        pretext_lr=0.1,
+        temperature=0.1,
+        augmentation="simclr",
+        device="auto",
+        batch_size=256,
+        max_epochs=30,
+        lr=0.05,
+        image_size=None,
+        on_bad_image="raise",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_clusters = n_clusters
+        self.pretrained = pretrained
+        self.backbone = backbone
+        self.pca_dim = pca_dim
+        self.pretext_epochs = pretext_epochs
+        self.pretext_lr = pretext_lr
+        self.temperature = temperature
+        self.augmentation = augmentation
+        self.device = device
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.image_size = image_size
+        self.on_bad_image = on_bad_image
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _pretrained_features(self, source, context, pretext_network) -> torch.Tensor:
+        """Features of every sample from the feature source ``N_pre``."""
+        device, batch_size = context.device, context.inference_batch_size
+        source_net = self.pretrained
+        if pretext_network is not None:
+            return extract_features(pretext_network, source, device, batch_size)
+        if getattr(source_net, "_deepclust_estimator", False):
+            network = copy.deepcopy(source_net.network_).to(device)
+            return extract_features(network, source, device, batch_size)
+        if isinstance(source_net, nn.Module):
+            module = copy.deepcopy(source_net).to(device)
+            features = run_inference(
+                module, source, device=device, batch_size=batch_size, modules=(module,)
+            )
+            return features.flatten(1)
+        features = run_inference(
+            lambda batch: torch.as_tensor(source_net(batch)), source, device=device,
+            batch_size=batch_size,
+        )
+        return features.float().flatten(1)
+
+    def _check_fit_params(self, source) -> None:
+        pretrained = self.pretrained
+        if getattr(pretrained, "_deepclust_estimator", False) and not hasattr(
+            pretrained, "network_"
+        ):
+            raise ValueError(
+                f"pretrained={type(pretrained).__name__} is not fitted; fit it first."
+            )
+
+    def _fit(self, source, context) -> dict:
+        device, seed = context.device, context.seed
+        pretext_network = None
+        stages = []
+        if self.pretrained is None:
+            pretext_network = self._build_network(source, projection_dim=128).to(device)
+            if self.pretext_epochs > 0:
+                stages.append(contrastive_stage(
+                    pretext_network, source, device, n_epochs=self.pretext_epochs,
+                    lr=self.pretext_lr, temperature=self.temperature,
+                ))
+        backbone = self.backbone
+        if isinstance(backbone, nn.Module):
+            backbone = _reinitialised(backbone)
+        network = self._build_network(source, backbone=backbone).to(device)
+        state: dict = {"labels": None}
+
+        def cluster() -> None:
+            features = self._pretrained_features(source, context, pretext_network)
+            features = nn.functional.normalize(features.float(), dim=1)
+            if self.pca_dim is not None:
+                features = PCAWhitening(
+                    min(self.pca_dim, features.shape[1]), l2_normalize=True
+                ).fit_transform(features)
+            result = kmeans(
+                features.to(device), self.n_clusters, random_state=seed, device=device
+            )
+            state["labels"] = torch.as_tensor(result.labels).long().to(device)
+
+        stage = pseudo_label_stage(
+            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
+            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
+            name="clusterfit",
+        )
+        stage.on_begin = cluster
+        stages.append(stage)
+        trainer = context.trainer(
+            get_extra_state=lambda: (
+                {} if state["labels"] is None else {"labels": state["labels"].cpu()}
+            ),
+            set_extra_state=lambda extra: state.update(
+                labels=extra["labels"].to(device) if "labels" in extra else None
+            ),
+        )
+        modules = [m for m in (pretext_network, network) if m is not None]
+        history = trainer.fit(stages, modules=modules)
+        if pretext_network is not None:
+            pretext_network.projection = None  # only its features are kept
+        return {
+            "network_": network,
+            "labels_": to_numpy(state["labels"]).astype(np.int64),
+            "pretrained_network_": pretext_network,
+            "history_": history,
+            "n_iter_": self.max_epochs,
+        }
+
+
+def _reinitialised(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every layer's parameters reset (a fresh network)."""
+    fresh = copy.deepcopy(module)
+    for layer in fresh.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return fresh

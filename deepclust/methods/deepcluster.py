@@ -1,0 +1,244 @@
+"""DeepCluster: k-means pseudo-labels on PCA-whitened features, then retrain."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from deepclust._utils import to_numpy
+from deepclust.cluster import PCAWhitening, assign, kmeans
+from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._stages import balanced_sampler, extract_features, pseudo_label_stage
+
+__all__ = ["DeepClusterEstimator", "SobelFilter"]
+
+
+class SobelFilter(nn.Module):
+    """Fixed grayscale conversion followed by horizontal and vertical Sobel filters.
+
+    Maps ``(B, C, H, W)`` input (any ``C``; colour channels are averaged) to two channels,
+    as DeepCluster's ``sobel=True`` input layer.
+    """
+
+    def __init__(self):
+        super().__init__()
+        kernel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        self.register_buffer("kernel", torch.stack([kernel_x, kernel_x.T])[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gray = x.mean(dim=1, keepdim=True)
+        return nn.functional.conv2d(gray, self.kernel.to(gray.dtype), padding=1)
+
+
+class DeepClusterEstimator(BaseDeepClusterer):
+    """DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018).
+
+    Every epoch: extract the features of all images with the current network (eval mode,
+    no augmentation), PCA-whiten them to ``pca_dim`` dimensions and L2-normalise, run
+    k-means, re-initialise the classification head, and train one epoch by cross-entropy
+    against the k-means assignment under augmentation, drawing every cluster equally often.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        k-means clusters. The paper over-clusters (e.g. 10x the number of classes).
+    backbone : str or nn.Module, default='auto'
+    pca_dim : int, default=256
+        Whitened dimensions (fewer when the features are smaller).
+    kmeans_iter : int, default=20
+        k-means iterations per epoch.
+    sobel : bool, default=False
+        Feed the network fixed Sobel edges of the grayscale image instead of the image.
+    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='weak'
+        Training augmentation (the paper: random resized crop and flip).
+    kmeans_backend : {'auto', 'faiss', 'torch'}, default='auto'
+    device : str, default='auto'
+    batch_size : int, default=256
+    max_epochs : int, default=30
+        Epochs, i.e. clusterings of the data.
+    lr : float, default=0.05
+        SGD learning rate (the reference code's value), momentum 0.9, cosine schedule.
+    weight_decay : float, default=1e-5
+    image_size : int or None, default=None
+    on_bad_image : {'raise', 'skip'}, default='raise'
+    random_state : int, RandomState or None, default=None
+    verbose : bool or int, default=False
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Final k-means assignment of the trained network's whitened features.
+    cluster_centers_ : ndarray of shape (n_clusters, pca_dim)
+        Centroids in the whitened space.
+    whitening_ : PCAWhitening
+        The fitted whitening, used by :meth:`predict`.
+    network_ : ClusteringNetwork
+    history_ : list of dict
+        Per epoch: loss, ``nmi_previous`` (NMI between consecutive assignments, the paper's
+        stability curve), k-means ``inertia``, seconds.
+
+    Notes
+    -----
+    :meth:`predict` assigns the nearest centroid of the whitened features rather than
+    using the classification head: the head is re-initialised every epoch to follow
+    permuted labels and so lags the final k-means; the nearest centroid reproduces
+    ``labels_`` on the training data exactly.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDeepClusterer._parameter_constraints,
+        "pca_dim": [Interval(Integral, 1, None, closed="left")],
+        "kmeans_iter": [Interval(Integral, 1, None, closed="left")],
+        "sobel": ["boolean"],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+        "kmeans_backend": [StrOptions({"auto", "faiss", "torch"})],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        backbone="auto",
+        pca_dim=256,
+        kmeans_iter=20,
+        sobel=False,
+        augmentation="weak",
+        kmeans_backend="auto",
+        device="auto",
+        batch_size=256,
+        max_epochs=30,
+        lr=0.05,
+        weight_decay=1e-5,
+        image_size=None,
+        on_bad_image="raise",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_clusters = n_clusters
+        self.backbone = backbone
+        self.pca_dim = pca_dim
+        self.kmeans_iter = kmeans_iter
+        self.sobel = sobel
+        self.augmentation = augmentation
+        self.kmeans_backend = kmeans_backend
+        self.device = device
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.image_size = image_size
+        self.on_bad_image = on_bad_image
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_fit_params(self, source) -> None:
+        if self.sobel and source.kind != "images":
+            raise ValueError("sobel=True needs images; got 2-D features. Use sobel=False.")
+
+    def _cluster(self, features: torch.Tensor, seed: int, device: torch.device):
+        # The whitening is fitted on the CPU (a small D x D problem) so the fitted
+        # estimator pickles anywhere; k-means runs on the training device.
+        whitening = PCAWhitening(min(self.pca_dim, features.shape[1]), l2_normalize=True)
+        whitened = whitening.fit_transform(features.cpu()).float()
+        result = kmeans(
+            whitened.to(device), self.n_clusters, n_iter=self.kmeans_iter, random_state=seed,
+            backend=self.kmeans_backend, device=device,
+        )
+        return whitening, whitened, result
+
+    def _fit(self, source, context) -> dict:
+        device, seed = context.device, context.seed
+        network = self._build_network(
+            source, input_filter=SobelFilter() if self.sobel else None
+        ).to(device)
+        state: dict = {"labels": None, "previous": None}
+
+        def recluster(epoch: int) -> dict:
+            features = extract_features(network, source, device, context.inference_batch_size)
+            _, _, result = self._cluster(features, seed + epoch, device)
+            labels = torch.as_tensor(result.labels).long()
+            record = {"inertia": float(result.inertia)}
+            if state["labels"] is not None:
+                record["nmi_previous"] = float(
+                    normalized_mutual_info_score(to_numpy(state["labels"]), to_numpy(labels))
+                )
+            state["labels"] = labels.to(device)
+            network.heads.reset_parameters()
+            trainer.reset_optimizer_state(network.heads.parameters())
+            return record
+
+        stage = pseudo_label_stage(
+            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
+            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
+            name="deepcluster", weight_decay=self.weight_decay,
+            sampler=balanced_sampler(lambda: to_numpy(state["labels"]), len(source)),
+            on_epoch_begin=recluster,
+        )
+        trainer = context.trainer(
+            get_extra_state=lambda: {"labels": state["labels"].cpu()},
+            set_extra_state=lambda extra: state.update(labels=extra["labels"].to(device)),
+        )
+        history = trainer.fit([stage], modules=[network])
+
+        features = extract_features(network, source, device, context.inference_batch_size)
+        whitening, whitened, result = self._cluster(features, seed + self.max_epochs, device)
+        centers = torch.as_tensor(result.centroids).float().cpu()
+        # Final labels are the nearest centroids, so predict() reproduces them exactly.
+        labels = to_numpy(torch.as_tensor(assign(whitened.float(), centers)[0])).astype(np.int64)
+        if state["labels"] is not None and history:
+            history[-1]["final_nmi_previous"] = float(
+                normalized_mutual_info_score(to_numpy(state["labels"]), labels)
+            )
+        return {
+            "network_": network,
+            "whitening_": whitening,
+            "cluster_centers_": to_numpy(centers),
+            "labels_": labels,
+            "history_": history,
+            "n_iter_": self.max_epochs,
+        }
+
+    def _labels_from_outputs(self, features, logits):
+        whitened = self.whitening_.transform(features.cpu())
+        centers = torch.as_tensor(self.cluster_centers_, dtype=whitened.dtype)
+        labels, _ = assign(whitened.float(), centers.float())
+        return torch.as_tensor(labels).long()
+
+    def predict(self, X) -> np.ndarray:
+        """Nearest centroid of the whitened features of each sample.
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        features = torch.as_tensor(self.transform(X))
+        return to_numpy(self._labels_from_outputs(features, None)).astype(np.int64)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Soft assignment: softmax of cosine similarities to the centroids (temperature 0.1).
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+        """
+        features = torch.as_tensor(self.transform(X))
+        whitened = self.whitening_.transform(features)
+        centers = torch.as_tensor(self.cluster_centers_, dtype=whitened.dtype)
+        similarity = nn.functional.normalize(whitened, dim=1) @ nn.functional.normalize(
+            centers, dim=1
+        ).T
+        return to_numpy(torch.softmax(similarity.double() / 0.1, dim=1))

@@ -1,0 +1,363 @@
+"""SCAN: contrastive pretext, nearest-neighbour consistency, confident self-labelling."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import HasMethods, Interval
+from torch import nn
+
+from deepclust._utils import to_numpy
+from deepclust.cluster import kmeans, knn
+from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
+from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._stages import (
+    contrastive_stage,
+    extract_features,
+    head_probabilities,
+    make_augment,
+    make_fetch,
+)
+from deepclust.training import Stage
+
+__all__ = ["SCANClusterer"]
+
+
+def pretext_backbone(pretext, source):
+    """Backbone (a copy) and input statistics from a ``pretext=`` argument.
+
+    ``pretext`` is an ``nn.Module`` mapping images to features, or a fitted deepclust
+    estimator whose learned backbone and input normalisation are reused.
+    """
+    if getattr(pretext, "_deepclust_estimator", False):
+        network = getattr(pretext, "network_", None)
+        if network is None:
+            raise ValueError(
+                f"pretext={type(pretext).__name__} is not fitted; fit it first or pass None."
+            )
+        stats = (to_numpy(network.normalize.mean), to_numpy(network.normalize.std))
+        return copy.deepcopy(network.backbone), stats
+    if isinstance(pretext, nn.Module):
+        return copy.deepcopy(pretext), None
+    raise TypeError(
+        "pretext must be None, an nn.Module or a fitted deepclust estimator; got "
+        f"{type(pretext).__name__}."
+    )
+
+
+class SCANClusterer(BaseDeepClusterer):
+    """SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., 2020).
+
+    Three stages, all run by :meth:`fit`:
+
+    1. **Pretext** (``pretext_epochs``): SimCLR contrastive learning, two SimCLR-strength
+       views per image, NT-Xent loss (temperature ``temperature``) on a 128-d projection
+       head. Skipped when ``pretext`` gives a pretrained network.
+    2. **SCAN** (``max_epochs``): mine the ``n_neighbors`` nearest neighbours of every image
+       on the L2-normalised pretext features, then train ``n_heads`` clustering heads with
+       the SCAN loss: ``-log <p(x), p(neighbour)>`` minus ``entropy_weight`` times the
+       entropy of the batch-mean prediction. The head with the lowest SCAN loss over the
+       data is kept.
+    3. **Self-labelling** (``selflabel_epochs``): fine-tune on confident samples only (max
+       probability on a weak view above ``confidence_threshold``) by class-balanced
+       cross-entropy of a strong view against the weak view's argmax. Batches without a
+       confident sample are skipped.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+    backbone : str or nn.Module, default='auto'
+    pretext : None, nn.Module or fitted deepclust estimator, default=None
+        Features for the neighbour search and initial weights of the backbone; ``None``
+        trains a SimCLR pretext.
+    n_neighbors : int, default=20
+    n_heads : int, default=5
+        Clustering heads trained in the SCAN step; the lowest-loss one is kept.
+    entropy_weight : float, default=5.0
+    confidence_threshold : float, default=0.99
+    update_cluster_head_only : bool, default=False
+        Freeze the backbone in the SCAN step.
+    temperature : float, default=0.1
+        NT-Xent temperature of the pretext.
+    pretext_epochs : int, default=100
+    max_epochs : int, default=50
+        Epochs of the SCAN step.
+    selflabel_epochs : int, default=20
+    pretext_lr : float, default=0.1
+        SGD (momentum 0.9, cosine) learning rate of the pretext.
+    lr : float, default=1e-4
+        Adam learning rate of the SCAN step (the paper's value) and self-labelling.
+    device : str, default='auto'
+    batch_size : int, default=256
+    image_size : int or None, default=None
+    on_bad_image : {'raise', 'skip'}, default='raise'
+    random_state : int, RandomState or None, default=None
+    verbose : bool or int, default=False
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        ``predict`` of the training data after the last stage.
+    neighbors_ : ndarray of shape (n_samples, n_neighbors)
+        Indices of the mined neighbours.
+    neighbor_accuracy_ : float
+        Fraction of mined neighbours sharing their anchor's ``y`` (only when ``fit`` got
+        ``y``; ``y`` is never used for training).
+    best_head_ : int
+    stage_labels_ : dict of str to ndarray
+        Labels of the training data after each stage: ``'pretext_kmeans'`` (k-means on the
+        pretext features), ``'scan'`` and ``'selflabel'``, for comparing the stages.
+    head_losses_ : ndarray of shape (n_heads,)
+        SCAN loss of every head over the data set (the lowest is ``best_head_``).
+    network_ : ClusteringNetwork
+    history_ : list of dict
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDeepClusterer._parameter_constraints,
+        "pretext": [None, nn.Module, HasMethods(["transform"])],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
+        "update_cluster_head_only": ["boolean"],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
+        "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
+        "pretext_lr": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        backbone="auto",
+        pretext=None,
+        n_neighbors=20,
+        n_heads=5,
+        entropy_weight=5.0,
+        confidence_threshold=0.99,
+        update_cluster_head_only=False,
+        temperature=0.1,
+        pretext_epochs=100,
+        max_epochs=50,
+        selflabel_epochs=20,
+        pretext_lr=0.1,
+        lr=1e-4,
+        device="auto",
+        batch_size=256,
+        image_size=None,
+        on_bad_image="raise",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_clusters = n_clusters
+        self.backbone = backbone
+        self.pretext = pretext
+        self.n_neighbors = n_neighbors
+        self.n_heads = n_heads
+        self.entropy_weight = entropy_weight
+        self.confidence_threshold = confidence_threshold
+        self.update_cluster_head_only = update_cluster_head_only
+        self.temperature = temperature
+        self.pretext_epochs = pretext_epochs
+        self.max_epochs = max_epochs
+        self.selflabel_epochs = selflabel_epochs
+        self.pretext_lr = pretext_lr
+        self.lr = lr
+        self.device = device
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.on_bad_image = on_bad_image
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_fit_params(self, source) -> None:
+        if self.n_neighbors >= len(source):
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be smaller than n_samples={len(source)}."
+            )
+        if self.pretext is not None:
+            pretext_backbone(self.pretext, source)
+
+    # ------------------------------------------------------------------ stages
+    def _scan_stage(self, network, source, context, state) -> Stage:
+        device = context.device
+        augment = make_augment("weak", source)
+        criterion = SCANLoss(entropy_weight=self.entropy_weight)
+        fetch_images = make_fetch(source)
+        neighbor_rng = np.random.default_rng(context.seed + 1)
+
+        def fetch(indices):
+            neighbors = state["neighbors"][indices]
+            picks = neighbors[np.arange(len(indices)), neighbor_rng.integers(
+                0, neighbors.shape[1], len(indices))]
+            _, anchors = fetch_images(indices)
+            _, partners = fetch_images(picks)
+            return anchors, partners
+
+        def compute_loss(batch):
+            anchors, partners = (b.to(device, non_blocking=True) for b in batch)
+            both = augment(torch.cat([anchors, partners]))
+            if self.update_cluster_head_only:
+                with torch.no_grad():
+                    features = network.features(both)
+                logits = network.heads(features)
+            else:
+                logits = network(both)
+            losses = [criterion(*head.float().chunk(2))[0] for head in logits]
+            return torch.stack(losses).sum()
+
+        if self.update_cluster_head_only:
+            params = list(network.heads.parameters())
+        else:
+            params = [p for name, p in network.named_parameters()
+                      if not name.startswith("projection")]
+        return Stage(
+            name="scan", n_epochs=self.max_epochs, n_samples=len(source),
+            compute_loss=compute_loss, modules=[network], parameters=params, fetch=fetch,
+            optimizer="adam", lr=self.lr, weight_decay=1e-4, lr_schedule="constant",
+            on_begin=lambda: self._mine_neighbors(network, source, context, state),
+        )
+
+    def _selflabel_stage(self, network, source, device, state) -> Stage:
+        weak = make_augment("weak", source)
+        strong = make_augment("strong", source)
+        criterion = ConfidenceCrossEntropyLoss(threshold=self.confidence_threshold)
+        counter = {"confident": 0, "seen": 0}
+
+        def compute_loss(batch):
+            _, x = batch
+            x = x.to(device, non_blocking=True)
+            head = state["best_head"]
+            with torch.no_grad():
+                weak_logits = network(weak(x))[head]
+            strong_logits = network(strong(x))[head]
+            loss, n_confident = criterion(weak_logits.float(), strong_logits.float())
+            counter["confident"] += n_confident
+            counter["seen"] += len(x)
+            return loss
+
+        def on_epoch_end(epoch):
+            record = {"confident_fraction": counter["confident"] / max(1, counter["seen"])}
+            counter.update(confident=0, seen=0)
+            return record
+
+        params = [p for name, p in network.named_parameters() if not name.startswith("projection")]
+        return Stage(
+            name="selflabel", n_epochs=self.selflabel_epochs, n_samples=len(source),
+            compute_loss=compute_loss, modules=[network], parameters=params,
+            fetch=make_fetch(source), optimizer="adam", lr=self.lr, weight_decay=1e-4,
+            lr_schedule="constant", on_epoch_end=on_epoch_end,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _mine_neighbors(self, network, source, context, state) -> None:
+        device = context.device
+        features = extract_features(network, source, device, context.inference_batch_size)
+        features = nn.functional.normalize(features, dim=1)
+        indices, _ = knn(features, self.n_neighbors, metric="cosine", device=device)
+        state["neighbors"] = to_numpy(torch.as_tensor(indices)).astype(np.int64)
+        state["pretext_features"] = features
+
+    def _choose_head(self, network, source, context, state) -> int:
+        """The head with the lowest SCAN loss over the whole data set."""
+        probs = head_probabilities(
+            network, source, context.device, context.inference_batch_size
+        )
+        neighbors = torch.as_tensor(state["neighbors"])
+        losses = []
+        for p in probs:
+            similarity = (p[:, None, :] * p[neighbors]).sum(-1).clamp_min(1e-8)
+            consistency = -similarity.log().mean()
+            mean = p.mean(0).clamp_min(1e-8)
+            entropy = -(mean * mean.log()).sum()
+            losses.append(float(consistency - self.entropy_weight * entropy))
+        state["head_losses"] = losses
+        return int(np.argmin(losses))
+
+    def _current_labels(self, network, source, context, state) -> np.ndarray:
+        probs = head_probabilities(
+            network, source, context.device, context.inference_batch_size
+        )[state["best_head"]]
+        return to_numpy(probs.argmax(1)).astype(np.int64)
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, source, context) -> dict:
+        device, seed = context.device, context.seed
+        if self.pretext is not None:
+            backbone, stats = pretext_backbone(self.pretext, source)
+            network = self._build_network(
+                source, n_heads=self.n_heads, backbone=backbone, stats=stats
+            )
+        else:
+            network = self._build_network(source, n_heads=self.n_heads, projection_dim=128)
+        network = network.to(device)
+        state: dict = {"neighbors": None, "best_head": 0}
+        stages = []
+        if self.pretext is None and self.pretext_epochs > 0:
+            stages.append(contrastive_stage(
+                network, source, device, n_epochs=self.pretext_epochs, lr=self.pretext_lr,
+                temperature=self.temperature,
+            ))
+        stages.append(self._scan_stage(network, source, context, state))
+        selflabel = self._selflabel_stage(network, source, device, state)
+
+        def choose_head():
+            state["best_head"] = self._choose_head(network, source, context, state)
+            state["scan_labels"] = self._current_labels(network, source, context, state)
+
+        selflabel.on_begin = choose_head
+        stages.append(selflabel)
+
+        def get_extra():
+            extra = {"best_head": state["best_head"]}
+            if state["neighbors"] is not None:
+                extra["neighbors"] = torch.from_numpy(state["neighbors"])
+            return extra
+
+        def set_extra(extra):
+            state["best_head"] = int(extra["best_head"])
+            if "neighbors" in extra:
+                state["neighbors"] = extra["neighbors"].numpy()
+
+        history = context.trainer(get_extra, set_extra).fit(stages, modules=[network])
+        if state["neighbors"] is None:  # resumed past the mining step
+            self._mine_neighbors(network, source, context, state)
+        if self.selflabel_epochs == 0:
+            state["best_head"] = self._choose_head(network, source, context, state)
+        confident = [r["confident_fraction"] for r in history if "confident_fraction" in r]
+        if self.selflabel_epochs > 0 and confident and max(confident) == 0.0:
+            warnings.warn(
+                "Self-labelling found no sample with confidence above "
+                f"confidence_threshold={self.confidence_threshold}; the self-labelling stage "
+                "changed nothing. Lower confidence_threshold or train the SCAN step longer.",
+                UserWarning, stacklevel=3,
+            )
+        head = state["best_head"]
+        labels = self._current_labels(network, source, context, state)
+        stage_labels = {"scan": state.get("scan_labels", labels), "selflabel": labels}
+        if state.get("pretext_features") is not None:
+            stage_labels["pretext_kmeans"] = np.asarray(to_numpy(torch.as_tensor(kmeans(
+                state["pretext_features"], self.n_clusters, random_state=seed, device=device,
+            ).labels))).astype(np.int64)
+        fitted = {
+            "network_": network,
+            "labels_": labels,
+            "stage_labels_": stage_labels,
+            "neighbors_": state["neighbors"],
+            "best_head_": head,
+            "head_losses_": np.asarray(state.get("head_losses", [])),
+            "history_": history,
+            "n_iter_": self.max_epochs,
+        }
+        if context.y is not None:
+            y = np.asarray(context.y)
+            fitted["neighbor_accuracy_"] = float(
+                (y[state["neighbors"]] == y[:, None]).mean()
+            )
+        return fitted

@@ -1,0 +1,229 @@
+"""SeLa: self-labelling via simultaneous clustering and representation learning."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from deepclust._utils import to_numpy
+from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._stages import head_probabilities, pseudo_label_stage
+from deepclust.sinkhorn import sinkhorn_knopp
+
+__all__ = ["SelfLabelClusterer", "label_update_epochs"]
+
+
+def label_update_epochs(max_epochs: int, n_updates: int) -> list[int]:
+    """Epochs before which SeLa recomputes its labels: a quadratic schedule, denser early.
+
+    As in the reference code, update ``i`` of ``n_updates`` falls at the fraction
+    ``(i / n_updates) ** 2`` of training; fractions are rounded to epoch starts (epoch 0
+    excluded: training starts from the random equipartition), so several early updates may
+    merge into one.
+    """
+    if max_epochs <= 1 or n_updates <= 0:
+        return []
+    fractions = (np.arange(1, n_updates + 1) / (n_updates + 1)) ** 2
+    epochs = np.clip(np.round(fractions * max_epochs).astype(int), 1, max_epochs - 1)
+    return sorted(set(epochs.tolist()))
+
+
+class SelfLabelClusterer(BaseDeepClusterer):
+    """Self-labelling by optimal transport (SeLa; Asano, Rupprecht & Vedaldi, ICLR 2020).
+
+    Starting from a random equal-size labelling, the network is trained by cross-entropy
+    against its current labels under SimCLR-strength augmentation; ``n_label_updates``
+    times during training the labels of all images are recomputed as the equal-size (or
+    ``cluster_sizes``-shaped) partition that maximises the total log-probability of the
+    network's predictions, solved by :func:`deepclust.sinkhorn_knopp`.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Number of clusters ``K`` of every head.
+    backbone : str or nn.Module, default='auto'
+        ``'auto'`` picks an MLP for 2-D features, a small conv net for images up to 32 px
+        and ResNet-18 above; see :data:`deepclust.networks.BACKBONES`.
+    n_heads : int, default=1
+        Number of clustering heads trained together (SeLa's ``hc``); each has its own
+        labels. ``labels_`` and ``predict`` use the first head.
+    n_label_updates : int or None, default=None
+        Label recomputations over training (SeLa's ``nopts``); ``None`` uses
+        ``max(1, max_epochs // 2)``. Spread quadratically, denser early.
+    lamb : float, default=25.0
+        Sinkhorn power ``lambda``: larger is closer to the exact transport problem.
+    cluster_sizes : array-like of shape (n_clusters,) or None, default=None
+        Target relative cluster sizes (uniform when ``None``), for data known to be
+        imbalanced.
+    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='simclr'
+        Augmentation of training images (ignored for 2-D features).
+    device : str, default='auto'
+        ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+    batch_size : int, default=256
+    max_epochs : int, default=50
+        Training epochs.
+    lr : float, default=0.05
+        SGD learning rate (SeLa's reference value), dropped tenfold at 50% and 75% of
+        training; momentum 0.9 and weight decay 1e-5 as in the reference.
+    momentum : float, default=0.9
+    weight_decay : float, default=1e-5
+    image_size : int or None, default=None
+        Side length images are resized to (``None``: the array's own size, 64 for files).
+    on_bad_image : {'raise', 'skip'}, default='raise'
+        What to do with image files that cannot be decoded.
+    random_state : int, RandomState or None, default=None
+        Seeds everything: initial labels, sampling, augmentation and weights.
+    verbose : bool or int, default=False
+        Progress bars and per-epoch lines.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Final self-labels of the first head (an equal-size partition).
+    labels_per_head_ : ndarray of shape (n_heads, n_samples)
+    network_ : ClusteringNetwork
+    history_ : list of dict
+        Per epoch: loss, learning rate, seconds and, at label updates, ``label_change``.
+    n_features_in_ : int
+    input_shape_ : tuple of int
+
+    Examples
+    --------
+    >>> from deepclust import SelfLabelClusterer
+    >>> from deepclust.datasets import load_digits_images
+    >>> X, y = load_digits_images()
+    >>> est = SelfLabelClusterer(n_clusters=10, max_epochs=2, random_state=0).fit(X)
+    >>> est.labels_.shape
+    (1797,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDeepClusterer._parameter_constraints,
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_label_updates": [Interval(Integral, 0, None, closed="left"), None],
+        "lamb": [Interval(Real, 0, None, closed="neither")],
+        "cluster_sizes": ["array-like", None],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_clusters=10,
+        *,
+        backbone="auto",
+        n_heads=1,
+        n_label_updates=None,
+        lamb=25.0,
+        cluster_sizes=None,
+        augmentation="simclr",
+        device="auto",
+        batch_size=256,
+        max_epochs=50,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-5,
+        image_size=None,
+        on_bad_image="raise",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_clusters = n_clusters
+        self.backbone = backbone
+        self.n_heads = n_heads
+        self.n_label_updates = n_label_updates
+        self.lamb = lamb
+        self.cluster_sizes = cluster_sizes
+        self.augmentation = augmentation
+        self.device = device
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.image_size = image_size
+        self.on_bad_image = on_bad_image
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _marginals(self) -> np.ndarray | None:
+        if self.cluster_sizes is None:
+            return None
+        sizes = np.asarray(self.cluster_sizes, dtype=np.float64)
+        if sizes.shape != (self.n_clusters,) or not np.all(np.isfinite(sizes)) or np.any(
+            sizes <= 0
+        ):
+            raise ValueError(
+                f"cluster_sizes must hold {self.n_clusters} positive numbers (one per "
+                f"cluster); got {self.cluster_sizes!r}."
+            )
+        return sizes / sizes.sum()
+
+    def _check_fit_params(self, source) -> None:
+        self._marginals()
+
+    def _initial_labels(self, n_samples: int, seed: int) -> torch.Tensor:
+        """An exact equipartition per head: label i = i mod K, shuffled (or by sizes)."""
+        rng = np.random.default_rng(seed)
+        marginals = self._marginals()
+        if marginals is None:
+            base = np.arange(n_samples) % self.n_clusters
+        else:
+            counts = np.floor(marginals * n_samples).astype(int)
+            counts[: n_samples - counts.sum()] += 1
+            base = np.repeat(np.arange(self.n_clusters), counts)
+        return torch.from_numpy(np.stack([rng.permutation(base) for _ in range(self.n_heads)]))
+
+    def _fit(self, source, context) -> dict:
+        device, seed = context.device, context.seed
+        n_samples = len(source)
+        network = self._build_network(source, n_heads=self.n_heads).to(device)
+        inference_batch = context.inference_batch_size
+        marginals = self._marginals()
+        state = {"labels": self._initial_labels(n_samples, seed).to(device)}
+        n_updates = (
+            max(1, self.max_epochs // 2) if self.n_label_updates is None
+            else self.n_label_updates
+        )
+        update_epochs = set(label_update_epochs(self.max_epochs, n_updates))
+
+        def relabel() -> dict:
+            probs = head_probabilities(
+                network, source, device, inference_batch, output_device=device
+            )
+            new = torch.stack(
+                [sinkhorn_knopp(p, lamb=self.lamb, marginals=marginals) for p in probs]
+            ).to(device)
+            changed = float((new != state["labels"]).float().mean())
+            state["labels"] = new
+            return {"label_change": changed}
+
+        def on_epoch_begin(epoch: int):
+            return relabel() if epoch in update_epochs else None
+
+        stage = pseudo_label_stage(
+            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
+            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
+            name="selflabel", momentum=self.momentum, weight_decay=self.weight_decay,
+            lr_schedule="step", on_epoch_begin=on_epoch_begin,
+        )
+        trainer = context.trainer(
+            get_extra_state=lambda: {"labels": state["labels"].cpu()},
+            set_extra_state=lambda extra: state.update(labels=extra["labels"].to(device)),
+        )
+        history = trainer.fit([stage], modules=[network])
+        final = relabel()
+        if history:
+            history[-1]["final_label_change"] = final["label_change"]
+        labels = to_numpy(state["labels"]).astype(np.int64)
+        return {
+            "network_": network,
+            "labels_per_head_": labels,
+            "labels_": labels[0],
+            "history_": history,
+            "n_iter_": self.max_epochs,
+        }

@@ -1,0 +1,227 @@
+"""Backbone networks by name, plus "bring your own ``nn.Module``"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = [
+    "MLP",
+    "SmallConvNet",
+    "BACKBONES",
+    "build_backbone",
+    "feature_dim",
+    "register_backbone",
+]
+
+InputShape = tuple[int, ...]
+BackboneFactory = Callable[[InputShape], nn.Module]
+
+
+class MLP(nn.Module):
+    """Fully connected backbone for 2-D ``(N, D)`` input (features or tabular data).
+
+    Parameters
+    ----------
+    in_features : int
+        Input width.
+    hidden : tuple of int
+        Widths of the hidden layers; the last one is the feature size.
+    """
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...] = (256, 128)):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(inplace=True)]
+            width = size
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class SmallConvNet(nn.Module):
+    """A small VGG-style conv net for images up to about 32 px.
+
+    Three stages of 3x3 convolutions (``width``, ``2*width``, ``4*width`` channels), each
+    followed by 2x2 max-pooling except the last, then global average pooling. The
+    feature size is ``4 * width``.
+    """
+
+    def __init__(self, in_channels: int, width: int = 32):
+        super().__init__()
+        self.layers = nn.Sequential(
+            *_conv_block(in_channels, width),
+            *_conv_block(width, width),
+            nn.MaxPool2d(2),
+            *_conv_block(width, 2 * width),
+            *_conv_block(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            *_conv_block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _resnet(depth: int, shape: InputShape) -> nn.Module:
+    from torchvision.models import resnet18, resnet50
+
+    net = (resnet18 if depth == 18 else resnet50)(weights=None)
+    channels, height = shape[0], shape[1]
+    if height <= 32:
+        # Small-image stem (as in CIFAR ResNets): 3x3 stride-1 conv, no max-pooling.
+        net.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+    net.fc = nn.Identity()
+    return net
+
+
+class _AlexNetSmall(nn.Module):
+    """AlexNet's five conv layers with 3x3 kernels and BN, for images up to 32 px."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        widths = (64, 192, 384, 256, 256)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for i, width in enumerate(widths):
+            layers += _conv_block(c_in, width)
+            if i in (0, 1, 4):
+                layers.append(nn.MaxPool2d(2))
+            c_in = width
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _alexnet(shape: InputShape) -> nn.Module:
+    channels, height = shape[0], shape[1]
+    if height <= 32:
+        return _AlexNetSmall(channels)
+    from torchvision.models import alexnet
+
+    net = alexnet(weights=None)
+    if channels != 3:
+        net.features[0] = nn.Conv2d(channels, 64, 11, stride=4, padding=2)
+    net.classifier = net.classifier[:-1]  # keep fc6/fc7: 4096-dimensional features
+    return net
+
+
+def _require_images(name: str, shape: InputShape) -> None:
+    if len(shape) != 3:
+        raise ValueError(
+            f"backbone={name!r} needs images (N, C, H, W); got 2-D features of width "
+            f"{shape[0]}. Use backbone='mlp' (or 'auto') for feature matrices."
+        )
+
+
+def _image_backbone(name: str, build: Callable[[InputShape], nn.Module]) -> BackboneFactory:
+    def factory(shape: InputShape) -> nn.Module:
+        _require_images(name, shape)
+        return build(shape)
+
+    return factory
+
+
+def _mlp(shape: InputShape) -> nn.Module:
+    return MLP(int(torch.tensor(shape).prod()))
+
+
+def _auto(shape: InputShape) -> nn.Module:
+    if len(shape) == 1:
+        return _mlp(shape)
+    if max(shape[1:]) <= 32:
+        return SmallConvNet(shape[0])
+    return _resnet(18, shape)
+
+
+BACKBONES: dict[str, BackboneFactory] = {
+    "auto": _auto,
+    "mlp": _mlp,
+    "convnet": _image_backbone("convnet", lambda s: SmallConvNet(s[0])),
+    "convnet-small": _image_backbone("convnet-small", lambda s: SmallConvNet(s[0], width=16)),
+    "resnet18": _image_backbone("resnet18", lambda s: _resnet(18, s)),
+    "resnet50": _image_backbone("resnet50", lambda s: _resnet(50, s)),
+    "alexnet": _image_backbone("alexnet", _alexnet),
+}
+"""Registered backbone factories; each takes the per-sample input shape."""
+
+
+def register_backbone(name: str, factory: BackboneFactory) -> None:
+    """Register ``factory(input_shape) -> nn.Module`` under ``name``."""
+    BACKBONES[name] = factory
+
+
+def feature_dim(module: nn.Module, input_shape: InputShape) -> int:
+    """Output feature size of ``module``, found by a dry forward pass on two zero samples."""
+    was_training = module.training
+    module.eval()
+    try:
+        param = next(module.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        with torch.no_grad():
+            out = module(torch.zeros((2, *input_shape), device=device))
+    finally:
+        module.train(was_training)
+    if out.ndim != 2:
+        out = out.reshape(out.shape[0], -1)
+    return int(out.shape[1])
+
+
+def build_backbone(backbone: str | nn.Module, input_shape: InputShape) -> tuple[nn.Module, int]:
+    """Build (or adopt) a backbone and find its feature size.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module
+        A registered name (see :data:`BACKBONES`) or a module mapping a batch of samples to
+        ``(B, F)`` features (anything else is flattened). A given module is used as is (the
+        caller passes a copy if it must stay untouched).
+    input_shape : tuple of int
+        Shape of one sample: ``(C, H, W)`` or ``(D,)``.
+
+    Returns
+    -------
+    module : nn.Module
+    n_features : int
+    """
+    if isinstance(backbone, nn.Module):
+        module = backbone
+    elif isinstance(backbone, str):
+        if backbone not in BACKBONES:
+            raise ValueError(
+                f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)} or pass an "
+                "nn.Module."
+            )
+        module = BACKBONES[backbone](tuple(input_shape))
+    else:
+        raise TypeError(
+            f"backbone must be a name or an nn.Module; got {type(backbone).__name__}."
+        )
+    try:
+        n_features = feature_dim(module, tuple(input_shape))
+    except Exception as exc:
+        raise ValueError(
+            f"The backbone failed on input of shape {tuple(input_shape)}: {exc}. Check that it "
+            "accepts this many channels and this image size."
+        ) from exc
+    return module, n_features

@@ -1,0 +1,50 @@
+"""Heads put on a backbone: linear clustering heads and an MLP projection head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ClusteringHeads", "ProjectionHead"]
+
+
+class ClusteringHeads(nn.Module):
+    """``n_heads`` independent linear classifiers over the same features.
+
+    Parameters
+    ----------
+    in_features : int
+        Feature size of the backbone.
+    n_clusters : int
+        Outputs of each head.
+    n_heads : int
+        Number of heads (SeLa and SCAN train several).
+    """
+
+    def __init__(self, in_features: int, n_clusters: int, n_heads: int = 1):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(in_features, n_clusters) for _ in range(n_heads))
+
+    def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
+        return [head(features) for head in self.heads]
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every head (DeepCluster does so whenever the labels are redrawn)."""
+        for head in self.heads:
+            head.reset_parameters()
+
+
+class ProjectionHead(nn.Module):
+    """Two-layer MLP projection head (SimCLR): Linear - BN - ReLU - Linear."""
+
+    def __init__(self, in_features: int, hidden_features: int = 512, out_features: int = 128):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, hidden_features),
+            nn.BatchNorm1d(hidden_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_features, out_features),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)

@@ -1,0 +1,89 @@
+"""The network every estimator trains: input normalisation, backbone, heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepclust.networks._heads import ClusteringHeads, ProjectionHead
+
+__all__ = ["Normalize", "ClusteringNetwork"]
+
+
+class Normalize(nn.Module):
+    """Subtract a per-channel (or per-feature) mean and divide by a standard deviation.
+
+    The statistics are buffers, so they travel with the network's ``state_dict``.
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        mean_t = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+        std_t = torch.as_tensor(np.asarray(std), dtype=torch.float32)
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+class ClusteringNetwork(nn.Module):
+    """Normalisation + backbone + clustering heads (+ optional projection head).
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps normalised input to ``(B, n_features)``.
+    n_features : int
+        Backbone output size.
+    n_clusters : int
+        Outputs per clustering head.
+    n_heads : int
+        Number of clustering heads.
+    mean, std : array-like
+        Input normalisation statistics.
+    projection_dim : int or None
+        When set, a :class:`ProjectionHead` to this many dims is added (contrastive pretext).
+    input_filter : nn.Module or None
+        Fixed filter applied after normalisation (e.g. DeepCluster's Sobel filter).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        n_features: int,
+        n_clusters: int,
+        n_heads: int = 1,
+        mean=0.0,
+        std=1.0,
+        projection_dim: int | None = None,
+        input_filter: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.input_filter = input_filter if input_filter is not None else nn.Identity()
+        self.backbone = backbone
+        self.n_features = n_features
+        self.heads = ClusteringHeads(n_features, n_clusters, n_heads)
+        self.projection = (
+            ProjectionHead(n_features, max(128, n_features), projection_dim)
+            if projection_dim
+            else None
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features ``(B, n_features)`` of raw ``[0, 1]`` input."""
+        out = self.backbone(self.input_filter(self.normalize(x)))
+        return out.flatten(1) if out.ndim > 2 else out
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every clustering head."""
+        return self.heads(self.features(x))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Contrastive projection of raw input (needs ``projection_dim``)."""
+        if self.projection is None:
+            raise RuntimeError("This network was built without a projection head.")
+        return self.projection(self.features(x))

@@ -1,0 +1,79 @@
+"""Batched, gradient-free evaluation of a network over a whole data source."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from deepclust.data import ImageSource
+
+__all__ = ["run_inference"]
+
+
+def run_inference(
+    fn: Callable[[torch.Tensor], torch.Tensor | list[torch.Tensor]],
+    source: ImageSource,
+    *,
+    device: torch.device,
+    batch_size: int,
+    modules: tuple[torch.nn.Module, ...] = (),
+    autocast: bool = False,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Apply ``fn`` to every sample of ``source`` in eval mode and concatenate on the CPU.
+
+    Results stay in float32. A CUDA out-of-memory error halves the batch size and retries
+    (down to one sample) with a warning, instead of failing.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps a ``(B, ...)`` batch on ``device`` to a tensor or a list of tensors.
+    source : ImageSource
+    device : torch.device
+    batch_size : int
+    modules : tuple of nn.Module
+        Put in eval mode during the pass and restored afterwards.
+    autocast : bool
+        Use mixed precision on CUDA.
+
+    Returns
+    -------
+    torch.Tensor or list of torch.Tensor
+    """
+    states = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    outputs: list = []
+    start, size, n = 0, int(batch_size), len(source)
+    use_amp = autocast and device.type == "cuda"
+    try:
+        with torch.no_grad():
+            while start < n:
+                stop = min(start + size, n)
+                try:
+                    batch = source.load(slice(start, stop)).to(device, non_blocking=True)
+                    with torch.autocast(device.type, enabled=use_amp):
+                        out = fn(batch)
+                except torch.cuda.OutOfMemoryError:
+                    if size == 1:
+                        raise
+                    torch.cuda.empty_cache()
+                    size = max(1, size // 2)
+                    warnings.warn(
+                        f"CUDA ran out of memory during inference; retrying with batch size "
+                        f"{size}.", RuntimeWarning, stacklevel=2,
+                    )
+                    continue
+                if isinstance(out, (list, tuple)):
+                    outputs.append([o.float().cpu() for o in out])
+                else:
+                    outputs.append(out.float().cpu())
+                start = stop
+    finally:
+        for module, state in zip(modules, states):
+            module.train(state)
+    if outputs and isinstance(outputs[0], list):
+        return [torch.cat([o[i] for o in outputs]) for i in range(len(outputs[0]))]
+    return torch.cat(outputs)

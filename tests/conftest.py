@@ -1,0 +1,39 @@
+"""Shared fixtures: small image sets made by the tests themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def digits_small():
+    """60 digit images (0..2), uint8 (60, 8, 8), and their labels."""
+    digits = load_digits(n_class=3)
+    X = (digits.images[:60] * (255.0 / 16.0)).round().astype(np.uint8)
+    return X, digits.target[:60].astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory, digits_small):
+    """The 60 digits as PNG files in nested sub-folders (RGB and grayscale mixed)."""
+    X, _ = digits_small
+    root = tmp_path_factory.mktemp("images")
+    for i, image in enumerate(X):
+        sub = root / f"part{i % 3}" / ("deep" if i % 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(sub / f"img_{i:03d}.png")
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
