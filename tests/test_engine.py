@@ -1,0 +1,57 @@
+"""The training engine: checkpoint/resume, divergence, history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepclust import SelfLabelClusterer
+from deepclust._testing import fast_instance
+from deepclust.training import Callback, Checkpoint, TrainingDivergedError, load_state
+
+
+class StopAfter(Callback):
+    """Simulates a crash: raises after ``n`` epochs (once the checkpoint is written)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_epoch_end(self, trainer, record):
+        if trainer.epochs_done_total >= self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("crash_after", [2, 5])
+def test_resume_ends_like_an_uninterrupted_run(digits_small, tmp_path, crash_after):
+    X, _ = digits_small
+    params = dict(max_epochs=6, n_label_updates=4)
+    reference = fast_instance(SelfLabelClusterer, **params).fit(X)
+
+    path = tmp_path / "checkpoint.pt"
+    est = fast_instance(SelfLabelClusterer, **params)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, callbacks=[Checkpoint(path), StopAfter(crash_after)])
+    assert not hasattr(est, "labels_")  # the interrupted fit left it unfitted
+    state = load_state(path)
+    assert state["epochs_done_total"] == crash_after
+    resumed = fast_instance(SelfLabelClusterer, **params).fit(X, resume_from=state)
+    np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+    assert len(resumed.history_) == len(reference.history_) == 6
+    for a, b in zip(resumed.history_, reference.history_):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+
+
+def test_history_records_epochs_and_label_changes(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SelfLabelClusterer, max_epochs=4, n_label_updates=3).fit(X)
+    assert [r["epoch"] for r in est.history_] == [0, 1, 2, 3]
+    assert all({"loss", "lr", "seconds", "stage"} <= set(r) for r in est.history_)
+    assert any("label_change" in r for r in est.history_)
+
+
+def test_non_finite_loss_names_the_epoch(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SelfLabelClusterer, max_epochs=3, lr=1e30)
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+.*Lower the learning rate"):
+        est.fit(X)
+    assert not hasattr(est, "labels_")

@@ -1,0 +1,287 @@
+"""Tests of deepclust.sinkhorn: SeLa's Sinkhorn-Knopp label assignment."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
+
+from deepclust.sinkhorn import sinkhorn_knopp, sinkhorn_solve
+
+
+def reference_sela_sinkhorn(probs: np.ndarray, lamb: float = 25.0) -> np.ndarray:
+    """SeLa's reference loop (float64, K x N, stop when the row-scaling change < 0.1)."""
+    PS = np.array(probs, dtype=np.float64).T  # K x N
+    n_clusters, n_samples = PS.shape
+    r = np.ones((n_clusters, 1)) / n_clusters
+    c = np.ones((n_samples, 1)) / n_samples
+    PS **= lamb
+    inv_k, inv_n = 1.0 / n_clusters, 1.0 / n_samples
+    err, counter = 1e6, 0
+    while err > 1e-1:
+        r = inv_k / (PS @ c)
+        c_new = inv_n / (r.T @ PS).T
+        if counter % 10 == 0:
+            err = np.nansum(np.abs(c / c_new - 1))
+        c = c_new
+        counter += 1
+    PS *= np.squeeze(c)
+    PS = PS.T
+    PS *= np.squeeze(r)
+    return np.nanargmax(PS.T, 0)
+
+
+def softmax_inputs(n, k, seed=0, scale=1.0, bias_scale=0.5, dtype=np.float32):
+    """Softmax of Gaussian logits with a per-cluster bias (some clusters popular)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n, k)) * scale + rng.standard_normal(k) * bias_scale
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs.astype(dtype), logits.astype(dtype)
+
+
+def size_ratio(labels, k):
+    sizes = np.bincount(labels, minlength=k)
+    return sizes.max() / max(sizes.min(), 1)
+
+
+@pytest.fixture(scope="module")
+def medium():
+    probs, logits = softmax_inputs(3000, 30, seed=1)
+    return probs, logits, reference_sela_sinkhorn(probs)
+
+
+def test_matches_reference_labels_and_balance(medium):
+    probs, _, ref_labels = medium
+    labels = sinkhorn_knopp(probs)
+    assert (labels == ref_labels).mean() >= 0.99
+    assert size_ratio(labels, 30) <= size_ratio(ref_labels, 30) * 1.05
+    # The problem is not trivial: the plain argmax is far from the balanced answer.
+    assert (probs.argmax(1) == ref_labels).mean() < 0.8
+
+
+def test_warm_start_path_matches_reference():
+    # 8 x 8 x K rows or more switch on the subsampled warm start.
+    probs, _ = softmax_inputs(2400, 20, seed=2)
+    ref_labels = reference_sela_sinkhorn(probs)
+    warm = sinkhorn_solve(probs)
+    cold = sinkhorn_solve(probs, warm_start=False)
+    assert warm.warm_start_iter > 0 and cold.warm_start_iter == 0
+    assert warm.converged and cold.converged
+    assert (warm.labels.numpy() == ref_labels).mean() >= 0.99
+    assert (warm.labels == cold.labels).float().mean() >= 0.99
+
+
+def test_uniform_marginals_respected(medium):
+    probs, _, _ = medium
+    labels, plan = sinkhorn_knopp(probs, return_plan=True, tol=1e-3)
+    np.testing.assert_allclose(plan.sum(axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(plan.sum(axis=0), len(probs) / 30, rtol=2e-3)
+    sizes = np.bincount(labels, minlength=30)
+    assert sizes.min() >= 0.8 * 100 and sizes.max() <= 1.2 * 100
+
+
+@pytest.mark.parametrize("as_counts", [False, True])
+def test_custom_marginals_respected(as_counts):
+    probs, _ = softmax_inputs(4000, 4, seed=3, scale=2.0)
+    wanted = np.array([0.1, 0.2, 0.3, 0.4])
+    marginals = wanted * 4000 if as_counts else wanted
+    labels, plan = sinkhorn_knopp(probs, marginals=marginals, return_plan=True, tol=1e-3)
+    np.testing.assert_allclose(plan.sum(axis=0) / 4000, wanted, rtol=2e-3)
+    np.testing.assert_allclose(np.bincount(labels, minlength=4) / 4000, wanted, atol=0.02)
+
+
+def test_numpy_in_numpy_out():
+    probs, _ = softmax_inputs(200, 5)
+    for array in (probs, probs.astype(np.float64), probs.tolist()):
+        labels = sinkhorn_knopp(array)
+        assert isinstance(labels, np.ndarray) and labels.dtype == np.int64
+        assert labels.shape == (200,)
+    labels, plan = sinkhorn_knopp(probs, return_plan=True)
+    assert isinstance(plan, np.ndarray) and plan.shape == (200, 5) and plan.dtype == np.float32
+
+
+def test_torch_in_torch_out_and_input_untouched():
+    probs, _ = softmax_inputs(200, 5)
+    tensor = torch.from_numpy(probs.copy())
+    labels, plan = sinkhorn_knopp(tensor, return_plan=True)
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
+    assert labels.device == tensor.device
+    assert isinstance(plan, torch.Tensor) and plan.device == tensor.device
+    np.testing.assert_array_equal(tensor.numpy(), probs)
+    np.testing.assert_array_equal(labels.numpy(), sinkhorn_knopp(probs))
+
+
+def test_log_input_equals_prob_path(medium):
+    probs, logits, _ = medium
+    labels_p, plan_p = sinkhorn_knopp(probs, return_plan=True)
+    # Raw logits: the row-wise normalisation constant must not matter.
+    labels_l, plan_l = sinkhorn_knopp(logits + 7.0, log_input=True, return_plan=True)
+    assert (labels_p == labels_l).mean() >= 0.999
+    np.testing.assert_allclose(plan_p, plan_l, atol=1e-3)
+
+
+def test_extreme_probabilities_do_not_produce_nan():
+    rng = np.random.default_rng(4)
+    one_hot = np.eye(3)[rng.integers(0, 3, 60)]
+    tiny = np.where(one_hot > 0, 1.0, 1e-30)
+    for probs in (one_hot, tiny, tiny.astype(np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            labels, plan = sinkhorn_knopp(probs, return_plan=True)
+        assert np.all(np.isfinite(plan))
+        assert labels.min() >= 0 and labels.max() < 3
+        np.testing.assert_allclose(plan.sum(axis=1), 1.0, rtol=1e-4)
+    # A cluster no sample can reach still gets its share, from the least unlikely rows.
+    probs = np.zeros((30, 3))
+    probs[:, 0] = 1.0
+    labels, plan = sinkhorn_knopp(probs, return_plan=True)
+    assert np.all(np.isfinite(plan))
+    np.testing.assert_allclose(plan.sum(axis=0), 10.0, rtol=2e-2)
+
+
+def test_float32_lamb25_tiny_probabilities_match_float64():
+    # Peaked softmax: most entries below 1e-20, so P**25 underflows even float64.
+    probs, _ = softmax_inputs(1500, 12, seed=5, scale=20.0, bias_scale=7.0)
+    assert (probs < 1e-20).mean() > 0.2
+    labels32 = sinkhorn_knopp(probs, lamb=25.0)
+    labels64 = sinkhorn_knopp(probs.astype(np.float64), lamb=25.0, dtype="float64")
+    assert (labels32 == labels64).mean() >= 0.99
+    assert size_ratio(labels32, 12) < 1.5
+
+
+def test_bfloat16_storage_matches_float32(medium):
+    probs, _, ref_labels = medium
+    labels_bf16, plan = sinkhorn_knopp(probs, dtype="bfloat16", return_plan=True)
+    assert (labels_bf16 == ref_labels).mean() >= 0.99
+    assert plan.dtype == np.float32
+    with pytest.raises(ValueError, match="bfloat16"):
+        sinkhorn_knopp(probs, dtype=torch.float16)
+
+
+def test_chunked_equals_unchunked(medium):
+    probs, _, _ = medium
+    labels, plan = sinkhorn_knopp(probs, return_plan=True)
+    labels_c, plan_c = sinkhorn_knopp(probs, return_plan=True, chunk_size=7)
+    assert (labels == labels_c).mean() >= 0.999
+    np.testing.assert_allclose(plan, plan_c, atol=1e-4)
+
+
+def test_convergence_warning_when_max_iter_too_small(medium):
+    probs, _, _ = medium
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        sinkhorn_knopp(probs, max_iter=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(probs=np.ones(5)), "2-D"),
+        (dict(probs=np.ones((2, 3, 4))), "2-D"),
+        (dict(probs=np.ones((0, 3))), "at least one row"),
+        (dict(probs=np.array([[0.5, np.nan], [0.5, 0.5]])), "NaN"),
+        (dict(probs=np.array([[0.5, np.inf], [0.5, 0.5]])), "infinite"),
+        (dict(probs=np.array([[1.0, np.inf]]), log_input=True), "infinite"),
+        (dict(probs=np.array([[0.5, -0.1], [0.5, 0.5]])), "negative"),
+        (dict(probs=np.array([[0.0, 0.0], [0.5, 0.5]])), "positive probability"),
+        (dict(probs=np.array([[-np.inf, -np.inf]]), log_input=True), "all -inf"),
+        (dict(marginals=[1.0, 2.0]), r"shape \(3,\)"),
+        (dict(marginals=[1.0, 0.0, 2.0]), "strictly positive"),
+        (dict(marginals=[1.0, np.nan, 2.0]), "strictly positive"),
+        (dict(lamb=0.0), "lamb"),
+        (dict(lamb=-1.0), "lamb"),
+        (dict(lamb=float("nan")), "lamb"),
+        (dict(tol=0.0), "tol"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(chunk_size=0), "chunk_size"),
+        (dict(dtype="float16"), "bfloat16"),
+    ],
+)
+def test_bad_inputs_raise_value_error(kwargs, match):
+    kwargs = {"probs": np.full((4, 3), 1 / 3), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sinkhorn_knopp(**kwargs)
+
+
+def test_bad_types_raise_type_error():
+    with pytest.raises(TypeError, match="real numbers"):
+        sinkhorn_knopp(np.array([["a", "b"]]))
+    with pytest.raises(TypeError, match="dtype"):
+        sinkhorn_knopp(np.full((4, 3), 1 / 3), dtype="int8")
+
+
+def test_minus_inf_allowed_in_log_input():
+    logits = np.log(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.8]]))
+    labels = sinkhorn_knopp(logits, log_input=True)
+    assert sorted(np.bincount(labels, minlength=2)) == [2, 2]
+
+
+@st.composite
+def extreme_problems(draw):
+    n = draw(st.integers(1, 40))
+    k = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["dirichlet", "one_hot", "tiny", "mixed"]))
+    if kind == "dirichlet":
+        probs = rng.dirichlet(np.full(k, 0.1), size=n)
+    else:
+        probs = np.eye(k)[rng.integers(0, k, n)]
+        if kind == "tiny":
+            probs = np.where(probs > 0, 1.0, 10.0 ** rng.uniform(-40, -5, (n, k)))
+        elif kind == "mixed":
+            probs = 0.5 * probs + 0.5 * rng.dirichlet(np.ones(k), size=n)
+    marginals = rng.uniform(0.2, 1.0, k) if draw(st.booleans()) else None
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    lamb = draw(st.sampled_from([1.0, 10.0, 25.0, 50.0]))
+    return probs.astype(dtype), marginals, lamb
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extreme_problems())
+def test_property_valid_labels_and_masses(problem):
+    probs, marginals, lamb = problem
+    n, k = probs.shape
+    result = sinkhorn_solve(probs, lamb, marginals=marginals, return_plan=True)
+    labels = result.labels.numpy()
+    plan = result.plan.numpy()
+    assert labels.shape == (n,) and labels.dtype == np.int64
+    assert labels.min() >= 0 and labels.max() < k
+    assert np.all(np.isfinite(plan)) and np.all(plan >= 0)
+    np.testing.assert_allclose(plan.sum(axis=1), 1.0, rtol=1e-3)
+    # Every label is a largest entry of its plan row (up to rounding in near-ties).
+    assert np.all(plan[np.arange(n), labels] >= plan.max(axis=1) * (1 - 1e-5))
+    if result.converged:
+        wanted = np.full(k, 1.0 / k) if marginals is None else marginals / marginals.sum()
+        np.testing.assert_allclose(plan.sum(axis=0), n * wanted, rtol=0.03, atol=1e-3)
+
+
+def test_property_sizes_near_requested_on_generic_inputs():
+    # Hard labels can only follow the marginals when rows are distinguishable.
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        k = int(rng.integers(2, 8))
+        n = int(rng.integers(50, 120)) * k
+        probs, _ = softmax_inputs(n, k, seed=int(rng.integers(1 << 30)), scale=2.0)
+        marginals = rng.uniform(0.3, 1.0, k)
+        labels = sinkhorn_knopp(probs, marginals=marginals)
+        share = np.bincount(labels, minlength=k) / n
+        np.testing.assert_allclose(share, marginals / marginals.sum(), atol=0.04)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_cuda_matches_cpu(medium, dtype):
+    probs, _, ref_labels = medium
+    tensor = torch.from_numpy(probs).cuda()
+    labels, plan = sinkhorn_knopp(tensor, return_plan=True, dtype=dtype)
+    assert labels.is_cuda and plan.is_cuda and labels.dtype == torch.int64
+    assert (labels.cpu().numpy() == ref_labels).mean() >= 0.99
+    np.testing.assert_allclose(plan.sum(0).cpu().numpy(), 100.0, rtol=2e-2)
