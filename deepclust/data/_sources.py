@@ -360,16 +360,15 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
 
 
 def _array_to_tensor(X: np.ndarray) -> torch.Tensor:
-    """Convert a validated numeric array to a channels-first tensor (images) or 2-D float."""
-    if X.ndim == 2:
-        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    """Convert validated ``(N, H, W)`` or ``(N, H, W, C)`` images to a ``(N, C, H, W)`` tensor."""
     if X.ndim == 3:
         X = X[:, None, :, :]
     else:
         X = np.moveaxis(X, -1, 1)
+    # Always a private copy: the caller's array may be read-only (a memmap) or change later.
     if X.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(X))
-    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        return torch.from_numpy(np.array(X, order="C"))
+    return torch.from_numpy(np.array(X, dtype=np.float32, order="C"))
 
 
 def _check_image_values(X) -> None:
@@ -455,6 +454,8 @@ def as_source(
             )
         if tensor.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+        if tensor.ndim > 2 and min(tensor.shape[-2:]) == 0:
+            raise ValueError(f"Images must be at least 1x1 pixel; got shape {tuple(tensor.shape)}.")
         if tensor.is_complex():
             raise TypeError("Complex data is not supported; pass real-valued images.")
         _check_finite(tensor)
@@ -483,8 +484,14 @@ def as_source(
                     f"Expected 2-D features or 3-D/4-D images; got a {X.ndim}-D array. "
                     "Reshape a single sample with X.reshape(1, -1)."
                 )
-            _check_finite(np.asarray(X))
-            return TensorSource(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+            X = np.asarray(X)
+            if X.shape[0] == 0 or X.shape[1] == 0:
+                raise ValueError(
+                    f"Found array with shape {X.shape}; X needs at least one sample and one "
+                    "feature."
+                )
+            _check_finite(X)
+            return TensorSource(torch.from_numpy(np.array(X, dtype=np.float32)))
         if X.ndim > 4:
             raise ValueError(
                 f"Expected 2-D features, (N, H, W) or (N, H, W, C) images; got a {X.ndim}-D "
@@ -496,6 +503,8 @@ def as_source(
             )
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+        if min(X.shape[1:3]) == 0:
+            raise ValueError(f"Images must be at least 1x1 pixel; got shape {X.shape}.")
         if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
             raise ValueError(
                 f"4-D numpy arrays are read channels-last (N, H, W, C) with C in 1, 3 or 4; got "
