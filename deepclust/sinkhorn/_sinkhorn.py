@@ -27,15 +27,19 @@ stay negligible (at most ``exp(MAX_LOG_RANGE - FLOOR)`` of their row's mass).
 
 Speed
 -----
-* One N x K buffer in float32 (or bfloat16) instead of float64, no transpose copy, the power
-  computed by one fused ``exp`` per entry.
+* One N x K buffer in float32 (or bfloat16) instead of float64, no transpose copy; the
+  power is one fused ``exp2`` per entry (base 2: about 3x faster than ``exp`` on CPUs).
 * One pass over memory per iteration: rows are processed in cache-sized blocks, and for
   each block ``u_b = 1 / (K_b v)`` and ``K_b^T u_b`` are computed while it is in cache.
-* Over-relaxation of the column update (``log v <- (1 - w) log v + w log v_sinkhorn``,
-  Thibault et al. 2017) with a safeguard that falls back towards plain Sinkhorn when the
-  error stops decreasing.
-* Multi-scale warm start: for large N, the column scalings are first solved on every 8th
-  row, which removes most rebuilds and about a quarter of the full-size iterations.
+* Over-relaxation of both updates (``log v <- (1 - w) log v + w log v_sinkhorn``, Thibault,
+  Chizat, Dossal and Papadakis 2017; w = 1.9 for columns, 1.3 for rows), with a safeguard
+  that moves back towards plain Sinkhorn-Knopp when the error stops decreasing. On the
+  benchmark the row relaxation cuts the full-size iterations from 22 to 12.
+* Multi-scale warm start: for N >= 64 K, the column scalings are first solved on every 8th
+  row, so the full-size kernel is built once, already close to the solution.
+* Epsilon scaling as a fallback: a solve still running after 100 iterations (duals of large
+  magnitude, e.g. near one-hot rows whose counts differ much from the marginals) restarts
+  from the duals of ``lamb / 4``, scaled by 4.
 * Convergence is checked every iteration from quantities the pass computes anyway.
 """
 
@@ -50,7 +54,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["sinkhorn_knopp"]
+__all__ = ["SinkhornResult", "sinkhorn_knopp", "sinkhorn_solve"]
 
 #: Lowest log-value of a stored kernel entry relative to its row maximum.
 _FLOOR = 52.0
@@ -175,8 +179,8 @@ def sinkhorn_knopp(
     dtype : {None, 'float32', 'bfloat16', 'float64'} or torch.dtype, default=None
         Storage type of the N x K kernel (the one working copy of the matrix). ``None``
         means float32. ``'bfloat16'`` halves the memory (products and sums are still
-        computed in float32); it is faster on GPUs, not on CPUs where the conversion costs
-        more than the saved memory traffic. float16 is refused: its exponent range
+        computed in float32, one row block at a time); it was also about 20 % faster in the
+        CPU benchmark, and should gain more on GPUs. float16 is refused: its exponent range
         (1e-8 .. 6e4) cannot hold the kernel's dynamic range.
 
     Returns
@@ -215,8 +219,10 @@ def sinkhorn_knopp(
     >>> rng = np.random.default_rng(0)
     >>> logits = rng.standard_normal((600, 3)) + [2.0, 0.0, 0.0]  # cluster 0 is popular
     >>> labels = sinkhorn_knopp(logits, log_input=True)
-    >>> np.bincount(labels, minlength=3)  # about 200 each
-    array([200, 200, 200])
+    >>> np.bincount(np.argmax(logits, axis=1), minlength=3)  # plain argmax: unbalanced
+    array([507,  47,  46])
+    >>> np.bincount(labels, minlength=3)  # balanced
+    array([201, 198, 201])
     """
     result = sinkhorn_solve(
         probs,
