@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepclust import SelfLabelClusterer
+from deepclust import (
+    ClusterFitTransformer,
+    DeepClusterEstimator,
+    SCANClusterer,
+    SelfLabelClusterer,
+)
 from deepclust._testing import fast_instance
 from deepclust.training import Callback, Checkpoint, TrainingDivergedError, load_state
 
@@ -21,24 +26,39 @@ class StopAfter(Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("crash_after", [2, 5])
-def test_resume_ends_like_an_uninterrupted_run(digits_small, tmp_path, crash_after):
+RESUME_CASES = [
+    (SelfLabelClusterer, dict(max_epochs=6, n_label_updates=4), 2, 6),
+    (SelfLabelClusterer, dict(max_epochs=6, n_label_updates=4), 5, 6),
+    (DeepClusterEstimator, dict(max_epochs=4), 2, 4),
+    # SCAN: crash in the pretext stage and in the SCAN stage.
+    (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 1, 6),
+    (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 4, 6),
+    (ClusterFitTransformer, dict(pretext_epochs=2, max_epochs=2), 3, 4),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, params, crash_after, n_epochs", RESUME_CASES,
+    ids=[f"{c.__name__}-crash{k}" for c, _, k, _ in RESUME_CASES],
+)
+def test_resume_ends_like_an_uninterrupted_run(
+    digits_small, tmp_path, cls, params, crash_after, n_epochs
+):
     X, _ = digits_small
-    params = dict(max_epochs=6, n_label_updates=4)
-    reference = fast_instance(SelfLabelClusterer, **params).fit(X)
+    reference = fast_instance(cls, **params).fit(X)
 
     path = tmp_path / "checkpoint.pt"
-    est = fast_instance(SelfLabelClusterer, **params)
+    est = fast_instance(cls, **params)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X, callbacks=[Checkpoint(path), StopAfter(crash_after)])
     assert not hasattr(est, "labels_")  # the interrupted fit left it unfitted
     state = load_state(path)
     assert state["epochs_done_total"] == crash_after
-    resumed = fast_instance(SelfLabelClusterer, **params).fit(X, resume_from=state)
+    resumed = fast_instance(cls, **params).fit(X, resume_from=state)
     np.testing.assert_array_equal(resumed.labels_, reference.labels_)
-    assert len(resumed.history_) == len(reference.history_) == 6
+    assert len(resumed.history_) == len(reference.history_) == n_epochs
     for a, b in zip(resumed.history_, reference.history_):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, nan_ok=True)
 
 
 def test_history_records_epochs_and_label_changes(digits_small):

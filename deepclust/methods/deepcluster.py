@@ -148,7 +148,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         whitened = whitening.fit_transform(features.cpu()).float()
         result = kmeans(
             whitened.to(device), self.n_clusters, n_iter=self.kmeans_iter, random_state=seed,
-            backend=self.kmeans_backend, device=device, init="random",
+            backend=self.kmeans_backend, device=device,
+            init="k-means++" if self.n_clusters <= 256 else "random",
         )
         return whitening, whitened, result
 

@@ -189,20 +189,15 @@ class SCANClusterer(BaseDeepClusterer):
         device = context.device
         augment = make_augment("weak", source)
         criterion = SCANLoss(entropy_weight=self.entropy_weight)
-        fetch_images = make_fetch(source)
-        neighbor_rng = np.random.default_rng(context.seed + 1)
-
-        def fetch(indices):
-            neighbors = state["neighbors"][indices]
-            picks = neighbors[np.arange(len(indices)), neighbor_rng.integers(
-                0, neighbors.shape[1], len(indices))]
-            _, anchors = fetch_images(indices)
-            _, partners = fetch_images(picks)
-            return anchors, partners
 
         def compute_loss(batch):
-            anchors, partners = (b.to(device, non_blocking=True) for b in batch)
-            both = augment(torch.cat([anchors, partners]))
+            indices, anchors = batch
+            # Neighbour picks come from torch's generator (saved in checkpoints), on the
+            # main thread, so a resumed fit draws the same pairs as an uninterrupted one.
+            neighbors = torch.from_numpy(state["neighbors"][indices.numpy()])
+            column = torch.randint(0, neighbors.shape[1], (len(indices), 1))
+            partners = source.load(neighbors.gather(1, column).squeeze(1).numpy())
+            both = augment(torch.cat([anchors, partners]).to(device, non_blocking=True))
             if self.update_cluster_head_only:
                 with torch.no_grad():
                     features = network.features(both)
@@ -219,8 +214,9 @@ class SCANClusterer(BaseDeepClusterer):
                       if not name.startswith("projection")]
         return Stage(
             name="scan", n_epochs=self.max_epochs, n_samples=len(source),
-            compute_loss=compute_loss, modules=[network], parameters=params, fetch=fetch,
-            optimizer="adam", lr=self.lr, weight_decay=1e-4, lr_schedule="constant",
+            compute_loss=compute_loss, modules=[network], parameters=params,
+            fetch=make_fetch(source), optimizer="adam", lr=self.lr, weight_decay=1e-4,
+            lr_schedule="constant",
             on_begin=lambda: self._mine_neighbors(network, source, context, state),
         )
 

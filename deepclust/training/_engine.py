@@ -195,7 +195,8 @@ class Trainer:
     ):
         self.device = device
         self.batch_size = int(batch_size)
-        self.rng = np.random.default_rng(random_state)
+        # Its own stream, independent of other generators seeded with the same number.
+        self.rng = np.random.default_rng([int(random_state), 0x5EED])
         self.use_amp = bool(amp) and device.type == "cuda"
         if self.use_amp and torch.cuda.is_bf16_supported():
             self.amp_dtype = torch.bfloat16

@@ -1,0 +1,272 @@
+"""Read what the command line is asked to cluster: an image folder, an array file, a data set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from deepclust.data import FileSource, list_image_files
+from deepclust.data._sources import IMAGE_EXTENSIONS
+
+__all__ = ["BUILTIN_DATASETS", "LoadedInput", "load_input", "auto_image_size"]
+
+#: Data set names accepted as SOURCE (when no file or folder of that name exists).
+BUILTIN_DATASETS = ("digits", "fashion-mnist", "fashion-mnist-train", "fashion-mnist-test")
+
+#: Array keys tried, in order, for the images of a ``.npz`` file (else its only array).
+NPZ_IMAGE_KEYS = ("X", "x", "images", "data")
+#: Array keys tried, in order, for the true labels of a ``.npz`` file.
+NPZ_LABEL_KEYS = ("y", "labels", "target", "targets")
+
+# Auto image size: the files' own size, capped (larger images make training much slower).
+AUTO_SIZE_CAP_CPU = 32
+AUTO_SIZE_CAP_CUDA = 64
+
+
+@dataclass
+class LoadedInput:
+    """What the command clusters, ready to pass to ``fit``/``predict``.
+
+    Attributes
+    ----------
+    data : torch.Tensor, numpy.ndarray or list of str
+        Decoded uint8 images ``(N, C, H, W)`` (a tensor), an array, or image paths (for
+        collections too large to keep decoded in memory).
+    names : list of str
+        The ``source`` column of ``labels.csv``: path relative to the folder, or row index.
+    y : ndarray or None
+        True labels when known.
+    kind : {'folder', 'array', 'dataset'}
+    description : str
+    image_size : tuple of int or None
+        ``image_size`` for the estimator (``None``: the data's own size).
+    paths : list of str or None
+        Full paths of the files (folders only), for thumbnails.
+    """
+
+    data: object
+    names: list[str]
+    y: np.ndarray | None
+    kind: str
+    description: str
+    image_size: tuple[int, int] | None = None
+    paths: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def is_images(self) -> bool:
+        """False for 2-D feature matrices."""
+        if isinstance(self.data, list):
+            return True
+        return np.ndim(self.data) >= 3
+
+    def thumbnails(self, indices: np.ndarray) -> list[Image.Image]:
+        """The images at ``indices`` as PIL images (originals for files)."""
+        if self.paths is not None:
+            out = []
+            for i in indices:
+                try:
+                    with Image.open(self.paths[int(i)]) as img:
+                        img.load()
+                        out.append(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+                except Exception:  # noqa: BLE001 - an unreadable file shows as a grey tile
+                    out.append(Image.new("L", (8, 8), 128))
+            return out
+        from deepclust.data import as_source
+
+        batch = as_source(_index(self.data, indices)).load()  # (B, C, H, W) float in [0, 1]
+        arrays = (batch.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        images = []
+        for array in arrays:
+            if array.shape[2] == 1:
+                images.append(Image.fromarray(array[:, :, 0], mode="L"))
+            else:
+                images.append(Image.fromarray(array[:, :, :3], mode="RGB"))
+        return images
+
+
+def _index(data, indices):
+    indices = np.asarray(indices, dtype=np.int64)
+    if isinstance(data, torch.Tensor):
+        return data[torch.from_numpy(indices)]
+    return np.asarray(data)[indices]
+
+
+def auto_image_size(paths: list[str], device: torch.device) -> int:
+    """Side length for ``--image-size auto``: the files' median size, capped.
+
+    The larger side of up to 32 files spread over the folder is taken; the cap is 32 px on
+    the CPU and 64 px on CUDA.
+    """
+    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(32, len(paths))).astype(int))
+    sides = []
+    for i in picks:
+        try:
+            with Image.open(paths[i]) as img:
+                sides.append(max(img.size))
+        except Exception:  # noqa: BLE001 - unreadable files are reported by the scan
+            continue
+    cap = AUTO_SIZE_CAP_CUDA if device.type == "cuda" else AUTO_SIZE_CAP_CPU
+    if not sides:
+        return cap
+    return int(max(4, min(cap, int(np.median(sides)))))
+
+
+class _ProgressFileSource(FileSource):
+    """A :class:`FileSource` whose first decoding pass advances a progress bar."""
+
+    progress = None
+
+    def _decode_many(self, paths):
+        out = super()._decode_many(paths)
+        if self.progress is not None:
+            self.progress.update(len(paths))
+        return out
+
+
+def _load_folder(
+    folder: str,
+    image_size: int | tuple[int, int] | None,
+    n_channels: int | None,
+    device: torch.device,
+    on_bad_image: str,
+    progress: Callable | None,
+) -> LoadedInput:
+    files = list_image_files(folder)
+    if not files:
+        raise ValueError(
+            f"The folder {folder!r} contains no image files (searched recursively for "
+            f"{', '.join(IMAGE_EXTENSIONS)}). Point SOURCE at a folder of images."
+        )
+    if image_size is None:
+        image_size = auto_image_size(files, device)
+    height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
+    source = _ProgressFileSource(files, (height, width), n_channels, root=folder)
+    if progress is not None:
+        source.progress = progress(total=len(files), desc="reading images", unit="img")
+    try:
+        source.scan(on_bad_image)
+    finally:
+        if source.progress is not None:
+            source.progress.close()
+            source.progress = None
+    cached = getattr(source, "_cache", None)
+    names = [name.replace(os.sep, "/") for name in source.relative_names()]
+    if cached is not None:
+        data, estimator_size = cached, None
+    else:  # too large to keep decoded: the estimator reads the files batch by batch
+        data, estimator_size = list(source.paths), (height, width)
+    return LoadedInput(
+        data=data, names=names, y=None, kind="folder",
+        description=f"{len(names)} images from {folder} at {width}x{height} px",
+        image_size=estimator_size, paths=list(source.paths),
+        extra={"size": (height, width), "channels": int(source.shape[0])},
+    )
+
+
+def _load_array_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"Cannot read {path!r} as a NumPy file: {exc}") from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        keys = list(loaded.files)
+        image_key = next((k for k in NPZ_IMAGE_KEYS if k in keys), None)
+        label_key = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
+        if image_key is None:
+            others = [k for k in keys if k != label_key]
+            if len(others) != 1:
+                raise ValueError(
+                    f"{path!r} holds arrays {keys}; name the images one of "
+                    f"{list(NPZ_IMAGE_KEYS)} (and the true labels, if any, 'y')."
+                )
+            image_key = others[0]
+        X = loaded[image_key]
+        y = loaded[label_key] if label_key is not None else None
+    if y is not None and (y.ndim != 1 or len(y) != len(X)):
+        raise ValueError(
+            f"{path!r}: the labels {label_key!r} have shape {y.shape}; expected ({len(X)},)."
+        )
+    return X, y
+
+
+def _load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    from deepclust.datasets import load_digits_images, load_fashion_mnist
+
+    if name == "digits":
+        X, y = load_digits_images()
+        return X, y, "scikit-learn's 8x8 digits"
+    subset = {"fashion-mnist": "all", "fashion-mnist-train": "train",
+              "fashion-mnist-test": "test"}[name]
+    X, y = load_fashion_mnist(subset=subset)
+    return X, y, f"Fashion-MNIST ({subset})"
+
+
+def load_input(
+    source: str,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    n_channels: int | None = None,
+    device: torch.device | None = None,
+    on_bad_image: str = "raise",
+    progress: Callable | None = None,
+) -> LoadedInput:
+    """Read SOURCE: a folder of images, a ``.npy``/``.npz`` file or a data set name.
+
+    Parameters
+    ----------
+    source : str
+    image_size : int or None
+        Side length images are resized to (``None``: arrays keep their size, folders use
+        :func:`auto_image_size`).
+    n_channels : int or None
+        Channels files are converted to (``None``: decided from the files).
+    device : torch.device, optional
+        Only decides the automatic image size of folders.
+    on_bad_image : {'raise', 'skip'}
+    progress : callable, optional
+        A ``tqdm``-like factory for the progress bar of decoding files.
+
+    Returns
+    -------
+    LoadedInput
+    """
+    device = device or torch.device("cpu")
+    if os.path.isdir(source):
+        return _load_folder(source, image_size, n_channels, device, on_bad_image, progress)
+    if os.path.isfile(source):
+        if not source.lower().endswith((".npy", ".npz")):
+            raise ValueError(
+                f"SOURCE {source!r} is a file but not a .npy/.npz array file. Pass a folder "
+                "of images, a .npy/.npz file, or one of " + ", ".join(BUILTIN_DATASETS) + "."
+            )
+        X, y = _load_array_file(source)
+        description = f"{len(X)} samples from {source}"
+        kind = "array"
+    elif source in BUILTIN_DATASETS:
+        X, y, what = _load_dataset(source)
+        description = f"{len(X)} images of {what}"
+        kind = "dataset"
+    else:
+        raise FileNotFoundError(
+            f"SOURCE {source!r} is neither an existing folder or .npy/.npz file nor a built-in "
+            f"data set ({', '.join(BUILTIN_DATASETS)})."
+        )
+    if X.ndim < 2 or len(X) == 0:
+        raise ValueError(f"SOURCE {source!r} holds no samples (array of shape {X.shape}).")
+    size = (image_size, image_size) if image_size is not None and X.ndim >= 3 else None
+    return LoadedInput(
+        data=X, names=[str(i) for i in range(len(X))],
+        y=None if y is None else np.asarray(y), kind=kind, description=description,
+        image_size=size,
+    )

@@ -1,0 +1,248 @@
+"""``report.html``: a self-contained page (no server, no JavaScript, no network access)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["render_report", "line_chart_svg", "bar_chart_svg"]
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+#: History keys drawn as extra curves when a method records them.
+_EXTRA_CURVES = {
+    "label_change": "fraction of labels changed (label updates)",
+    "nmi_previous": "NMI between consecutive clusterings",
+    "confident_fraction": "fraction of confident samples",
+}
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+
+def line_chart_svg(
+    xs: Sequence[float], ys: Sequence[float], *, title: str, x_label: str = "epoch",
+    width: int = 380, height: int = 220, color: str = _COLORS[0],
+) -> str:
+    """An inline SVG line chart with min/max tick labels."""
+    points = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
+    left, right, top, bottom = 58, 12, 28, 36
+    inner_w, inner_h = width - left - right, height - top - bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{width / 2}" y="17" text-anchor="middle" font-size="13">'
+        f"{html.escape(title)}</text>",
+        f'<rect x="{left}" y="{top}" width="{inner_w}" height="{inner_h}" fill="#fafafa" '
+        'stroke="#bbb"/>',
+    ]
+    if points:
+        x_values = [p[0] for p in points]
+        y_values = [p[1] for p in points]
+        x_min, x_max = min(x_values), max(x_values)
+        y_min, y_max = min(y_values), max(y_values)
+        if x_max == x_min:
+            x_max = x_min + 1
+        if y_max == y_min:
+            y_min, y_max = y_min - 0.5, y_max + 0.5
+
+        def sx(x):
+            return left + (x - x_min) / (x_max - x_min) * inner_w
+
+        def sy(y):
+            return top + (1 - (y - y_min) / (y_max - y_min)) * inner_h
+
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+        parts.append(
+            f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>'
+        )
+        if len(points) <= 60:
+            parts += [
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}"/>'
+                for x, y in points
+            ]
+        parts += [
+            f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="11">'
+            f"{_fmt(y_max)}</text>",
+            f'<text x="{left - 4}" y="{top + inner_h}" text-anchor="end" font-size="11">'
+            f"{_fmt(y_min)}</text>",
+            f'<text x="{left}" y="{top + inner_h + 14}" font-size="11">{_fmt(x_min)}</text>',
+            f'<text x="{left + inner_w}" y="{top + inner_h + 14}" text-anchor="end" '
+            f'font-size="11">{_fmt(x_max)}</text>',
+        ]
+    else:
+        parts.append(
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12">'
+            "no finite values</text>"
+        )
+    parts.append(
+        f'<text x="{left + inner_w / 2}" y="{height - 6}" text-anchor="middle" '
+        f'font-size="11">{html.escape(x_label)}</text></svg>'
+    )
+    return "".join(parts)
+
+
+def bar_chart_svg(sizes: Sequence[int], *, width: int = 900, height: int = 240) -> str:
+    """An inline SVG bar chart of cluster sizes (one bar per cluster, by id)."""
+    sizes = [int(s) for s in sizes]
+    left, right, top, bottom = 50, 10, 12, 34
+    inner_w, inner_h = width - left - right, height - top - bottom
+    largest = max(max(sizes, default=0), 1)
+    n = max(len(sizes), 1)
+    step = inner_w / n
+    bar = max(step * 0.8, 0.5)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="cluster sizes">',
+        f'<line x1="{left}" y1="{top + inner_h}" x2="{left + inner_w}" y2="{top + inner_h}" '
+        'stroke="#888"/>',
+        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" font-size="11">{largest}</text>',
+        f'<text x="{left - 4}" y="{top + inner_h}" text-anchor="end" font-size="11">0</text>',
+    ]
+    label_every = max(1, math.ceil(n / 40))
+    for i, size in enumerate(sizes):
+        h = inner_h * size / largest
+        x = left + i * step + (step - bar) / 2
+        parts.append(
+            f'<rect x="{x:.1f}" y="{top + inner_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+            f'fill="{_COLORS[0]}"><title>cluster {i}: {size}</title></rect>'
+        )
+        if i % label_every == 0:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{top + inner_h + 13}" text-anchor="middle" '
+                f'font-size="10">{i}</text>'
+            )
+    parts.append(
+        f'<text x="{left + inner_w / 2}" y="{height - 4}" text-anchor="middle" '
+        'font-size="11">cluster</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _training_charts(history: Sequence[dict]) -> list[str]:
+    stages: dict[str, list[dict]] = {}
+    for record in history:
+        stages.setdefault(str(record.get("stage", "train")), []).append(record)
+    charts = []
+    for i, (stage, records) in enumerate(stages.items()):
+        epochs = [int(r.get("epoch", j)) + 1 for j, r in enumerate(records)]
+        color = _COLORS[i % len(_COLORS)]
+        losses = [r.get("loss") for r in records]
+        charts.append(line_chart_svg(epochs, losses, title=f"{stage}: loss", color=color))
+        for key, title in _EXTRA_CURVES.items():
+            values = [r.get(key) for r in records]
+            if any(v is not None for v in values):
+                charts.append(line_chart_svg(
+                    [e for e, v in zip(epochs, values) if v is not None],
+                    [v for v in values if v is not None], title=f"{stage}: {title}", color=color,
+                ))
+    return charts
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto;
+       max-width: 1200px; color: #222; padding: 0 16px; }
+h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 28px;
+     border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+table { border-collapse: collapse; } td, th { padding: 3px 12px 3px 0; text-align: left;
+      vertical-align: top; } th { color: #555; font-weight: 600; }
+.charts svg { margin: 0 12px 12px 0; } .montage img { max-width: 100%;
+     border: 1px solid #ddd; margin-bottom: 8px; image-rendering: auto; }
+.note { color: #666; font-size: 13px; } code { background: #f3f3f3; padding: 1px 4px; }
+"""
+
+
+def render_report(
+    *,
+    title: str,
+    summary: dict,
+    metrics: dict | None,
+    sizes: np.ndarray,
+    history: Sequence[dict],
+    montage_pages: Sequence[bytes],
+    n_hidden_clusters: int,
+    files: Sequence[str],
+) -> str:
+    """The HTML text of ``report.html``.
+
+    Parameters
+    ----------
+    title : str
+    summary : dict
+        Shown as a two-column table (source, method, parameters, timings...).
+    metrics : dict or None
+        Scores against the true labels, when known.
+    sizes : ndarray of shape (n_clusters,)
+    history : list of dict
+        The estimator's ``history_``.
+    montage_pages : list of bytes
+        PNG pages of the montage, embedded as base64.
+    n_hidden_clusters : int
+        Clusters the montage leaves out.
+    files : list of str
+        Output files, linked relatively.
+    """
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items()
+    )
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<table>{rows}</table>",
+    ]
+    if metrics:
+        header = "".join(f"<th>{esc(k)}</th>" for k in metrics)
+        values = "".join(
+            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{esc(str(v))}</td>"
+            for v in metrics.values()
+        )
+        out += [
+            "<h2>Scores against the true labels</h2>",
+            f"<table><tr>{header}</tr><tr>{values}</tr></table>",
+            '<p class="note">ACC: accuracy under the best one-to-one matching of clusters to '
+            "classes; NMI: normalised mutual information; ARI: adjusted Rand index. The true "
+            "labels were not used for training.</p>",
+        ]
+    out.append("<h2>Clusters</h2>")
+    if montage_pages:
+        out.append(
+            '<p class="note">One row per cluster: its most confident images, best first.</p>'
+            '<div class="montage">'
+        )
+        for page in montage_pages:
+            encoded = base64.b64encode(page).decode("ascii")
+            out.append(f'<img alt="cluster montage" src="data:image/png;base64,{encoded}"><br>')
+        out.append("</div>")
+        if n_hidden_clusters:
+            out.append(
+                f'<p class="note">{n_hidden_clusters} further clusters are not drawn; see '
+                "labels.csv.</p>"
+            )
+    else:
+        out.append('<p class="note">The input has no images (a feature matrix).</p>')
+    n_empty = int(np.sum(np.asarray(sizes) == 0))
+    out += [
+        "<h2>Cluster sizes</h2>",
+        bar_chart_svg(sizes),
+        f'<p class="note">{len(sizes)} clusters; largest {int(np.max(sizes))}, smallest '
+        f"{int(np.min(sizes))}, {n_empty} empty.</p>",
+        "<h2>Training curves</h2>",
+        '<div class="charts">',
+        *(_training_charts(history) or ['<p class="note">No training history.</p>']),
+        "</div>",
+        "<h2>Files</h2><ul>",
+        *(f'<li><a href="{esc(name)}">{esc(name)}</a></li>' for name in files),
+        "</ul></body></html>",
+    ]
+    return "\n".join(out)

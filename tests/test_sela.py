@@ -1,0 +1,40 @@
+"""SelfLabelClusterer (SeLa): the label step, label changes, heads, and quality on digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepclust import SelfLabelClusterer
+from deepclust._testing import fast_instance
+from deepclust.methods.sela import label_update_epochs
+
+
+def test_label_update_schedule_is_quadratic_and_denser_early():
+    epochs = label_update_epochs(100, 10)
+    assert epochs == sorted(epochs) and 1 <= epochs[0] and epochs[-1] <= 99
+    gaps = np.diff(epochs)
+    assert gaps[0] < gaps[-1]  # denser early
+    assert label_update_epochs(1, 5) == [] and label_update_epochs(10, 0) == []
+
+
+def test_initial_labels_are_an_exact_equipartition_per_head():
+    est = fast_instance(SelfLabelClusterer, n_clusters=7, n_heads=3)
+    labels = est._initial_labels(100, seed=0)
+    assert labels.shape == (3, 100)
+    for head in labels:
+        counts = np.bincount(head.numpy(), minlength=7)
+        assert counts.max() - counts.min() <= 1
+    assert not torch.equal(labels[0], labels[1])  # each head its own shuffle
+
+
+def test_fit_keeps_a_near_equal_partition_and_labels_change(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SelfLabelClusterer, max_epochs=6, n_label_updates=4, n_heads=2).fit(X)
+    assert est.labels_per_head_.shape == (2, 60)
+    for head in est.labels_per_head_:
+        counts = np.bincount(head, minlength=3)
+        assert counts.max() / counts.min() <= 1.5, counts
+    changes = [r["label_change"] for r in est.history_ if "label_change" in r]
+    assert changes and changes[0] > 0.1  # the first update moves away from random labels
+    np.testing.assert_array_equal(est.labels_, est.labels_per_head_[0])
