@@ -301,3 +301,39 @@ def test_fashion_mnist_folder_with_scan(tmp_path):
     assert {r["source"] for r in rows} == {
         p.relative_to(root).as_posix() for p in root.rglob("*.png")
     }
+
+
+@pytest.mark.gpu
+def test_cluster_and_predict_on_cuda(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("cluster", image_folder, "--method", "scan", "--n-clusters", 3, "--out", out,
+                   "--epochs", 2, "--device", "cuda", "--quiet") == 0
+    assert run_cli("predict", out, image_folder, "--out", tmp_path / "p.csv", "--device",
+                   "cuda", "--quiet") == 0
+    assert read_labels(tmp_path / "p.csv") == read_labels(out / "labels.csv")
+
+
+def test_montage_pages_for_many_clusters():
+    import io
+
+    from deepclust.cli._montage import CLUSTERS_PER_PAGE, MAX_PAGES, render_montage_pages
+
+    rng = np.random.default_rng(0)
+    n_clusters = CLUSTERS_PER_PAGE * MAX_PAGES + 30
+    labels = rng.integers(0, n_clusters, 4000)
+    confidence = rng.random(4000)
+    requested = []
+
+    def thumbnails(indices):
+        requested.append(np.asarray(indices))
+        return [Image.new("L", (8, 8), 255) for _ in indices]
+
+    pages, hidden = render_montage_pages(labels, confidence, n_clusters, thumbnails,
+                                         per_cluster=4, tile_size=16)
+    assert len(pages) == MAX_PAGES and hidden == 30
+    with Image.open(io.BytesIO(pages[0])) as first:
+        assert first.height == CLUSTERS_PER_PAGE * (16 + 4)
+    # Each cluster shows its most confident members, best first.
+    members = np.flatnonzero(labels == 0)
+    best = members[np.argsort(-confidence[members])][:4]
+    np.testing.assert_array_equal(requested[0], best)

@@ -230,3 +230,34 @@ def test_keyboard_interrupt_leaves_estimator_unfitted(cls, digits_small, monkeyp
     assert not [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]
     with pytest.raises(NotFittedError):
         est.predict(X)
+
+
+MAIN_STAGE = {
+    "SelfLabelClusterer": "selflabel",
+    "DeepClusterEstimator": "deepcluster",
+    "SCANClusterer": "scan",
+    "ClusterFitTransformer": "clusterfit",
+}
+
+
+@estimator_classes
+def test_optimizer_and_schedule_are_parameters(cls, digits_small, monkeypatch):
+    import deepclust.training._engine as engine
+
+    built: dict[str, str] = {}
+    make = engine._make_optimizer
+
+    def spy(stage, params):
+        built[stage.name] = type(optimizer := make(stage, params)).__name__
+        return optimizer
+
+    monkeypatch.setattr(engine, "_make_optimizer", spy)
+    X, _ = digits_small
+    est = image_instance(cls, optimizer="adamw", lr_schedule="step", lr=0.01, max_epochs=4)
+    est.fit(X)
+    stage = MAIN_STAGE[cls.__name__]
+    assert built[stage] == "AdamW"
+    last = [r for r in est.history_ if r["stage"] == stage][-1]
+    assert last["lr"] == pytest.approx(0.01 * 0.1**2)  # 'step': two tenfold drops
+    with pytest.raises(ValueError, match="optimizer"):
+        image_instance(cls, optimizer="lbfgs").fit(X)

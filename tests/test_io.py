@@ -172,3 +172,19 @@ def test_missing_files_are_reported(fitted_sela, tmp_path):
     tensors_path.unlink()
     with pytest.raises(FileNotFoundError, match="tensors file"):
         load_model(tmp_path / "model")
+
+
+@pytest.mark.gpu
+def test_model_fitted_on_cuda_loads_and_predicts_on_cpu(digits_small, tmp_path):
+    X, _ = digits_small
+    estimator = DeepClusterEstimator(
+        3, max_epochs=1, pca_dim=8, device="cuda", random_state=0, batch_size=32
+    ).fit(X)
+    save_model(estimator, tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert all(not t.is_cuda for t in loaded.network_.state_dict().values())
+    on_gpu = loaded.predict(X)  # device='cuda' parameter: runs on the GPU
+    np.testing.assert_array_equal(on_gpu, estimator.predict(X))
+    loaded.set_params(device="cpu")
+    agreement = (loaded.predict(X) == on_gpu).mean()
+    assert agreement > 0.95  # mixed precision on the GPU may move a few borderline samples

@@ -88,6 +88,8 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"sgd", "adam", "adamw"}), None],
+        "lr_schedule": [StrOptions({"cosine", "step", "constant"}), None],
         "image_size": [Interval(Integral, 4, None, closed="left"), tuple, None],
         "on_bad_image": [StrOptions({"raise", "skip"})],
         "random_state": ["random_state"],
@@ -155,6 +157,11 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
                 f"n_clusters={self.n_clusters} must be <= n_samples={n_samples}. Use fewer "
                 "clusters or more samples."
             )
+
+    def _training_settings(self, optimizer: str, lr_schedule: str) -> tuple[str, str]:
+        """The optimiser and schedule of the main training stage: the user's, or the
+        method's reference defaults given here."""
+        return self.optimizer or optimizer, self.lr_schedule or lr_schedule
 
     def _check_fit_params(self, source: ImageSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""

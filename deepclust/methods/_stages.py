@@ -115,6 +115,7 @@ def pseudo_label_stage(
     lr: float,
     augmentation="weak",
     name: str = "train",
+    optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 1e-5,
     lr_schedule: str = "cosine",
@@ -141,7 +142,7 @@ def pseudo_label_stage(
 
     return Stage(
         name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
-        modules=[network], parameters=parameters, fetch=make_fetch(source), optimizer="sgd",
+        modules=[network], parameters=parameters, fetch=make_fetch(source), optimizer=optimizer,
         lr=lr, momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
         sampler=sampler, on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
     )

@@ -57,6 +57,12 @@ class ClusterFitTransformer(BaseDeepClusterer):
         Epochs of training the fresh network.
     lr : float, default=0.05
         SGD (momentum 0.9, cosine) learning rate of the fresh network.
+    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
+        Optimiser of the fresh network's training; ``None`` uses the reference's (SGD).
+    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+        Learning-rate schedule of the fresh network's training; ``None``: the reference's
+        (cosine).
+        ``'step'`` divides the rate by 10 at 50% and 75% of training.
     image_size : int or None, default=None
     on_bad_image : {'raise', 'skip'}, default='raise'
     random_state : int, RandomState or None, default=None
@@ -98,6 +104,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
         batch_size=256,
         max_epochs=30,
         lr=0.05,
+        optimizer=None,
+        lr_schedule=None,
         image_size=None,
         on_bad_image="raise",
         random_state=None,
@@ -115,6 +123,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.image_size = image_size
         self.on_bad_image = on_bad_image
         self.random_state = random_state
@@ -179,10 +189,11 @@ class ClusterFitTransformer(BaseDeepClusterer):
             )
             state["labels"] = torch.as_tensor(result.labels).long().to(device)
 
+        optimizer, lr_schedule = self._training_settings("sgd", "cosine")
         stage = pseudo_label_stage(
             network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
             lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="clusterfit",
+            name="clusterfit", optimizer=optimizer, lr_schedule=lr_schedule,
         )
         stage.on_begin = cluster
         stages.append(stage)

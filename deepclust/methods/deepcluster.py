@@ -63,6 +63,12 @@ class DeepClusterEstimator(BaseDeepClusterer):
         Epochs, i.e. clusterings of the data.
     lr : float, default=0.05
         SGD learning rate (the reference code's value), momentum 0.9, cosine schedule.
+    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
+        Optimiser of the training; ``None`` uses the reference's (SGD).
+    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+        Learning-rate schedule of the training; ``None``: the reference's
+        (cosine).
+        ``'step'`` divides the rate by 10 at 50% and 75% of training.
     weight_decay : float, default=1e-5
     image_size : int or None, default=None
     on_bad_image : {'raise', 'skip'}, default='raise'
@@ -114,6 +120,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         batch_size=256,
         max_epochs=30,
         lr=0.05,
+        optimizer=None,
+        lr_schedule=None,
         weight_decay=1e-5,
         image_size=None,
         on_bad_image="raise",
@@ -131,6 +139,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.image_size = image_size
         self.on_bad_image = on_bad_image
@@ -174,10 +184,12 @@ class DeepClusterEstimator(BaseDeepClusterer):
             trainer.reset_optimizer_state(network.heads.parameters())
             return record
 
+        optimizer, lr_schedule = self._training_settings("sgd", "cosine")
         stage = pseudo_label_stage(
             network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
             lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="deepcluster", weight_decay=self.weight_decay,
+            name="deepcluster", optimizer=optimizer, lr_schedule=lr_schedule,
+            weight_decay=self.weight_decay,
             sampler=balanced_sampler(lambda: to_numpy(state["labels"]), len(source)),
             on_epoch_begin=recluster,
         )

@@ -91,6 +91,12 @@ class SCANClusterer(BaseDeepClusterer):
         SGD (momentum 0.9, cosine) learning rate of the pretext.
     lr : float, default=1e-4
         Adam learning rate of the SCAN step (the paper's value) and self-labelling.
+    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
+        Optimiser of the SCAN and self-labelling steps; ``None`` uses the reference's (Adam).
+    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+        Learning-rate schedule of the SCAN and self-labelling steps; ``None``: the reference's
+        (constant).
+        ``'step'`` divides the rate by 10 at 50% and 75% of training.
     device : str, default='auto'
     batch_size : int, default=256
     image_size : int or None, default=None
@@ -148,6 +154,8 @@ class SCANClusterer(BaseDeepClusterer):
         selflabel_epochs=20,
         pretext_lr=0.1,
         lr=1e-4,
+        optimizer=None,
+        lr_schedule=None,
         device="auto",
         batch_size=256,
         image_size=None,
@@ -169,6 +177,8 @@ class SCANClusterer(BaseDeepClusterer):
         self.selflabel_epochs = selflabel_epochs
         self.pretext_lr = pretext_lr
         self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.device = device
         self.batch_size = batch_size
         self.image_size = image_size
@@ -189,6 +199,7 @@ class SCANClusterer(BaseDeepClusterer):
         device = context.device
         augment = make_augment("weak", source)
         criterion = SCANLoss(entropy_weight=self.entropy_weight)
+        optimizer, lr_schedule = self._training_settings("adam", "constant")
 
         def compute_loss(batch):
             indices, anchors = batch
@@ -215,8 +226,8 @@ class SCANClusterer(BaseDeepClusterer):
         return Stage(
             name="scan", n_epochs=self.max_epochs, n_samples=len(source),
             compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source), optimizer="adam", lr=self.lr, weight_decay=1e-4,
-            lr_schedule="constant",
+            fetch=make_fetch(source), optimizer=optimizer, lr=self.lr, weight_decay=1e-4,
+            lr_schedule=lr_schedule,
             on_begin=lambda: self._mine_neighbors(network, source, context, state),
         )
 
@@ -224,6 +235,7 @@ class SCANClusterer(BaseDeepClusterer):
         weak = make_augment("weak", source)
         strong = make_augment("strong", source)
         criterion = ConfidenceCrossEntropyLoss(threshold=self.confidence_threshold)
+        optimizer, lr_schedule = self._training_settings("adam", "constant")
         counter = {"confident": 0, "seen": 0}
 
         def compute_loss(batch):
@@ -247,8 +259,8 @@ class SCANClusterer(BaseDeepClusterer):
         return Stage(
             name="selflabel", n_epochs=self.selflabel_epochs, n_samples=len(source),
             compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source), optimizer="adam", lr=self.lr, weight_decay=1e-4,
-            lr_schedule="constant", on_epoch_end=on_epoch_end,
+            fetch=make_fetch(source), optimizer=optimizer, lr=self.lr, weight_decay=1e-4,
+            lr_schedule=lr_schedule, on_epoch_end=on_epoch_end,
         )
 
     # ------------------------------------------------------------------ helpers

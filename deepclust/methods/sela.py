@@ -68,6 +68,12 @@ class SelfLabelClusterer(BaseDeepClusterer):
     lr : float, default=0.05
         SGD learning rate (SeLa's reference value), dropped tenfold at 50% and 75% of
         training; momentum 0.9 and weight decay 1e-5 as in the reference.
+    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
+        Optimiser of the self-labelling training; ``None`` uses the reference's (SGD).
+    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+        Learning-rate schedule of the self-labelling training; ``None``: the reference's
+        (step).
+        ``'step'`` divides the rate by 10 at 50% and 75% of training.
     momentum : float, default=0.9
     weight_decay : float, default=1e-5
     image_size : int or None, default=None
@@ -125,6 +131,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         batch_size=256,
         max_epochs=50,
         lr=0.05,
+        optimizer=None,
+        lr_schedule=None,
         momentum=0.9,
         weight_decay=1e-5,
         image_size=None,
@@ -143,6 +151,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.image_size = image_size
@@ -205,11 +215,13 @@ class SelfLabelClusterer(BaseDeepClusterer):
         def on_epoch_begin(epoch: int):
             return relabel() if epoch in update_epochs else None
 
+        optimizer, lr_schedule = self._training_settings("sgd", "step")
         stage = pseudo_label_stage(
             network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
             lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="selflabel", momentum=self.momentum, weight_decay=self.weight_decay,
-            lr_schedule="step", on_epoch_begin=on_epoch_begin,
+            name="selflabel", optimizer=optimizer, momentum=self.momentum,
+            weight_decay=self.weight_decay, lr_schedule=lr_schedule,
+            on_epoch_begin=on_epoch_begin,
         )
         trainer = context.trainer(
             get_extra_state=lambda: {"labels": state["labels"].cpu()},
