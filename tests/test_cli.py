@@ -337,3 +337,13 @@ def test_montage_pages_for_many_clusters():
     members = np.flatnonzero(labels == 0)
     best = members[np.argsort(-confidence[members])][:4]
     np.testing.assert_array_equal(requested[0], best)
+
+
+def test_resume_with_other_settings_is_refused(folder_run, image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(folder_run, out)
+    (out / "checkpoint.pt").write_bytes(b"")
+    code = run_cli("cluster", image_folder, "--method", "sela", "--n-clusters", 3, "--out", out,
+                   "--epochs", 3, "--device", "cpu", "--batch-size", 32, "--quiet", "--resume")
+    assert code == 2
+    assert "max_epochs: 2 then, 3 now" in capsys.readouterr().err

@@ -153,6 +153,8 @@ def estimator_params(args, method: str) -> dict:
             f"--config: {unknown} are not parameters of {cls.__name__}; valid ones are "
             f"{sorted(valid)}."
         )
+    if isinstance(config.get("image_size"), list):
+        config["image_size"] = tuple(config["image_size"])
     params.update(config)
     if args.epochs is not None:
         params.update(epoch_params(method, args.epochs))
@@ -312,7 +314,6 @@ def write_outputs(
     from deepclust.metrics import evaluate_clustering
 
     n_clusters = len(sizes)
-    n_pages = min(math.ceil(n_clusters / CLUSTERS_PER_PAGE), MAX_PAGES)
     n_rows = min(n_clusters, CLUSTERS_PER_PAGE * MAX_PAGES) if loaded.is_images else 0
     bar = progress(total=4 + n_rows, desc="writing outputs") if progress else None
     step = bar.update if bar is not None else (lambda n=1: None)
@@ -343,7 +344,6 @@ def write_outputs(
                 atomic_write(out_dir / name, page)
                 written.append(out_dir / name)
         step()
-        assert len(pages) <= n_pages or not loaded.is_images
         summary = {
             "source": source,
             "input": loaded.description,
@@ -405,8 +405,9 @@ def _cluster(args: argparse.Namespace) -> int:
         + ", ".join(f"{k}={v}" for k, v in epochs.items()) + ")."
     )
     out_dir = Path(args.out)
+    source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
     result = run_pipeline(
-        estimator, loaded, out_dir, method=method, source=args.source, resume=args.resume,
+        estimator, loaded, out_dir, method=method, source=source, resume=args.resume,
         quiet=args.quiet, say=say,
     )
     _summarise(args, result, out_dir)
