@@ -174,6 +174,12 @@ def test_bad_input_refused_before_training(cls, digits_small, tmp_path, monkeypa
         assert time.perf_counter() - started < 5, name
     with pytest.raises(ValueError, match="no image files"):
         fast_instance(cls).fit(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        fast_instance(cls).fit([str(tmp_path / "missing.png")])
+    bad_folder = _folder_with_bad_images(tmp_path / "bad", digits_small[0][:12])
+    with pytest.raises(ValueError, match="corrupt.png") as info:
+        fast_instance(cls).fit(str(bad_folder))
+    assert "truncated.png" in str(info.value) and "huge.png" in str(info.value)
     X, _ = digits_small
     for params, match in [
         (dict(n_clusters=1), "n_clusters"),
@@ -183,6 +189,28 @@ def test_bad_input_refused_before_training(cls, digits_small, tmp_path, monkeypa
     ]:
         with pytest.raises(ValueError, match=match):
             fast_instance(cls, **params).fit(X)
+
+
+def _folder_with_bad_images(folder, images):
+    """Good PNGs plus a corrupt, a truncated and a decompression-bomb-sized file."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"good_{i:02d}.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "truncated.png").write_bytes((folder / "good_00.png").read_bytes()[:30])
+    Image.new("L", (12_000, 12_000)).save(folder / "huge.png")  # > PIL's pixel limit
+    return folder
+
+
+@estimator_classes
+def test_bad_images_can_be_skipped_with_a_warning(cls, digits_small, tmp_path):
+    folder = _folder_with_bad_images(tmp_path / "mixed", digits_small[0][:12])
+    with pytest.warns(UserWarning, match="Skipping 3 unreadable") as record:
+        est = image_instance(cls, on_bad_image="skip", image_size=8).fit(str(folder))
+    assert "huge.png" in str(record[0].message)
+    assert len(est.labels_) == 12
 
 
 @estimator_classes

@@ -18,6 +18,7 @@ from ._backend import (
     like_input,
     resolve_backend,
     resolve_device,
+    squared_norms,
     to_numpy_float32,
     to_torch,
 )
@@ -70,7 +71,7 @@ def _assign_chunks(
     """
     n_samples, n_features = X.shape
     n_clusters = centroids.shape[0]
-    c_sq = centroids.pow(2).sum(1)
+    c_sq = squared_norms(centroids)
     centroids_t = centroids.t()
     labels = torch.empty(n_samples, dtype=torch.int64, device=X.device)
     min_sq = torch.empty(n_samples, dtype=X.dtype, device=X.device)
@@ -98,7 +99,7 @@ def _squared_distances_to(
     X: torch.Tensor, x_sq: torch.Tensor, points: torch.Tensor
 ) -> torch.Tensor:
     """Squared distances (n_samples, n_points) between the rows of X and ``points``."""
-    dist = torch.addmm(points.pow(2).sum(1).unsqueeze(0), X, points.t(), beta=1.0, alpha=-2.0)
+    dist = torch.addmm(squared_norms(points).unsqueeze(0), X, points.t(), beta=1.0, alpha=-2.0)
     return dist.add_(x_sq.unsqueeze(1)).clamp_min_(0.0)
 
 
@@ -387,7 +388,7 @@ def kmeans(
         X_torch = torch.from_numpy(X_np)  # shares memory; used for init and repair
     else:
         X_torch = to_torch(X_checked, compute_device)
-    x_sq = X_torch.pow(2).sum(1)
+    x_sq = squared_norms(X_torch)
 
     subsample = (
         max_points_per_centroid is not None and n_samples > n_clusters * max_points_per_centroid
@@ -513,5 +514,5 @@ def assign(
     else:
         X_torch = to_torch(X_checked, compute_device)
         C_torch = to_torch(C_checked, compute_device)
-        labels, min_sq, _, _ = _assign_chunks(X_torch, C_torch, X_torch.pow(2).sum(1), chunk_size)
+        labels, min_sq, _, _ = _assign_chunks(X_torch, C_torch, squared_norms(X_torch), chunk_size)
     return like_input(labels, X), like_input(min_sq, X)

@@ -15,6 +15,7 @@ from ._backend import (
     like_input,
     resolve_backend,
     resolve_device,
+    squared_norms,
     to_numpy_float32,
     to_torch,
 )
@@ -47,7 +48,7 @@ def _knn_torch(
     scores = torch.empty(n_queries, n_candidates, dtype=database.dtype, device=device)
     database_t = database.t()
     if metric == "euclidean":
-        db_sq = database.pow(2).sum(1)
+        db_sq = squared_norms(database)
     for start in range(0, n_queries, chunk_size):
         stop = min(start + chunk_size, n_queries)
         block = queries[start:stop]
@@ -61,7 +62,7 @@ def _knn_torch(
             score[rows, rows + start] = -torch.inf
         top_scores, top_indices = torch.topk(score, n_candidates, dim=1, sorted=True)
         if metric == "euclidean":
-            top_scores = top_scores - block.pow(2).sum(1, keepdim=True)
+            top_scores = top_scores - squared_norms(block).unsqueeze(1)
         indices[start:stop] = top_indices
         scores[start:stop] = top_scores
     return indices, scores
@@ -142,7 +143,7 @@ def _refine_near_ties(
     if metric == "cosine":
         scale = torch.ones(queries.shape[0], dtype=torch.float32, device=scores.device)
     else:
-        scale = queries.pow(2).sum(1) + database.pow(2).sum(1).max()
+        scale = squared_norms(queries) + squared_norms(database).max()
     tolerance = 2.0 * n_features * eps32 * scale.to(scores.device)
     gap = scores[:, k - 1] - scores[:, k]
     rows = torch.nonzero(gap <= tolerance).flatten()

@@ -40,9 +40,9 @@ class PCAWhitening:
     Attributes
     ----------
     mean_ : torch.Tensor of shape (n_features,), float64
-    components_ : torch.Tensor of shape (n_components_, n_features), float64
+    components_ : torch.Tensor of shape (``n_components_``, n_features), float64
         Principal axes, by decreasing variance.
-    explained_variance_ : torch.Tensor of shape (n_components_,), float64
+    explained_variance_ : torch.Tensor of shape (``n_components_``,), float64
         Variance along each axis (unbiased estimate).
     n_components_ : int
     n_features_in_ : int

@@ -213,9 +213,11 @@ class FileSource(ImageSource):
     def _detect_channels(self) -> int:
         for path in self.paths[:16]:
             try:
-                with Image.open(path) as img:
-                    if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
-                        return 3
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(path) as img:
+                        if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
+                            return 3
             except Exception:  # noqa: BLE001 - unreadable files are reported by scan()
                 continue
         return 1

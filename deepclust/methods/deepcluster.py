@@ -62,12 +62,12 @@ class DeepClusterEstimator(BaseDeepClusterer):
     max_epochs : int, default=30
         Epochs, i.e. clusterings of the data.
     lr : float, default=0.05
-        SGD learning rate (the reference code's value), momentum 0.9, cosine schedule.
+        SGD learning rate (the reference code's value), momentum 0.9, constant.
     optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
         Optimiser of the training; ``None`` uses the reference's (SGD).
     lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
         Learning-rate schedule of the training; ``None``: the reference's
-        (cosine).
+        (constant).
         ``'step'`` divides the rate by 10 at 50% and 75% of training.
     weight_decay : float, default=1e-5
     image_size : int or None, default=None
@@ -184,7 +184,9 @@ class DeepClusterEstimator(BaseDeepClusterer):
             trainer.reset_optimizer_state(network.heads.parameters())
             return record
 
-        optimizer, lr_schedule = self._training_settings("sgd", "cosine")
+        # Constant rate, as the reference: the head is re-initialised every epoch and must
+        # still be able to fit the new labels late in training.
+        optimizer, lr_schedule = self._training_settings("sgd", "constant")
         stage = pseudo_label_stage(
             network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
             lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
