@@ -69,9 +69,16 @@ def test_history_records_epochs_and_label_changes(digits_small):
     assert any("label_change" in r for r in est.history_)
 
 
-def test_non_finite_loss_names_the_epoch(digits_small):
+@pytest.mark.parametrize(
+    "cls", [SelfLabelClusterer, DeepClusterEstimator, SCANClusterer, ClusterFitTransformer],
+    ids=lambda c: c.__name__,
+)
+def test_non_finite_loss_names_the_epoch(digits_small, cls):
     X, _ = digits_small
-    est = fast_instance(SelfLabelClusterer, max_epochs=3, lr=1e30)
+    params = {"lr": 1e30}
+    if cls in (SCANClusterer, ClusterFitTransformer):
+        params["pretext_lr"] = 1e30
+    est = fast_instance(cls, max_epochs=3, **params)
     with pytest.raises(TrainingDivergedError, match=r"epoch \d+.*Lower the learning rate"):
         est.fit(X)
-    assert not hasattr(est, "labels_")
+    assert not [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]
