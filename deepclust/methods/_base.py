@@ -53,6 +53,10 @@ class FitContext:
     callbacks: list = field(default_factory=list)
     resume_state: dict | None = None
 
+    def progress(self, description: str) -> str | None:
+        """A progress-bar description when ``verbose``, else ``None``."""
+        return description if self.verbose else None
+
     def trainer(self, get_extra_state=None, set_extra_state=None) -> Trainer:
         """A :class:`~deepclust.training.Trainer` set up for this fit."""
         trainer = Trainer(

@@ -45,12 +45,16 @@ def make_augment(policy, source: ImageSource) -> nn.Module:
 
 
 def extract_features(
-    network: ClusteringNetwork, source: ImageSource, device: torch.device, batch_size: int
+    network: ClusteringNetwork,
+    source: ImageSource,
+    device: torch.device,
+    batch_size: int,
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU."""
     return run_inference(
         network.features, source, device=device, batch_size=batch_size, modules=(network,),
-        autocast=True,
+        autocast=True, progress=progress,
     )
 
 
@@ -60,6 +64,7 @@ def head_probabilities(
     device: torch.device,
     batch_size: int,
     output_device: torch.device | None = None,
+    progress: str | None = None,
 ) -> list[torch.Tensor]:
     """Softmax of every clustering head over the whole data set, float32."""
 
@@ -67,7 +72,8 @@ def head_probabilities(
         return [torch.softmax(logits.float(), dim=1) for logits in network(batch)]
 
     outputs = run_inference(
-        probs, source, device=device, batch_size=batch_size, modules=(network,), autocast=True
+        probs, source, device=device, batch_size=batch_size, modules=(network,), autocast=True,
+        progress=progress,
     )
     return [o.to(output_device) if output_device is not None else o for o in outputs]
 

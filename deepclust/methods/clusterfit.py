@@ -135,7 +135,10 @@ class ClusterFitTransformer(BaseDeepClusterer):
         device, batch_size = context.device, context.inference_batch_size
         source_net = self.pretrained
         if pretext_network is not None:
-            return extract_features(pretext_network, source, device, batch_size)
+            return extract_features(
+                pretext_network, source, device, batch_size,
+                progress=context.progress("pretext features"),
+            )
         if getattr(source_net, "_deepclust_estimator", False):
             network = copy.deepcopy(source_net.network_).to(device)
             return extract_features(network, source, device, batch_size)

@@ -171,7 +171,10 @@ class DeepClusterEstimator(BaseDeepClusterer):
         state: dict = {"labels": None, "previous": None}
 
         def recluster(epoch: int) -> dict:
-            features = extract_features(network, source, device, context.inference_batch_size)
+            features = extract_features(
+                network, source, device, context.inference_batch_size,
+                progress=context.progress("features for k-means"),
+            )
             _, _, result = self._cluster(features, seed + epoch, device)
             labels = torch.as_tensor(result.labels).long()
             record = {"inertia": float(result.inertia)}

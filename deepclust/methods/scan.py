@@ -266,7 +266,10 @@ class SCANClusterer(BaseDeepClusterer):
     # ------------------------------------------------------------------ helpers
     def _mine_neighbors(self, network, source, context, state) -> None:
         device = context.device
-        features = extract_features(network, source, device, context.inference_batch_size)
+        features = extract_features(
+            network, source, device, context.inference_batch_size,
+            progress=context.progress("mining neighbours"),
+        )
         features = nn.functional.normalize(features, dim=1)
         indices, _ = knn(features, self.n_neighbors, metric="cosine", device=device)
         state["neighbors"] = to_numpy(torch.as_tensor(indices)).astype(np.int64)

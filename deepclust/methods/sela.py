@@ -203,7 +203,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
 
         def relabel() -> dict:
             probs = head_probabilities(
-                network, source, device, inference_batch, output_device=device
+                network, source, device, inference_batch, output_device=device,
+                progress=context.progress("label update"),
             )
             new = torch.stack(
                 [sinkhorn_knopp(p, lamb=self.lamb, marginals=marginals) for p in probs]

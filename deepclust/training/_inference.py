@@ -20,6 +20,7 @@ def run_inference(
     batch_size: int,
     modules: tuple[torch.nn.Module, ...] = (),
     autocast: bool = False,
+    progress: str | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Apply ``fn`` to every sample of ``source`` in eval mode and concatenate on the CPU.
 
@@ -37,6 +38,8 @@ def run_inference(
         Put in eval mode during the pass and restored afterwards.
     autocast : bool
         Use mixed precision on CUDA.
+    progress : str, optional
+        Show a progress bar with this description.
 
     Returns
     -------
@@ -48,6 +51,11 @@ def run_inference(
     outputs: list = []
     start, size, n = 0, int(batch_size), len(source)
     use_amp = autocast and device.type == "cuda"
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=progress, unit="img", leave=False)
     try:
         with torch.no_grad():
             while start < n:
@@ -70,8 +78,12 @@ def run_inference(
                     outputs.append([o.float().cpu() for o in out])
                 else:
                     outputs.append(out.float().cpu())
+                if bar is not None:
+                    bar.update(stop - start)
                 start = stop
     finally:
+        if bar is not None:
+            bar.close()
         for module, state in zip(modules, states):
             module.train(state)
     if outputs and isinstance(outputs[0], list):
