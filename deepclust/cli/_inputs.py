@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepclust.data import FileSource, list_image_files
+from deepclust.data import FileSource, list_image_files, open_image
 from deepclust.data._sources import IMAGE_EXTENSIONS
 
 __all__ = ["BUILTIN_DATASETS", "LoadedInput", "load_input", "auto_image_size"]
@@ -74,7 +74,7 @@ class LoadedInput:
             out = []
             for i in indices:
                 try:
-                    with Image.open(self.paths[int(i)]) as img:
+                    with open_image(self.paths[int(i)]) as img:
                         img.load()
                         out.append(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
                 except Exception:  # noqa: BLE001 - an unreadable file shows as a grey tile
@@ -110,7 +110,7 @@ def auto_image_size(paths: list[str], device: torch.device) -> int:
     sides = []
     for i in picks:
         try:
-            with Image.open(paths[i]) as img:
+            with open_image(paths[i]) as img:
                 sides.append(max(img.size))
         except Exception:  # noqa: BLE001 - unreadable files are reported by the scan
             continue

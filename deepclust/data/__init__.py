@@ -8,6 +8,7 @@ from deepclust.data._sources import (
     TensorSource,
     as_source,
     list_image_files,
+    open_image,
     resize_images,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "TensorSource",
     "as_source",
     "list_image_files",
+    "open_image",
     "resize_images",
 ]

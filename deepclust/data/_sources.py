@@ -10,6 +10,7 @@ feature matrices come out as ``(B, D)``.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,21 @@ DEFAULT_FILE_IMAGE_SIZE = 64
 
 #: Decoded file collections up to this many bytes are kept in memory after the first pass.
 FILE_CACHE_BYTES = 1 << 30
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def open_image(path: str) -> Image.Image:
+    """Open an image lazily, refusing decompression bombs with an error.
+
+    PIL only warns between 1x and 2x its ``MAX_IMAGE_PIXELS``; the warning is turned into
+    an error here. ``warnings.catch_warnings`` changes process-wide state, so the (cheap,
+    header-only) open is serialised; decoding happens outside the lock, in parallel.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 class ImageSource:
@@ -184,15 +200,13 @@ class FileSource(ImageSource):
 
     def _decode(self, path: str) -> np.ndarray:
         mode = "L" if self.shape[0] == 1 else "RGB"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img = img.convert(mode)
-                if img.size != (self.image_size[1], self.image_size[0]):
-                    img = img.resize(
-                        (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
-                    )
-                array = np.asarray(img, dtype=np.uint8)
+        with open_image(path) as img:
+            img = img.convert(mode)
+            if img.size != (self.image_size[1], self.image_size[0]):
+                img = img.resize(
+                    (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
+                )
+            array = np.asarray(img, dtype=np.uint8)
         return array[:, :, None] if array.ndim == 2 else array
 
     def _decode_many(self, paths: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -213,11 +227,9 @@ class FileSource(ImageSource):
     def _detect_channels(self) -> int:
         for path in self.paths[:16]:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(path) as img:
-                        if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
-                            return 3
+                with open_image(path) as img:
+                    if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
+                        return 3
             except Exception:  # noqa: BLE001 - unreadable files are reported by scan()
                 continue
         return 1
