@@ -502,40 +502,29 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parser
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, requirement: str):
+    """An argparse type: an integer >= ``minimum``, else an error stating ``requirement``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _n_clusters(text: str) -> int:
-    value = _positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"need at least 2 clusters, got {text!r}")
-    return value
+_positive_int = _int_at_least(1, "expected a positive integer")
+_non_negative_int = _int_at_least(0, "expected an integer >= 0")
+_n_clusters = _int_at_least(2, "need at least 2 clusters")
+_pixels = _int_at_least(4, "image size must be at least 4 px")
 
 
 def _image_size(text: str) -> int | None:
-    if text == "auto":
-        return None
-    value = _positive_int(text)
-    if value < 4:
-        raise argparse.ArgumentTypeError(f"image size must be at least 4 px, got {text!r}")
-    return value
+    return None if text == "auto" else _pixels(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
