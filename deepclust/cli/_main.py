@@ -532,28 +532,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepclust", description="Label unlabelled images by deep clustering."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser(
-        "demo", help="cluster scikit-learn's digits, print scores, write a report",
-        description="Cluster scikit-learn's 1,797 8x8 digits with SCAN (about 2 minutes on "
-        "2 CPU cores), print ACC/NMI/ARI next to k-means, and write the outputs of "
-        "`deepclust cluster` into --out.",
-    )
-    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=_non_negative_int, default=60, help="pretext epochs")
-    demo.add_argument("--out", default="deepclust-demo", help="output folder")
-    demo.add_argument("--quiet", action="store_true", help="no progress output")
-    demo.add_argument(
+    # Options every subcommand takes.
+    runtime = argparse.ArgumentParser(add_help=False)
+    runtime.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    runtime.add_argument("--quiet", action="store_true", help="no progress output")
+    runtime.add_argument(
         "--threads", type=_positive_int, metavar="N",
         help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
         "images on a busy machine)",
     )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", parents=[runtime],
+        help="cluster scikit-learn's digits, print scores, write a report",
+        description="Cluster scikit-learn's 1,797 8x8 digits with SCAN (about 2 minutes on "
+        "2 CPU cores), print ACC/NMI/ARI next to k-means, and write the outputs of "
+        "`deepclust cluster` into --out.",
+    )
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=_non_negative_int, default=60, help="pretext epochs")
+    demo.add_argument("--out", default="deepclust-demo", help="output folder")
     demo.set_defaults(run=_demo)
 
     cluster = commands.add_parser(
-        "cluster", help="cluster a folder of images, an array file or a data set",
+        "cluster", parents=[runtime],
+        help="cluster a folder of images, an array file or a data set",
         description=__doc__.split("\n\n", 1)[1].split("Precedence")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -566,7 +570,6 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--method", required=True, choices=sorted(METHODS))
     cluster.add_argument("--n-clusters", required=True, type=_n_clusters, metavar="K")
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    cluster.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cluster.add_argument(
         "--epochs", type=_non_negative_int, metavar="E",
@@ -588,31 +591,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-images", action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
     )
-    cluster.add_argument("--quiet", action="store_true", help="no progress output")
-    cluster.add_argument(
-        "--threads", type=_positive_int, metavar="N",
-        help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
-        "images on a busy machine)",
-    )
     cluster.set_defaults(run=_cluster)
 
     predict = commands.add_parser(
-        "predict", help="label images with a saved model",
+        "predict", parents=[runtime], help="label images with a saved model",
         description="Label SOURCE with a model written by `deepclust cluster` (its --out "
         "folder, or model.json). Writes a CSV like labels.csv.",
     )
     predict.add_argument("model", metavar="MODEL", help="model folder, prefix or model.json")
     predict.add_argument("source", metavar="SOURCE", help="as for `deepclust cluster`")
     predict.add_argument("--out", required=True, metavar="FILE.csv")
-    predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     predict.add_argument("--batch-size", type=_positive_int, metavar="B")
     predict.add_argument("--skip-bad-images", action="store_true")
-    predict.add_argument("--quiet", action="store_true", help="no progress output")
-    predict.add_argument(
-        "--threads", type=_positive_int, metavar="N",
-        help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
-        "images on a busy machine)",
-    )
     predict.set_defaults(run=_predict)
     return parser
 
