@@ -1,10 +1,9 @@
-"""Small helpers shared across deepclust: devices, seeding, batching."""
+"""Small helpers shared across deepclust: devices, seeding, atomic writes."""
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -12,7 +11,6 @@ import torch
 __all__ = [
     "resolve_device",
     "seed_everything",
-    "iter_slices",
     "to_numpy",
     "atomic_write",
 ]
@@ -55,12 +53,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - libraries may still draw from the global state
     torch.manual_seed(seed)
-
-
-def iter_slices(n: int, batch_size: int) -> Iterator[slice]:
-    """Yield consecutive slices covering ``range(n)`` in steps of ``batch_size``."""
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

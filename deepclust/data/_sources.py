@@ -87,11 +87,6 @@ class ImageSource:
         """Channel count of images, ``None`` for features."""
         return self.shape[0] if self.kind == "images" else None
 
-    def iter_batches(self, batch_size: int):
-        """Yield consecutive float32 batches in order."""
-        for start in range(0, len(self), batch_size):
-            yield self.load(slice(start, min(start + batch_size, len(self))))
-
     def channel_stats(self, max_samples: int = 10_000, seed: int = 0) -> tuple[np.ndarray, ...]:
         """Per-channel (images) or per-feature (features) mean and standard deviation.
 

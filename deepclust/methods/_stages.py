@@ -25,12 +25,15 @@ __all__ = [
 ]
 
 
-def make_fetch(source: ImageSource) -> Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]:
-    """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU."""
+def make_fetch(
+    source: ImageSource, device: torch.device
+) -> Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]:
+    """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU (pinned for CUDA)."""
+    pin = device.type == "cuda"
 
     def fetch(indices: np.ndarray):
         batch = source.load(indices)
-        if torch.cuda.is_available():
+        if pin:
             batch = batch.pin_memory()
         return torch.from_numpy(np.asarray(indices)), batch
 
@@ -106,7 +109,7 @@ def contrastive_stage(
 
     return Stage(
         name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
-        modules=[network], parameters=params, fetch=make_fetch(source), optimizer="sgd",
+        modules=[network], parameters=params, fetch=make_fetch(source, device), optimizer="sgd",
         lr=lr, momentum=0.9, weight_decay=weight_decay, lr_schedule="cosine", drop_last=True,
     )
 
@@ -148,8 +151,9 @@ def pseudo_label_stage(
 
     return Stage(
         name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
-        modules=[network], parameters=parameters, fetch=make_fetch(source), optimizer=optimizer,
-        lr=lr, momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
+        modules=[network], parameters=parameters, fetch=make_fetch(source, device),
+        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
         sampler=sampler, on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
     )
 

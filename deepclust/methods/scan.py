@@ -226,7 +226,8 @@ class SCANClusterer(BaseDeepClusterer):
         return Stage(
             name="scan", n_epochs=self.max_epochs, n_samples=len(source),
             compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source), optimizer=optimizer, lr=self.lr, weight_decay=1e-4,
+            fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
+            weight_decay=1e-4,
             lr_schedule=lr_schedule,
             on_begin=lambda: self._mine_neighbors(network, source, context, state),
         )
@@ -259,7 +260,8 @@ class SCANClusterer(BaseDeepClusterer):
         return Stage(
             name="selflabel", n_epochs=self.selflabel_epochs, n_samples=len(source),
             compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source), optimizer=optimizer, lr=self.lr, weight_decay=1e-4,
+            fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
+            weight_decay=1e-4,
             lr_schedule=lr_schedule, on_epoch_end=on_epoch_end,
         )
 

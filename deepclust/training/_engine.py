@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepclust._utils import atomic_write
+
 __all__ = ["Stage", "Trainer", "Callback", "Checkpoint", "TrainingDivergedError"]
 
 
@@ -124,12 +126,7 @@ def save_state(state: dict, path: str) -> None:
     """``torch.save`` ``state`` to ``path`` through a temporary file and an atomic rename."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_state(path: str | os.PathLike) -> dict:
