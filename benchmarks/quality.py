@@ -87,15 +87,15 @@ def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
         return archive["X"], archive["y"], {"data": os.path.abspath(name)}
 
 
-def linear_probe(est, X: np.ndarray, y: np.ndarray, n_train: int) -> float:
-    """Logistic regression on ``transform`` features: train on the first ``n_train``."""
+def linear_probe(features: np.ndarray, y: np.ndarray, n_train: int) -> float:
+    """Test accuracy of a logistic regression trained on the first ``n_train`` features."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = StandardScaler().fit_transform(est.transform(X))
-    clf = LogisticRegression(max_iter=1000)
-    clf.fit(features[:n_train], y[:n_train])
-    return float(clf.score(features[n_train:], y[n_train:]))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    probe.fit(features[:n_train], y[:n_train])
+    return float(probe.score(features[n_train:], y[n_train:]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                         help="override a profile parameter (JSON value), repeatable")
     parser.add_argument("--out", default=None, help="JSON result file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores); 1 lets two runs share "
+                             "a 2-core machine without slowing each other down")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     params["n_clusters"] = args.n_clusters or len(np.unique(y))
     params["random_state"] = args.seed
     params["verbose"] = args.verbose
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
 
     est = METHODS[args.method](**params)
     started = time.perf_counter()
@@ -144,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": seconds,
         "cluster_sizes": np.bincount(labels, minlength=params["n_clusters"]).tolist(),
         "params": {k: v for k, v in params.items() if k != "verbose"},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
-                   f"{torch.__version__}, cuda={torch.cuda.is_available()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch "
+                   f"thread(s), torch {torch.__version__}, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d"),
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
                                                             else argv),
@@ -158,8 +162,18 @@ def main(argv: list[str] | None = None) -> dict:
         result["neighbor_accuracy"] = getattr(est, "neighbor_accuracy_", None)
     if args.method == "deepcluster":
         result["nmi_previous"] = [r.get("nmi_previous") for r in est.history_]
-    if args.method == "clusterfit" and info.get("n_train"):
-        result["linear_probe"] = {"clusterfit": linear_probe(est, X, y, info["n_train"])}
+    if args.method == "clusterfit":
+        network_labels = est.predict(X)
+        result["clusterfit_network"] = {
+            **{k: float(v) for k, v in evaluate_clustering(
+                y, network_labels, metrics=("acc", "nmi", "ari")).items()},
+            "acc_majority": float(cluster_accuracy(y, network_labels, mapping="majority")),
+        }
+        if info.get("n_train"):
+            result["linear_probe"] = {
+                "pretrained": linear_probe(est.pretrained_transform(X), y, info["n_train"]),
+                "clusterfit": linear_probe(est.transform(X), y, info["n_train"]),
+            }
     result["labels"] = labels.tolist()
     shown = {k: v for k, v in result.items() if k not in ("labels", "cluster_sizes")}
     print(json.dumps(shown, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from deepclust import SelfLabelClusterer
@@ -38,3 +39,37 @@ def test_fit_keeps_a_near_equal_partition_and_labels_change(digits_small):
     changes = [r["label_change"] for r in est.history_ if "label_change" in r]
     assert changes and changes[0] > 0.1  # the first update moves away from random labels
     np.testing.assert_array_equal(est.labels_, est.labels_per_head_[0])
+
+
+def test_from_sela_checkpoint_builds_a_fitted_estimator(tmp_path):
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    reference = resnet50(weights=None, num_classes=7).eval()
+    labels = torch.arange(20) % 7
+    path = tmp_path / "sela_resnet50.pth"
+    # The released files come from DataParallel training: keys carry a "module." prefix.
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()},
+         "labels": labels},
+        path,
+    )
+    est = SelfLabelClusterer.from_sela_checkpoint(path, image_size=32, device="cpu")
+    assert est.n_clusters == 7
+    np.testing.assert_array_equal(est.labels_, labels.numpy())
+    X = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    x = torch.from_numpy(X).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        expected = reference((x - mean) / std)
+    np.testing.assert_allclose(est.predict_proba(X), torch.softmax(expected.double(), 1),
+                               atol=1e-4)
+    assert est.transform(X).shape == (4, 2048)
+
+
+def test_from_sela_checkpoint_refuses_other_files(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"weights": {}}, path)
+    with pytest.raises(ValueError, match="not a SeLa checkpoint"):
+        SelfLabelClusterer.from_sela_checkpoint(path)

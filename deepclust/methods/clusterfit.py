@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
@@ -81,7 +81,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
 
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,
-        "pretrained": [None, nn.Module, callable],
+        "pretrained": [None, nn.Module, HasMethods(["transform"]), callable],
         "pca_dim": [Interval(Integral, 1, None, closed="left"), None],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
@@ -130,14 +130,14 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _pretrained_features(self, source, context, pretext_network) -> torch.Tensor:
+    def _pretrained_features(
+        self, source, device, batch_size, pretext_network, progress=None
+    ) -> torch.Tensor:
         """Features of every sample from the feature source ``N_pre``."""
-        device, batch_size = context.device, context.inference_batch_size
         source_net = self.pretrained
         if pretext_network is not None:
             return extract_features(
-                pretext_network, source, device, batch_size,
-                progress=context.progress("pretext features"),
+                pretext_network, source, device, batch_size, progress=progress
             )
         if getattr(source_net, "_deepclust_estimator", False):
             network = copy.deepcopy(source_net.network_).to(device)
@@ -154,8 +154,37 @@ class ClusterFitTransformer(BaseDeepClusterer):
         )
         return features.float().flatten(1)
 
+    def pretrained_transform(self, X) -> np.ndarray:
+        """Features of ``X`` from the feature source ``N_pre`` (not the fresh network).
+
+        For comparing ``N_pre`` with the ClusterFit network, e.g. by a linear probe on
+        each; :meth:`transform` gives the fresh network's features.
+
+        Parameters
+        ----------
+        X : images or features, as for :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_pretrained_features), float32
+        """
+        source = self._read_input(X, reset=False)
+        device = self._inference_device()
+        batch_size = max(self.batch_size, self._inference_batch_size)
+        features = self._pretrained_features(
+            source, device, batch_size, self.pretrained_network_
+        )
+        return to_numpy(features.float()).astype(np.float32, copy=False)
+
     def _check_fit_params(self, source) -> None:
         pretrained = self.pretrained
+        if not (pretrained is None or isinstance(pretrained, nn.Module) or callable(pretrained)
+                or getattr(pretrained, "_deepclust_estimator", False)):
+            raise ValueError(
+                f"pretrained={type(pretrained).__name__} is not a deepclust estimator; pass an "
+                "nn.Module, a callable mapping a (B, C, H, W) batch to features, or a fitted "
+                "deepclust estimator."
+            )
         if getattr(pretrained, "_deepclust_estimator", False) and not hasattr(
             pretrained, "network_"
         ):
@@ -181,7 +210,10 @@ class ClusterFitTransformer(BaseDeepClusterer):
         state: dict = {"labels": None}
 
         def cluster() -> None:
-            features = self._pretrained_features(source, context, pretext_network)
+            features = self._pretrained_features(
+                source, device, context.inference_batch_size, pretext_network,
+                progress=context.progress("pretext features"),
+            )
             features = nn.functional.normalize(features.float(), dim=1)
             if self.pca_dim is not None:
                 features = PCAWhitening(

@@ -90,7 +90,10 @@ class SCANClusterer(BaseDeepClusterer):
     pretext_lr : float, default=0.1
         SGD (momentum 0.9, cosine) learning rate of the pretext.
     lr : float, default=1e-4
-        Adam learning rate of the SCAN step (the paper's value) and self-labelling.
+        Learning rate of the SCAN step (the paper's Adam value).
+    selflabel_lr : float or None, default=1e-4
+        Learning rate of self-labelling (the paper's value); ``None`` uses ``lr``. Keep it
+        small: at the SCAN step's larger rates the confident set drifts and collapses.
     optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
         Optimiser of the SCAN and self-labelling steps; ``None`` uses the reference's (Adam).
     lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
@@ -135,6 +138,7 @@ class SCANClusterer(BaseDeepClusterer):
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
+        "selflabel_lr": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -154,6 +158,7 @@ class SCANClusterer(BaseDeepClusterer):
         selflabel_epochs=20,
         pretext_lr=0.1,
         lr=1e-4,
+        selflabel_lr=1e-4,
         optimizer=None,
         lr_schedule=None,
         device="auto",
@@ -177,6 +182,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.selflabel_epochs = selflabel_epochs
         self.pretext_lr = pretext_lr
         self.lr = lr
+        self.selflabel_lr = selflabel_lr
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.device = device
@@ -260,8 +266,8 @@ class SCANClusterer(BaseDeepClusterer):
         return Stage(
             name="selflabel", n_epochs=self.selflabel_epochs, n_samples=len(source),
             compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
-            weight_decay=1e-4,
+            fetch=make_fetch(source, device), optimizer=optimizer,
+            lr=self.lr if self.selflabel_lr is None else self.selflabel_lr, weight_decay=1e-4,
             lr_schedule=lr_schedule, on_epoch_end=on_epoch_end,
         )
 

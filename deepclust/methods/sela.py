@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from deepclust._utils import to_numpy
+from deepclust._utils import resolve_device, to_numpy
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._stages import head_probabilities, pseudo_label_stage
+from deepclust.networks import ClusteringNetwork
 from deepclust.sinkhorn import sinkhorn_knopp
 
 __all__ = ["SelfLabelClusterer", "label_update_epochs"]
+
+#: Input normalisation of SeLa's released ImageNet models (torchvision's statistics).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def label_update_epochs(max_epochs: int, n_updates: int) -> list[int]:
@@ -240,3 +247,92 @@ class SelfLabelClusterer(BaseDeepClusterer):
             "history_": history,
             "n_iter_": self.max_epochs,
         }
+
+    # ------------------------------------------------------------------ SeLa checkpoints
+    @classmethod
+    def from_sela_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        image_size: int = 224,
+        device: str = "auto",
+        weights_only: bool = True,
+    ) -> SelfLabelClusterer:
+        """A fitted estimator from one of SeLa's released ResNet-50 checkpoints.
+
+        The file is a ``torch.save``-d dict with ``'state_dict'`` (the weights of
+        ``torchvision.models.resnet50(num_classes=K)``, optionally with DataParallel's
+        ``module.`` prefix) and ``'labels'`` (the self-labels of the training images: shape
+        ``(N,)``, or ``(n_heads, N)``). The ResNet's ``fc`` layer becomes the clustering head,
+        so ``predict`` gives SeLa's clusters and ``transform`` its 2048-d pooled features;
+        inputs are normalised with the ImageNet statistics the models were trained with.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The checkpoint file.
+        image_size : int, default=224
+            Side length images are resized to at ``predict``/``transform``.
+        device : str, default='auto'
+            Device for inference.
+        weights_only : bool, default=True
+            Load with ``torch.load(..., weights_only=True)``, which cannot run code from the
+            file. Set ``False`` only for a file you trust that stores its labels as pickled
+            objects.
+
+        Returns
+        -------
+        SelfLabelClusterer
+            Fitted: ``network_``, ``labels_``, ``labels_per_head_``, ``n_clusters`` = K.
+        """
+        from torchvision.models import resnet50
+
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+        except pickle.UnpicklingError as exc:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds objects that weights_only loading refuses. If "
+                "you trust the file, pass weights_only=False."
+            ) from exc
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint)
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a SeLa checkpoint: expected a dict with "
+                f"'state_dict' (and 'labels'); found {found}."
+            )
+        state = {
+            (key[len("module."):] if key.startswith("module.") else key): value
+            for key, value in checkpoint["state_dict"].items()
+        }
+        if "fc.weight" not in state:
+            raise ValueError(
+                f"{os.fspath(path)!r}: the state_dict has no 'fc.weight'; expected the weights "
+                "of torchvision.models.resnet50(num_classes=K)."
+            )
+        n_clusters = int(state["fc.weight"].shape[0])
+        resnet = resnet50(weights=None, num_classes=n_clusters)
+        resnet.load_state_dict(state)
+        head = resnet.fc
+        resnet.fc = torch.nn.Identity()
+        network = ClusteringNetwork(
+            resnet, head.in_features, n_clusters, 1, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        )
+        network.heads.heads[0].load_state_dict(head.state_dict())
+        network.eval()
+
+        est = cls(n_clusters=n_clusters, backbone="resnet50", device=device,
+                  image_size=image_size)
+        labels = checkpoint.get("labels")
+        if labels is not None:
+            labels = np.asarray(to_numpy(torch.as_tensor(labels))).astype(np.int64)
+            labels = labels.reshape(-1, labels.shape[-1])
+            est.labels_per_head_ = labels
+            est.labels_ = labels[0]
+        est.network_ = network
+        est.input_kind_ = "images"
+        est.input_shape_ = (3, image_size, image_size)
+        est.n_features_in_ = 3 * image_size * image_size
+        est.device_ = resolve_device(device)
+        est.history_ = []
+        est.n_iter_ = 0
+        return est

@@ -1,0 +1,85 @@
+"""SCANClusterer: mined neighbours, self-labelling without confident samples, digits."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+
+from deepclust import SCANClusterer
+from deepclust._testing import fast_instance
+from deepclust.datasets import load_digits_images
+from deepclust.metrics import cluster_accuracy
+
+
+def _toy_groups(n_per_group: int = 6, seed: int = 0):
+    """Three groups of 4x4 images, each bright in its own quarter plus faint noise."""
+    rng = np.random.default_rng(seed)
+    images, groups = [], []
+    for group, (row, col) in enumerate([(0, 0), (0, 2), (2, 0)]):
+        for _ in range(n_per_group):
+            image = rng.integers(0, 20, (4, 4))
+            image[row:row + 2, col:col + 2] = rng.integers(200, 256, (2, 2))
+            images.append(image)
+            groups.append(group)
+    return np.asarray(images, dtype=np.uint8), np.asarray(groups)
+
+
+def test_neighbours_mined_on_a_toy_set_are_the_own_group():
+    X, groups = _toy_groups()
+    est = fast_instance(
+        SCANClusterer, pretext=nn.Flatten(), n_neighbors=5, max_epochs=1, selflabel_epochs=0
+    ).fit(X, groups)
+    assert est.neighbors_.shape == (18, 5)
+    for i, row in enumerate(est.neighbors_):
+        assert i not in row  # an image is not its own neighbour
+        assert set(row) == set(np.flatnonzero(groups == groups[i])) - {i}
+    assert est.neighbor_accuracy_ == 1.0
+
+
+def test_selflabel_skips_batches_without_a_confident_sample(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SCANClusterer, max_epochs=2, selflabel_epochs=2,
+                        confidence_threshold=1 - 1e-12)
+    with pytest.warns(UserWarning, match="no sample with confidence above"):
+        est.fit(X)
+    records = [r for r in est.history_ if r.get("stage") == "selflabel"]
+    assert len(records) == 2
+    n_batches = int(np.ceil(60 / 32))
+    assert all(r["skipped_batches"] == n_batches for r in records)
+    assert all(r["confident_fraction"] == 0.0 for r in records)
+    # No step was taken: the weights equal those of the same fit without self-labelling
+    # (only BatchNorm's running statistics saw the skipped batches).
+    reference = fast_instance(SCANClusterer, max_epochs=2, selflabel_epochs=0).fit(X)
+    for p, q in zip(est.network_.parameters(), reference.network_.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_selflabel_trains_when_samples_are_confident(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SCANClusterer, selflabel_epochs=2, confidence_threshold=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        est.fit(X)
+    records = [r for r in est.history_ if r.get("stage") == "selflabel"]
+    assert all(r["confident_fraction"] > 0 for r in records)
+
+
+def test_short_fit_on_digits_beats_kmeans_on_pixels():
+    X, y = load_digits_images()
+    pixels = X.reshape(len(X), -1)
+    kmeans_acc = np.mean([
+        cluster_accuracy(y, KMeans(10, random_state=seed).fit(pixels).labels_)
+        for seed in range(5)
+    ])
+    est = SCANClusterer(
+        10, pretext_epochs=40, max_epochs=30, selflabel_epochs=2, lr=1e-3, batch_size=128,
+        n_heads=2, device="cpu", random_state=0,
+    ).fit(X, y)
+    acc = cluster_accuracy(y, est.labels_)
+    assert acc > kmeans_acc + 0.03, (acc, kmeans_acc)
+    assert cluster_accuracy(y, est.stage_labels_["scan"]) > kmeans_acc
