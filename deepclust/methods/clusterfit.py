@@ -49,8 +49,13 @@ class ClusterFitTransformer(BaseDeepClusterer):
         Epochs of the SimCLR pretext when ``pretrained`` is None.
     pretext_lr : float, default=0.1
     temperature : float, default=0.1
-    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='simclr'
+    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
+        Augmentation of the two pretext views (SimCLR's, as the paper; ``'strong'`` adds
+        RandAugment-style operations and cutout).
+    augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
         Augmentation while fitting the fresh network.
+        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
+        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
     device : str, default='auto'
     batch_size : int, default=256
     max_epochs : int, default=30
@@ -86,7 +91,10 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+        "pretext_augmentation": [
+            StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
+        ],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), torch.nn.Module, None],
     }
 
     def __init__(
@@ -99,6 +107,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         pretext_epochs=50,
         pretext_lr=0.1,
         temperature=0.1,
+        pretext_augmentation="simclr",
         augmentation="simclr",
         device="auto",
         batch_size=256,
@@ -118,6 +127,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.pretext_epochs = pretext_epochs
         self.pretext_lr = pretext_lr
         self.temperature = temperature
+        self.pretext_augmentation = pretext_augmentation
         self.augmentation = augmentation
         self.device = device
         self.batch_size = batch_size
@@ -202,6 +212,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
                 stages.append(contrastive_stage(
                     pretext_network, source, device, n_epochs=self.pretext_epochs,
                     lr=self.pretext_lr, temperature=self.temperature,
+                    augmentation=self.pretext_augmentation,
                 ))
         backbone = self.backbone
         if isinstance(backbone, nn.Module):

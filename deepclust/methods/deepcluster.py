@@ -54,8 +54,10 @@ class DeepClusterEstimator(BaseDeepClusterer):
         k-means iterations per epoch.
     sobel : bool, default=False
         Feed the network fixed Sobel edges of the grayscale image instead of the image.
-    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='weak'
+    augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='weak'
         Training augmentation (the paper: random resized crop and flip).
+        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
+        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
     kmeans_backend : {'auto', 'faiss', 'torch'}, default='auto'
     device : str, default='auto'
     batch_size : int, default=256
@@ -101,7 +103,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         "pca_dim": [Interval(Integral, 1, None, closed="left")],
         "kmeans_iter": [Interval(Integral, 1, None, closed="left")],
         "sobel": ["boolean"],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), torch.nn.Module, None],
         "kmeans_backend": [StrOptions({"auto", "faiss", "torch"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
     }

@@ -8,7 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
@@ -83,6 +83,12 @@ class SCANClusterer(BaseDeepClusterer):
         Freeze the backbone in the SCAN step.
     temperature : float, default=0.1
         NT-Xent temperature of the pretext.
+    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
+        Augmentation of the two pretext views (SimCLR's, as the paper; ``'strong'`` adds
+        RandAugment-style operations and cutout).
+    augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='weak'
+        Augmentation of anchors and neighbours in the SCAN step (``'strong'`` is the
+        reference's choice for natural images; see the user guide for small images).
     pretext_epochs : int, default=100
     max_epochs : int, default=50
         Epochs of the SCAN step.
@@ -135,6 +141,10 @@ class SCANClusterer(BaseDeepClusterer):
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "update_cluster_head_only": ["boolean"],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "pretext_augmentation": [
+            StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
+        ],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
@@ -153,6 +163,8 @@ class SCANClusterer(BaseDeepClusterer):
         confidence_threshold=0.99,
         update_cluster_head_only=False,
         temperature=0.1,
+        pretext_augmentation="simclr",
+        augmentation="weak",
         pretext_epochs=100,
         max_epochs=50,
         selflabel_epochs=20,
@@ -177,6 +189,8 @@ class SCANClusterer(BaseDeepClusterer):
         self.confidence_threshold = confidence_threshold
         self.update_cluster_head_only = update_cluster_head_only
         self.temperature = temperature
+        self.pretext_augmentation = pretext_augmentation
+        self.augmentation = augmentation
         self.pretext_epochs = pretext_epochs
         self.max_epochs = max_epochs
         self.selflabel_epochs = selflabel_epochs
@@ -203,7 +217,7 @@ class SCANClusterer(BaseDeepClusterer):
     # ------------------------------------------------------------------ stages
     def _scan_stage(self, network, source, context, state) -> Stage:
         device = context.device
-        augment = make_augment("weak", source)
+        augment = make_augment(self.augmentation, source)
         criterion = SCANLoss(entropy_weight=self.entropy_weight)
         optimizer, lr_schedule = self._training_settings("adam", "constant")
 
@@ -322,6 +336,7 @@ class SCANClusterer(BaseDeepClusterer):
             stages.append(contrastive_stage(
                 network, source, device, n_epochs=self.pretext_epochs, lr=self.pretext_lr,
                 temperature=self.temperature,
+                augmentation=self.pretext_augmentation,
             ))
         stages.append(self._scan_stage(network, source, context, state))
         selflabel = self._selflabel_stage(network, source, device, state)

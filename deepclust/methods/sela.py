@@ -56,7 +56,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         and ResNet-18 above; see :data:`deepclust.networks.BACKBONES`.
     n_heads : int, default=1
         Number of clustering heads trained together (SeLa's ``hc``); each has its own
-        labels. ``labels_`` and ``predict`` use the first head.
+        labels. ``labels_`` and ``predict`` use the best head: the one whose final labels
+        have the highest mean log-probability under the network (SeLa's objective).
     n_label_updates : int or None, default=None
         Label recomputations over training (SeLa's ``nopts``); ``None`` uses
         ``max(1, max_epochs // 2)``. Spread quadratically, denser early.
@@ -65,8 +66,10 @@ class SelfLabelClusterer(BaseDeepClusterer):
     cluster_sizes : array-like of shape (n_clusters,) or None, default=None
         Target relative cluster sizes (uniform when ``None``), for data known to be
         imbalanced.
-    augmentation : {'simclr', 'weak', 'strong', 'none'}, default='simclr'
+    augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
         Augmentation of training images (ignored for 2-D features).
+        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
+        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
     device : str, default='auto'
         ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
     batch_size : int, default=256
@@ -95,8 +98,12 @@ class SelfLabelClusterer(BaseDeepClusterer):
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Final self-labels of the first head (an equal-size partition).
+        Final self-labels of the best head (an equal-size partition).
     labels_per_head_ : ndarray of shape (n_heads, n_samples)
+    best_head_ : int
+        Head used by ``labels_``, ``predict`` and ``predict_proba``.
+    head_log_likelihoods_ : ndarray of shape (n_heads,)
+        Mean log-probability of every head's final labels (the highest is ``best_head_``).
     network_ : ClusteringNetwork
     history_ : list of dict
         Per epoch: loss, learning rate, seconds and, at label updates, ``label_change``.
@@ -119,7 +126,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         "n_label_updates": [Interval(Integral, 0, None, closed="left"), None],
         "lamb": [Interval(Real, 0, None, closed="neither")],
         "cluster_sizes": ["array-like", None],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), None],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), torch.nn.Module, None],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
@@ -218,6 +225,11 @@ class SelfLabelClusterer(BaseDeepClusterer):
             ).to(device)
             changed = float((new != state["labels"]).float().mean())
             state["labels"] = new
+            # SeLa's objective per head: mean log-probability of the head's own labels.
+            state["fit"] = [
+                float(p.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean())
+                for p, labels in zip(probs, new, strict=True)
+            ]
             return {"label_change": changed}
 
         def on_epoch_begin(epoch: int):
@@ -240,10 +252,13 @@ class SelfLabelClusterer(BaseDeepClusterer):
         if history:
             history[-1]["final_label_change"] = final["label_change"]
         labels = to_numpy(state["labels"]).astype(np.int64)
+        best_head = int(np.argmax(state["fit"]))
         return {
             "network_": network,
             "labels_per_head_": labels,
-            "labels_": labels[0],
+            "labels_": labels[best_head],
+            "best_head_": best_head,
+            "head_log_likelihoods_": np.asarray(state["fit"]),
             "history_": history,
             "n_iter_": self.max_epochs,
         }
