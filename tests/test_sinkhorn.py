@@ -295,3 +295,40 @@ def test_cuda_matches_cpu(medium, dtype):
     assert labels.is_cuda and plan.is_cuda and labels.dtype == torch.int64
     assert (labels.cpu().numpy() == ref_labels).mean() >= 0.99
     np.testing.assert_allclose(plan.sum(0).cpu().numpy(), 100.0, rtol=2e-2)
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+def test_target_counts_sum_and_proportions():
+    from deepclust.sinkhorn import target_counts
+
+    counts = target_counts(10, [1, 1, 2])
+    assert counts.sum() == 10 and list(counts) == [2, 3, 5] or list(counts) == [3, 2, 5]
+    np.testing.assert_array_equal(target_counts(7, None, 3), [3, 2, 2])
+
+
+def test_round_to_sizes_gives_exact_sizes_where_argmax_collapses():
+    from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
+
+    rng = np.random.default_rng(0)
+    # An untrained network: nearly uniform predictions; unequal target sizes.
+    probs = torch.softmax(torch.from_numpy(rng.normal(0, 0.001, (1000, 4))).float(), 1)
+    marginals = [0.4, 0.3, 0.2, 0.1]
+    result = sinkhorn_solve(probs, 25.0, marginals=marginals)
+    argmax_sizes = np.bincount(result.labels.numpy(), minlength=4)
+    assert argmax_sizes.max() > 0.9 * 1000  # the plan's argmax puts nearly all in one
+    counts = target_counts(1000, marginals)
+    labels = round_to_sizes(probs, result.log_v, 25.0, counts)
+    np.testing.assert_array_equal(np.bincount(labels.numpy(), minlength=4), counts)
+
+
+def test_round_to_sizes_keeps_an_argmax_that_already_fits():
+    from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve
+
+    probs = torch.eye(3).repeat(5, 1) * 0.9 + 0.05  # 5 clear members per cluster
+    result = sinkhorn_solve(probs, 25.0)
+    labels = round_to_sizes(probs, result.log_v, 25.0, [5, 5, 5])
+    torch.testing.assert_close(labels, result.labels)
+    with pytest.raises(ValueError, match="summing to n_samples"):
+        round_to_sizes(probs, result.log_v, 25.0, [5, 5, 4])

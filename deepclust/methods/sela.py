@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from deepclust._utils import resolve_device, to_numpy
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._stages import head_probabilities, pseudo_label_stage
 from deepclust.networks import ClusteringNetwork
-from deepclust.sinkhorn import sinkhorn_knopp
+from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
 
 __all__ = ["SelfLabelClusterer", "label_update_epochs"]
 
@@ -202,6 +204,22 @@ class SelfLabelClusterer(BaseDeepClusterer):
             base = np.repeat(np.arange(self.n_clusters), counts)
         return torch.from_numpy(np.stack([rng.permutation(base) for _ in range(self.n_heads)]))
 
+    def _label_step(self, probs: torch.Tensor, marginals) -> torch.Tensor:
+        """Labels of one head: the Sinkhorn plan's argmax, rounded to the target sizes
+        when the argmax misses a target by half or more (see :func:`round_to_sizes`)."""
+        result = sinkhorn_solve(probs, self.lamb, marginals=marginals)
+        if not result.converged:
+            warnings.warn(
+                f"The Sinkhorn label step did not converge (largest relative cluster-mass "
+                f"error {result.error:.3g}); lower lamb if this persists.",
+                ConvergenceWarning, stacklevel=2,
+            )
+        counts = target_counts(len(probs), marginals, self.n_clusters)
+        sizes = to_numpy(torch.bincount(result.labels, minlength=self.n_clusters))
+        if np.any(np.abs(sizes - counts) >= 0.5 * counts):
+            return round_to_sizes(probs, result.log_v, self.lamb, counts)
+        return result.labels
+
     def _fit(self, source, context) -> dict:
         device, seed = context.device, context.seed
         n_samples = len(source)
@@ -220,9 +238,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
                 network, source, device, inference_batch, output_device=device,
                 progress=context.progress("label update"),
             )
-            new = torch.stack(
-                [sinkhorn_knopp(p, lamb=self.lamb, marginals=marginals) for p in probs]
-            ).to(device)
+            new = torch.stack([self._label_step(p, marginals) for p in probs]).to(device)
             changed = float((new != state["labels"]).float().mean())
             state["labels"] = new
             # SeLa's objective per head: mean log-probability of the head's own labels.

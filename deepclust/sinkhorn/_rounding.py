@@ -1,0 +1,91 @@
+"""Rounding a Sinkhorn solution to labels with exactly prescribed cluster sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["round_to_sizes", "target_counts"]
+
+
+def target_counts(n_samples: int, marginals=None, n_clusters: int | None = None) -> np.ndarray:
+    """Integer cluster sizes summing to ``n_samples`` in the proportions ``marginals``.
+
+    ``None`` asks for equal sizes (``n_clusters`` needed). Remainders go to the clusters
+    with the largest fractional parts.
+    """
+    if marginals is None:
+        marginals = np.ones(int(n_clusters))
+    shares = np.asarray(marginals, dtype=np.float64)
+    shares = shares / shares.sum() * n_samples
+    counts = np.floor(shares).astype(np.int64)
+    short = n_samples - int(counts.sum())
+    counts[np.argsort(-(shares - counts), kind="stable")[:short]] += 1
+    return counts
+
+
+def round_to_sizes(
+    probs: torch.Tensor,
+    log_v: torch.Tensor,
+    lamb: float,
+    counts,
+    *,
+    chunk_size: int = 65536,
+) -> torch.Tensor:
+    """Labels with exactly ``counts[k]`` members per cluster, following the Sinkhorn plan.
+
+    The plan's argmax (SeLa's labels) only matches the sizes approximately, and not at all
+    when the predictions are nearly uniform and the target sizes unequal: every row then
+    prefers the largest cluster. This greedy rounding gives each row its best cluster by
+    the plan's score ``lamb * log P[i, k] + log_v[k]`` among clusters with room left; a
+    cluster asked for by more rows than it has room keeps the highest-scoring ones, and
+    the rest try again without it. Every round fills at least one cluster, so it ends
+    after at most ``K`` rounds (usually a few).
+
+    Parameters
+    ----------
+    probs : torch.Tensor of shape (n_samples, n_clusters)
+        Probabilities the plan was solved on (any float dtype; read in row chunks).
+    log_v : torch.Tensor of shape (n_clusters,)
+        Log column scalings of the solve (:attr:`SinkhornResult.log_v`).
+    lamb : float
+        The solve's ``lamb``.
+    counts : array-like of int, shape (n_clusters,)
+        Wanted sizes, summing to ``n_samples``.
+    chunk_size : int, default=65536
+        Rows scored at a time (bounds memory to ``chunk_size * n_clusters`` floats).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples,), int64, on ``probs``' device.
+    """
+    n_samples, n_clusters = probs.shape
+    device = probs.device
+    capacity = torch.tensor(np.asarray(counts), dtype=torch.int64, device=device)  # a copy
+    if capacity.shape != (n_clusters,) or int(capacity.sum()) != n_samples:
+        raise ValueError(
+            f"counts must hold {n_clusters} sizes summing to n_samples={n_samples}."
+        )
+    log_v = log_v.to(device=device, dtype=torch.float32)
+    labels = torch.full((n_samples,), -1, dtype=torch.int64, device=device)
+    remaining = torch.arange(n_samples, device=device)
+    while remaining.numel():
+        blocked = torch.where(capacity > 0, 0.0, float("-inf")).to(device)
+        best = torch.empty(remaining.numel(), dtype=torch.int64, device=device)
+        value = torch.empty(remaining.numel(), dtype=torch.float32, device=device)
+        for start in range(0, remaining.numel(), chunk_size):
+            rows = remaining[start:start + chunk_size]
+            scores = lamb * probs[rows].float().clamp_min(1e-30).log() + log_v + blocked
+            value[start:start + len(rows)], best[start:start + len(rows)] = scores.max(1)
+        # Within every cluster, rank the rows that asked for it by score.
+        order = torch.argsort(value, descending=True)
+        order = order[torch.argsort(best[order], stable=True)]
+        asked = torch.bincount(best, minlength=n_clusters)
+        first = torch.cumsum(asked, 0) - asked
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=device) - first[best[order]]
+        accepted = rank < capacity[best]
+        labels[remaining[accepted]] = best[accepted]
+        capacity -= torch.bincount(best[accepted], minlength=n_clusters)
+        remaining = remaining[~accepted]
+    return labels
