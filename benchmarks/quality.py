@@ -115,6 +115,21 @@ def linear_probe(features: np.ndarray, y: np.ndarray, n_train: int) -> float:
     return float(probe.score(features[n_train:], y[n_train:]))
 
 
+def _git_commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes), if in git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=sorted(METHODS), required=True)
@@ -168,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch "
                    f"thread(s), torch {torch.__version__}, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d"),
+        "commit": _git_commit(),
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
                                                             else argv),
     }

@@ -206,7 +206,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
 
     def _label_step(self, probs: torch.Tensor, marginals) -> torch.Tensor:
         """Labels of one head: the Sinkhorn plan's argmax, rounded to the target sizes
-        when the argmax misses a target by half or more (see :func:`round_to_sizes`)."""
+        when the argmax misses a target by more than 10 % (see :func:`round_to_sizes`)."""
         result = sinkhorn_solve(probs, self.lamb, marginals=marginals)
         if not result.converged:
             warnings.warn(
@@ -216,7 +216,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
             )
         counts = target_counts(len(probs), marginals, self.n_clusters)
         sizes = to_numpy(torch.bincount(result.labels, minlength=self.n_clusters))
-        if np.any(np.abs(sizes - counts) >= 0.5 * counts):
+        if np.any(np.abs(sizes - counts) > 0.1 * counts):
             return round_to_sizes(probs, result.log_v, self.lamb, counts)
         return result.labels
 
