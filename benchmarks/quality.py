@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "a 2-core machine without slowing each other down")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    commit = _git_commit()  # the code the run starts with
 
     X, y, info = load_data(args.data)
     if args.limit is not None and args.limit < len(X):
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch "
                    f"thread(s), torch {torch.__version__}, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d"),
-        "commit": _git_commit(),
+        "commit": commit,
         "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
                                                             else argv),
     }
