@@ -39,7 +39,7 @@ def _row(result: dict) -> list[str]:
     return [
         str(result["seed"]), str(len(sizes)), f"{result['acc']:.3f}", f"{result['nmi']:.3f}",
         f"{result['ari']:.3f}", f"{result['acc_majority']:.3f}",
-        f"{result['seconds'] / 60:.1f}", ratio,
+        f"{result['seconds'] / 60:.1f}", ratio, result.get("commit") or "-",
     ]
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 "", "    " + first["command"], "",
             ]
             header = ["seed", "K", "ACC", "NMI", "ARI", "ACC (majority)", "minutes",
-                      "max/min size"]
+                      "max/min size", "commit"]
             lines += _table(header, [_row(r) for r in runs]) + [""]
             extra = _extras(method, runs)
             if extra:
