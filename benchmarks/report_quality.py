@@ -101,8 +101,13 @@ def main(argv: list[str] | None = None) -> None:
         if not mine:
             continue
         lines += [title, "~" * len(title), ""]
-        for profile in sorted({r["profile"] for r in mine}):
-            runs = [r for r in mine if r["profile"] == profile]
+        groups: dict[str, list[dict]] = {}
+        for r in mine:  # one table per profile and parameter set
+            params = {k: v for k, v in r["params"].items()
+                      if k not in ("n_clusters", "random_state")}
+            groups.setdefault(r["profile"] + json.dumps(params, sort_keys=True), []).append(r)
+        for _, runs in sorted(groups.items(), key=lambda item: -len(item[1])):
+            profile = runs[0]["profile"]
             first = runs[0]
             params = ", ".join(f"{k}={v!r}" for k, v in first["params"].items()
                                if k not in ("n_clusters", "random_state"))

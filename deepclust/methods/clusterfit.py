@@ -94,7 +94,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "pretext_augmentation": [
             StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
         ],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), torch.nn.Module, None],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module, None],
     }
 
     def __init__(

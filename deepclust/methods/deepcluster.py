@@ -103,7 +103,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         "pca_dim": [Interval(Integral, 1, None, closed="left")],
         "kmeans_iter": [Interval(Integral, 1, None, closed="left")],
         "sobel": ["boolean"],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), torch.nn.Module, None],
+        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module, None],
         "kmeans_backend": [StrOptions({"auto", "faiss", "torch"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
