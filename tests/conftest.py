@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
 # Test batches are tiny: one thread is as fast and avoids threads spinning against each
@@ -19,6 +20,21 @@ def digits_small():
     digits = load_digits(n_class=3)
     X = (digits.images[:60] * (255.0 / 16.0)).round().astype(np.uint8)
     return X, digits.target[:60].astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_kmeans_accuracy():
+    """Mean cluster accuracy of k-means on the raw digits pixels over 5 seeds: the
+    baseline the methods' short digits fits must beat."""
+    from deepclust.datasets import load_digits_images
+    from deepclust.metrics import cluster_accuracy
+
+    X, y = load_digits_images()
+    pixels = X.reshape(len(X), -1)
+    return float(np.mean([
+        cluster_accuracy(y, KMeans(10, random_state=seed).fit(pixels).labels_)
+        for seed in range(5)
+    ]))
 
 
 @pytest.fixture(scope="session")
