@@ -45,40 +45,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from deepclust.sinkhorn._reference import reference_sela_sinkhorn  # noqa: E402
+
 DOC_DATE = "2026-11-23"
 MACHINE = "2-core x86-64 CPU, 24 GiB, no GPU"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "bench_sinkhorn.json"
 DOC = REPO_ROOT / "docs" / "_bench" / "bench_sinkhorn.rst.inc"
-
-
-def reference_sela_sinkhorn(probs: np.ndarray, lamb: float = 25.0):
-    """SeLa's CPU Sinkhorn-Knopp (``optimize_L_sk`` of the authors' code), as written.
-
-    float64, the N x K matrix transposed to K x N, ``PS **= lamb``, alternate the cluster
-    and sample scalings, every 10 iterations ``err = nansum(|c / c_new - 1|)``, stop when
-    ``err < 0.1``; labels are ``argmax_k`` of ``PS * c * r``. Returns (labels, iterations).
-    """
-    PS = np.asarray(probs, dtype=np.float64).T  # K x N view of a float64 copy
-    n_clusters, n_samples = PS.shape
-    r = np.ones((n_clusters, 1), dtype=np.float64) / n_clusters
-    c = np.ones((n_samples, 1), dtype=np.float64) / n_samples
-    PS **= lamb
-    inv_k = 1.0 / n_clusters
-    inv_n = 1.0 / n_samples
-    err = 1e6
-    counter = 0
-    while err > 1e-1:
-        r = inv_k / (PS @ c)
-        c_new = inv_n / (r.T @ PS).T
-        if counter % 10 == 0:
-            err = np.nansum(np.abs(c / c_new - 1))
-        c = c_new
-        counter += 1
-    PS *= np.squeeze(c)
-    PS = PS.T
-    PS *= np.squeeze(r)
-    PS = PS.T
-    return np.nanargmax(PS, 0), counter
 
 
 def make_probs(n: int, k: int, seed: int, bias_scale: float = 0.5, rows: int = 1024):
