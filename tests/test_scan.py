@@ -78,3 +78,15 @@ def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
     acc = cluster_accuracy(y, est.labels_)
     assert acc > kmeans_acc + 0.03, (acc, kmeans_acc)
     assert cluster_accuracy(y, est.stage_labels_["scan"]) > kmeans_acc
+
+
+def test_over_clustering_spreads_samples_over_more_clusters_than_classes(digits_small):
+    """With 12 clusters for 3 classes the entropy term keeps many clusters in use, and
+    every cluster's majority class still matches most of its members."""
+    X, y = digits_small
+    est = fast_instance(SCANClusterer, n_clusters=12, pretext_epochs=5, max_epochs=15,
+                        selflabel_epochs=0, n_neighbors=5).fit(X)
+    assert est.predict_proba(X).shape == (len(X), 12)
+    assert est.labels_.min() >= 0 and est.labels_.max() < 12
+    assert len(np.unique(est.labels_)) > 3
+    assert cluster_accuracy(y, est.labels_, mapping="majority") > 0.6
