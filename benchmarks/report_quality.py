@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # quality.py, for its PROFILES
 METHOD_TITLES = {
     "sela": "SelfLabelClusterer (SeLa)",
     "deepcluster": "DeepClusterEstimator (DeepCluster)",
     "scan": "SCANClusterer (SCAN)",
     "clusterfit": "ClusterFitTransformer (ClusterFit)",
 }
+
+
+def _is_current(result: dict) -> bool:
+    """Whether a run used exactly the current profile of ``quality.py``."""
+    from quality import PROFILES
+
+    params = {k: v for k, v in result["params"].items() if k not in ("n_clusters", "random_state")}
+    return PROFILES[result["method"]].get(result["profile"]) == params
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -106,13 +116,16 @@ def main(argv: list[str] | None = None) -> None:
             params = {k: v for k, v in r["params"].items()
                       if k not in ("n_clusters", "random_state")}
             groups.setdefault(r["profile"] + json.dumps(params, sort_keys=True), []).append(r)
-        for _, runs in sorted(groups.items(), key=lambda item: -len(item[1])):
+        for _, runs in sorted(groups.items(),
+                              key=lambda item: (not _is_current(item[1][0]), -len(item[1]))):
             profile = runs[0]["profile"]
             first = runs[0]
             params = ", ".join(f"{k}={v!r}" for k, v in first["params"].items()
                                if k not in ("n_clusters", "random_state"))
+            status = "The current" if _is_current(first) else "An earlier recipe, not the current"
             lines += [
-                f"Profile ``{profile}`` on {first['data']} ({first['n_samples']:,} images), "
+                f"{status} ``{profile}`` profile on {first['data']} "
+                f"({first['n_samples']:,} images), "
                 f"{first['date']}, {first['machine']}. Parameters: ``{params}``. Command::",
                 "", "    " + first["command"], "",
             ]
