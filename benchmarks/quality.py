@@ -93,7 +93,10 @@ PROFILES: dict[str, dict[str, dict]] = {
         # network's own clusters 0.59. On all 70,000 images 18 + 10 epochs gave 0.574 and
         # 0.592 (29 minutes, four runs sharing the machine); SCAN's runs showed k-means on
         # the pretext rising from 0.593 to 0.629 with 18 -> 22 pretext epochs, so the
-        # profile trains the pretext longer.
+        # profile trains the pretext longer. With 30 + 15 epochs: 0.563 and 0.584 (seed 0).
+        # k-means on N_pre's features swings with its own seed (ACC 0.50-0.61 over four
+        # seeds on a 10,000-image subset, lowest inertia not the best;
+        # benchmarks/clusterfit_kmeans_spread.py), which dominates these differences.
         "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=30,
                     temperature=0.5, pretext_lr=0.2, max_epochs=15, augmentation="strong",
                     batch_size=256, device="cpu"),
