@@ -81,8 +81,9 @@ def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
 
 
 def test_over_clustering_spreads_samples_over_more_clusters_than_classes(digits_small):
-    """With 12 clusters for 3 classes the entropy term keeps many clusters in use, and
-    every cluster's majority class still matches most of its members."""
+    """With 12 clusters for 3 classes the entropy term keeps more than 3 clusters in use
+    (with ``entropy_weight=0`` this fit collapses to 2), and mapping every cluster to its
+    majority class still gives an accuracy above 0.6."""
     X, y = digits_small
     est = fast_instance(SCANClusterer, n_clusters=12, pretext_epochs=5, max_epochs=15,
                         selflabel_epochs=0, n_neighbors=5).fit(X)
