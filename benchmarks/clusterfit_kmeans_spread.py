@@ -13,11 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import PROFILES, load_data  # noqa: E402
+from quality import PROFILES, load_data, random_subset  # noqa: E402
 
 from deepclust import ClusterFitTransformer  # noqa: E402
 from deepclust.cluster import PCAWhitening, kmeans  # noqa: E402
@@ -32,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
-    keep = np.sort(np.random.default_rng(0).choice(len(X), args.limit, False))
-    X, y = X[keep], y[keep]
+    X, y = random_subset(X, y, args.limit, seed=0)
     params = dict(PROFILES["clusterfit"]["cpu"], max_epochs=1, n_clusters=10, random_state=0)
     est = ClusterFitTransformer(**params).fit(X)
     features = torch.nn.functional.normalize(

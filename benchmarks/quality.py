@@ -120,6 +120,12 @@ def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
         return archive["X"], archive["y"], {"data": os.path.abspath(name)}
 
 
+def random_subset(X: np.ndarray, y: np.ndarray, size: int, seed: int):
+    """``size`` samples drawn without replacement (by ``seed``), in their original order."""
+    keep = np.sort(np.random.default_rng(seed).choice(len(X), size, False))
+    return X[keep], y[keep]
+
+
 def linear_probe(features: np.ndarray, y: np.ndarray, n_train: int) -> float:
     """Test accuracy of a logistic regression trained on the first ``n_train`` features."""
     from sklearn.linear_model import LogisticRegression
@@ -167,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     X, y, info = load_data(args.data)
     if args.limit is not None and args.limit < len(X):
-        keep = np.sort(np.random.default_rng(args.seed).choice(len(X), args.limit, False))
-        X, y = X[keep], y[keep]
+        X, y = random_subset(X, y, args.limit, args.seed)
         info.pop("n_train", None)
     params = dict(PROFILES[args.method][args.profile])
     for item in args.set:

@@ -198,10 +198,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         marginals = self._marginals()
         if marginals is None:
             base = np.arange(n_samples) % self.n_clusters
-        else:
-            counts = np.floor(marginals * n_samples).astype(int)
-            counts[: n_samples - counts.sum()] += 1
-            base = np.repeat(np.arange(self.n_clusters), counts)
+        else:  # the sizes the label step targets
+            base = np.repeat(np.arange(self.n_clusters), target_counts(n_samples, marginals))
         return torch.from_numpy(np.stack([rng.permutation(base) for _ in range(self.n_heads)]))
 
     def _label_step(self, probs: torch.Tensor, marginals) -> torch.Tensor:
