@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._backend import faiss_available, faiss_gpu_available
 from ._kmeans import KMeansResult, assign, kmeans
 from ._knn import knn
+from ._merged import merged_kmeans
 from ._pca import PCAWhitening, pca_whiten
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "faiss_gpu_available",
     "kmeans",
     "knn",
+    "merged_kmeans",
     "pca_whiten",
 ]

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
-from deepclust.cluster import PCAWhitening, kmeans
+from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
 from deepclust.training import run_inference
@@ -45,6 +45,11 @@ class ClusterFitTransformer(BaseDeepClusterer):
         Architecture of the fresh network (a given module is copied and re-initialised).
     pca_dim : int or None, default=None
         PCA-whiten features to this many dims before k-means (``None``: no PCA).
+    n_subclusters : int or None, default=None
+        When set, k-means first splits the features into this many sub-clusters and then
+        merges them into ``n_clusters`` (:func:`deepclust.cluster.merged_kmeans`), which
+        gives steadier pseudo-labels across seeds than one k-means run; ``None`` runs
+        plain k-means, as the paper.
     pretext_epochs : int, default=50
         Epochs of the SimCLR pretext when ``pretrained`` is None.
     pretext_lr : float, default=0.1
@@ -88,6 +93,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         **BaseDeepClusterer._parameter_constraints,
         "pretrained": [None, nn.Module, HasMethods(["transform"]), callable],
         "pca_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "n_subclusters": [Interval(Integral, 1, None, closed="left"), None],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
@@ -104,6 +110,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         pretrained=None,
         backbone="auto",
         pca_dim=None,
+        n_subclusters=None,
         pretext_epochs=50,
         pretext_lr=0.1,
         temperature=0.1,
@@ -124,6 +131,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.pretrained = pretrained
         self.backbone = backbone
         self.pca_dim = pca_dim
+        self.n_subclusters = n_subclusters
         self.pretext_epochs = pretext_epochs
         self.pretext_lr = pretext_lr
         self.temperature = temperature
@@ -187,6 +195,13 @@ class ClusterFitTransformer(BaseDeepClusterer):
         return to_numpy(features.float()).astype(np.float32, copy=False)
 
     def _check_fit_params(self, source) -> None:
+        if self.n_subclusters is not None and not (
+            self.n_clusters <= self.n_subclusters <= len(source)
+        ):
+            raise ValueError(
+                f"n_subclusters={self.n_subclusters} must lie between n_clusters="
+                f"{self.n_clusters} and n_samples={len(source)}; change it or pass None."
+            )
         pretrained = self.pretrained
         if not (pretrained is None or isinstance(pretrained, nn.Module) or callable(pretrained)
                 or getattr(pretrained, "_deepclust_estimator", False)):
@@ -230,9 +245,15 @@ class ClusterFitTransformer(BaseDeepClusterer):
                 features = PCAWhitening(
                     min(self.pca_dim, features.shape[1]), l2_normalize=True
                 ).fit_transform(features)
-            result = kmeans(
-                features.to(device), self.n_clusters, random_state=seed, device=device
-            )
+            if self.n_subclusters is None:
+                result = kmeans(
+                    features.to(device), self.n_clusters, random_state=seed, device=device
+                )
+            else:
+                result = merged_kmeans(
+                    features.to(device), self.n_clusters, n_subclusters=self.n_subclusters,
+                    random_state=seed, device=device,
+                )
             state["labels"] = torch.as_tensor(result.labels).long().to(device)
 
         optimizer, lr_schedule = self._training_settings("sgd", "cosine")

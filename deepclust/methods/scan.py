@@ -81,6 +81,10 @@ class SCANClusterer(BaseDeepClusterer):
     confidence_threshold : float, default=0.99
     update_cluster_head_only : bool, default=False
         Freeze the backbone in the SCAN step.
+    head_warmup_epochs : int, default=0
+        First epochs of the SCAN step that train only the clustering heads (the backbone
+        frozen) before the whole network is updated, so that randomly initialised heads do
+        not pull the pretext features apart while they settle.
     temperature : float, default=0.1
         NT-Xent temperature of the pretext.
     pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
@@ -140,6 +144,7 @@ class SCANClusterer(BaseDeepClusterer):
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "update_cluster_head_only": ["boolean"],
+        "head_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "pretext_augmentation": [
             StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
@@ -162,6 +167,7 @@ class SCANClusterer(BaseDeepClusterer):
         entropy_weight=5.0,
         confidence_threshold=0.99,
         update_cluster_head_only=False,
+        head_warmup_epochs=0,
         temperature=0.1,
         pretext_augmentation="simclr",
         augmentation="weak",
@@ -188,6 +194,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.entropy_weight = entropy_weight
         self.confidence_threshold = confidence_threshold
         self.update_cluster_head_only = update_cluster_head_only
+        self.head_warmup_epochs = head_warmup_epochs
         self.temperature = temperature
         self.pretext_augmentation = pretext_augmentation
         self.augmentation = augmentation
@@ -220,6 +227,10 @@ class SCANClusterer(BaseDeepClusterer):
         augment = make_augment(self.augmentation, source)
         criterion = SCANLoss(entropy_weight=self.entropy_weight)
         optimizer, lr_schedule = self._training_settings("adam", "constant")
+        frozen = {"backbone": self.update_cluster_head_only}
+
+        def on_epoch_begin(epoch):
+            frozen["backbone"] = self.update_cluster_head_only or epoch < self.head_warmup_epochs
 
         def compute_loss(batch):
             indices, anchors = batch
@@ -229,7 +240,7 @@ class SCANClusterer(BaseDeepClusterer):
             column = torch.randint(0, neighbors.shape[1], (len(indices), 1))
             partners = source.load(neighbors.gather(1, column).squeeze(1).numpy())
             both = augment(torch.cat([anchors, partners]).to(device, non_blocking=True))
-            if self.update_cluster_head_only:
+            if frozen["backbone"]:  # no gradient reaches the backbone: Adam skips it
                 with torch.no_grad():
                     features = network.features(both)
                 logits = network.heads(features)
@@ -248,7 +259,7 @@ class SCANClusterer(BaseDeepClusterer):
             compute_loss=compute_loss, modules=[network], parameters=params,
             fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
             weight_decay=1e-4,
-            lr_schedule=lr_schedule,
+            lr_schedule=lr_schedule, on_epoch_begin=on_epoch_begin,
             on_begin=lambda: self._mine_neighbors(network, source, context, state),
         )
 
