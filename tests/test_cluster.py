@@ -19,6 +19,7 @@ from deepclust.cluster import (
     faiss_gpu_available,
     kmeans,
     knn,
+    merged_kmeans,
     pca_whiten,
 )
 
@@ -215,6 +216,46 @@ def test_auto_backend_uses_faiss_on_cpu(blobs):
     X, _ = blobs
     assert kmeans(X, 3, random_state=0).backend == "faiss"
     assert _backend.resolve_backend("auto", torch.device("cpu")) == "faiss"
+
+
+@pytest.fixture(scope="module")
+def twelve_blobs():
+    X, y = make_blobs(n_samples=3000, centers=12, n_features=5, cluster_std=1.0, random_state=3)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_merged_kmeans_finds_blobs_that_single_runs_miss(twelve_blobs, backend):
+    X, y = twelve_blobs
+    single = [adjusted_rand_score(y, kmeans(X, 12, random_state=s, backend=backend).labels)
+              for s in range(6)]
+    assert min(single) < 0.95  # some k-means++ starts end in a poor local minimum here
+    for seed in range(6):
+        result = merged_kmeans(X, 12, n_subclusters=60, random_state=seed, backend=backend)
+        assert adjusted_rand_score(y, result.labels) == pytest.approx(1.0)
+
+
+def test_merged_kmeans_result_is_consistent(twelve_blobs):
+    X, _ = twelve_blobs
+    result = merged_kmeans(X, 5, n_subclusters=40, random_state=0)
+    assert isinstance(result.labels, np.ndarray) and result.labels.dtype == np.int64
+    assert sorted(np.unique(result.labels)) == list(range(5))
+    # Centroids are the means of their members, inertia their squared distances.
+    for c in range(5):
+        np.testing.assert_allclose(result.centroids[c], X[result.labels == c].mean(0),
+                                   rtol=1e-4, atol=1e-4)
+    expected = ((X - result.centroids[result.labels]) ** 2).sum()
+    assert result.inertia == pytest.approx(float(expected), rel=1e-4)
+    again = merged_kmeans(torch.from_numpy(X), 5, n_subclusters=40, random_state=0)
+    assert isinstance(again.labels, torch.Tensor)
+    np.testing.assert_array_equal(again.labels.numpy(), result.labels)
+
+
+@pytest.mark.parametrize("n_subclusters", [4, 3001])
+def test_merged_kmeans_rejects_subclusters_outside_range(twelve_blobs, n_subclusters):
+    X, _ = twelve_blobs
+    with pytest.raises(ValueError, match="n_subclusters"):
+        merged_kmeans(X, 5, n_subclusters=n_subclusters)
 
 
 # --------------------------------------------------------------------------- kNN

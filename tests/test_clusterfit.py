@@ -12,7 +12,7 @@ from torch import nn
 
 from deepclust import ClusterFitTransformer, SelfLabelClusterer
 from deepclust._testing import fast_instance
-from deepclust.cluster import kmeans
+from deepclust.cluster import kmeans, merged_kmeans
 from deepclust.datasets import load_digits_images
 from deepclust.networks import SmallConvNet
 
@@ -88,3 +88,22 @@ def test_pipeline_with_logistic_regression_on_digits():
     pipeline.fit(X_train, y_train)
     accuracy = pipeline.score(X_test, y_test)
     assert accuracy > 0.7, accuracy  # chance is 0.1
+
+
+def test_n_subclusters_merges_kmeans_subclusters_into_the_pseudo_labels(digits_small):
+    X, _ = digits_small
+    est = fast_instance(ClusterFitTransformer, pretrained=_pixel_features, n_subclusters=12)
+    est.fit(X)
+    pixels = torch.from_numpy(X.reshape(60, -1).astype(np.float32) / 255)
+    expected = merged_kmeans(nn.functional.normalize(pixels, dim=1), 3, n_subclusters=12,
+                             random_state=0, device="cpu").labels
+    np.testing.assert_array_equal(est.labels_, np.asarray(expected))
+
+
+@pytest.mark.parametrize("n_subclusters", [2, 61])
+def test_n_subclusters_outside_its_range_fails_before_training(n_subclusters, digits_small):
+    X, _ = digits_small
+    est = fast_instance(ClusterFitTransformer, n_subclusters=n_subclusters)
+    with pytest.raises(ValueError, match="n_subclusters"):
+        est.fit(X)
+    assert not hasattr(est, "network_")

@@ -13,6 +13,7 @@ from deepclust import SCANClusterer
 from deepclust._testing import fast_instance
 from deepclust.datasets import load_digits_images
 from deepclust.metrics import cluster_accuracy
+from deepclust.training import Callback
 
 
 def _toy_groups(n_per_group: int = 6, seed: int = 0):
@@ -91,3 +92,40 @@ def test_over_clustering_spreads_samples_over_more_clusters_than_classes(digits_
     assert est.labels_.min() >= 0 and est.labels_.max() < 12
     assert len(np.unique(est.labels_)) > 3
     assert cluster_accuracy(y, est.labels_, mapping="majority") > 0.6
+
+
+class _ParameterSnapshots(Callback):
+    """After every epoch, copies of the network's backbone and head parameters."""
+
+    def __init__(self):
+        self.snapshots = []
+
+    def on_epoch_end(self, trainer, record):
+        network = trainer._modules[0]
+        self.snapshots.append((
+            record["stage"],
+            [p.detach().clone() for p in network.backbone.parameters()],
+            [p.detach().clone() for p in network.heads.parameters()],
+        ))
+
+
+def _changed(before, after) -> bool:
+    return any(not torch.equal(p, q) for p, q in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 2])
+def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, digits_small):
+    X, _ = digits_small
+    pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+    recorder = _ParameterSnapshots()
+    est = fast_instance(SCANClusterer, pretext=pretext, max_epochs=3, selflabel_epochs=0,
+                        head_warmup_epochs=warmup)
+    est.fit(X, callbacks=[recorder])
+    assert [stage for stage, _, _ in recorder.snapshots] == ["scan"] * 3
+    backbones = [list(pretext.parameters())] + [b for _, b, _ in recorder.snapshots]
+    heads = [h for _, _, h in recorder.snapshots]
+    for epoch in range(3):
+        # The backbone moves only in epochs after the warm-up.
+        assert _changed(backbones[epoch], backbones[epoch + 1]) == (epoch >= warmup)
+    for epoch in range(1, 3):
+        assert _changed(heads[epoch - 1], heads[epoch])  # the heads train throughout

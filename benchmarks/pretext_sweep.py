@@ -1,0 +1,135 @@
+"""SCAN-step and pseudo-labelling variants on a cached Fashion-MNIST pretext.
+
+The pretext is two thirds of a SCAN ``cpu``-profile run; training it once per seed and
+reusing it makes the later stages cheap to compare. Three commands::
+
+    python benchmarks/pretext_sweep.py pretext --seed 1     # ~20 min, 1 thread
+    python benchmarks/pretext_sweep.py scan --seed 1 --name warm2 \\
+        --set head_warmup_epochs=2                          # SCAN step + self-labelling
+    python benchmarks/pretext_sweep.py kmeans --seed 1      # clusterings of its features
+
+``pretext`` fits :class:`~deepclust.SCANClusterer` with the ``cpu`` profile and no SCAN
+or self-labelling epochs (so its pretext is the one a full run with that seed trains) and
+caches the estimator and its backbone features under ``--cache``. ``scan`` runs the SCAN
+step and self-labelling from it (``pretext=`` the cached estimator) with ``--set``
+overrides and appends one JSON line (every stage's ACC/NMI/ARI, every head's final ACC,
+cluster sizes) to ``--out``. ``kmeans`` prints ACC/NMI of k-means, over-cluster-and-merge,
+kNN smoothing and PCA-whitening on the cached features, under several seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import PROFILES, load_data  # noqa: E402
+
+from deepclust import SCANClusterer  # noqa: E402
+from deepclust.cluster import PCAWhitening, kmeans, knn, merged_kmeans  # noqa: E402
+from deepclust.methods._stages import head_probabilities  # noqa: E402
+from deepclust.metrics import evaluate_clustering  # noqa: E402
+
+
+def train_pretext(args, X, y) -> None:
+    params = dict(PROFILES["scan"]["cpu"], max_epochs=0, selflabel_epochs=0, n_clusters=10,
+                  random_state=args.seed)
+    started = time.perf_counter()
+    est = SCANClusterer(**params).fit(X, y)
+    print("seconds", time.perf_counter() - started)
+    print("pretext_kmeans", evaluate_clustering(y, est.stage_labels_["pretext_kmeans"]),
+          "neighbour accuracy", est.neighbor_accuracy_, flush=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    with open(args.cache / f"pretext_s{args.seed}.pkl", "wb") as f:
+        pickle.dump(est, f)
+    np.save(args.cache / f"features_s{args.seed}.npy", est.transform(X))
+
+
+def scan_variant(args, X, y) -> None:
+    with open(args.cache / f"pretext_s{args.seed}.pkl", "rb") as f:
+        pretext = pickle.load(f)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    params = dict(PROFILES["scan"]["cpu"], n_clusters=10, random_state=args.seed,
+                  pretext=pretext, **overrides)
+    started = time.perf_counter()
+    est = SCANClusterer(**params).fit(X, y)
+    result = {
+        "name": args.name, "seed": args.seed, "overrides": overrides,
+        "seconds": time.perf_counter() - started,
+        "stages": {k: evaluate_clustering(y, v) for k, v in est.stage_labels_.items()},
+        "head_losses": est.head_losses_.tolist(), "best_head": est.best_head_,
+    }
+    source = est._read_input(X, reset=False)
+    probs = head_probabilities(est.network_, source, torch.device("cpu"), 1024)
+    result["head_acc_final"] = [
+        evaluate_clustering(y, p.argmax(1).numpy())["acc"] for p in probs
+    ]
+    result["sizes"] = np.bincount(est.labels_, minlength=10).tolist()
+    print(json.dumps(result), flush=True)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(result) + "\n")
+
+
+def kmeans_variants(args, X, y) -> None:
+    from sklearn.cluster import AgglomerativeClustering, KMeans
+
+    features = torch.nn.functional.normalize(
+        torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float(), dim=1)
+
+    def report(name, labels):
+        scores = evaluate_clustering(y, np.asarray(labels))
+        print(f"{name:<34} ACC {scores['acc']:.3f} NMI {scores['nmi']:.3f}", flush=True)
+
+    for seed in range(4):
+        report(f"kmeans seed {seed}", kmeans(features, 10, random_state=seed).labels)
+    for n_sub in (50, 200):
+        for seed in range(3):
+            fine = kmeans(features, n_sub, random_state=seed)
+            labels = np.asarray(torch.as_tensor(fine.labels))
+            centres = torch.as_tensor(fine.centroids).float().numpy()
+            sizes = np.bincount(labels, minlength=n_sub)
+            merged = KMeans(10, n_init=10, random_state=seed).fit(centres, sample_weight=sizes)
+            report(f"over {n_sub} -> kmeans10 s{seed}", merged.labels_[labels])
+            ward = AgglomerativeClustering(10, linkage="ward").fit(centres)
+            report(f"over {n_sub} -> ward s{seed}", ward.labels_[labels])
+    for seed in range(3):
+        report(f"merged_kmeans 200 s{seed}",
+               merged_kmeans(features, 10, n_subclusters=200, random_state=seed).labels)
+    neighbours = torch.as_tensor(knn(features, 20, metric="cosine")[0]).long()
+    smoothed = torch.nn.functional.normalize(features + features[neighbours].sum(1), dim=1)
+    for seed in range(4):
+        report(f"knn20-smoothed kmeans s{seed}", kmeans(smoothed, 10, random_state=seed).labels)
+    for dim in (16, 32, 64):
+        whitened = PCAWhitening(dim, l2_normalize=True).fit_transform(features)
+        for seed in range(3):
+            report(f"pca{dim} kmeans s{seed}", kmeans(whitened, 10, random_state=seed).labels)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["pretext", "scan", "kmeans"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="variant")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=JSON")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/deepclust-pretext-sweep"))
+    parser.add_argument("--out", default="benchmarks/results/pretext_sweep.jsonl")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    X, y, _ = load_data("fashion-mnist")
+    {"pretext": train_pretext, "scan": scan_variant, "kmeans": kmeans_variants}[
+        args.command](args, X, y)
+
+
+if __name__ == "__main__":
+    main()
