@@ -14,6 +14,8 @@ from ._kmeans import KMeansResult, kmeans
 
 __all__ = ["merged_kmeans"]
 
+_CHUNK_ROWS = 65536
+
 
 def merged_kmeans(
     X: Any,
@@ -86,11 +88,19 @@ def merged_kmeans(
     )
     group = torch.as_tensor(merge.labels_, dtype=torch.int64, device=compute_device)
     labels = group[fine_labels]
+    # Means and inertia in float64, a chunk of rows at a time (no full-size copy of X).
+    rows = range(0, n_samples, _CHUNK_ROWS)
     sums = torch.zeros(n_clusters, X_torch.shape[1], dtype=torch.float64, device=compute_device)
-    sums.index_add_(0, labels, X_torch.double())
+    for start in rows:
+        chunk = slice(start, start + _CHUNK_ROWS)
+        sums.index_add_(0, labels[chunk], X_torch[chunk].double())
     counts = torch.bincount(labels, minlength=n_clusters).clamp_min(1)
     centroids = (sums / counts[:, None]).float()
-    inertia = float(((X_torch - centroids[labels]) ** 2).sum(dtype=torch.float64))
+    inertia = 0.0
+    for start in rows:
+        chunk = slice(start, start + _CHUNK_ROWS)
+        residual = X_torch[chunk] - centroids[labels[chunk]]
+        inertia += float((residual.double() ** 2).sum())
     return KMeansResult(
         centroids=like_input(centroids, X),
         labels=like_input(labels, X),
