@@ -115,9 +115,29 @@ def kmeans_variants(args, X, y) -> None:
             report(f"pca{dim} kmeans s{seed}", kmeans(whitened, 10, random_state=seed).labels)
 
 
+def neighbour_variants(args, X, y) -> None:
+    """Accuracy of the mined neighbours on several feature views, for several k."""
+    with open(args.cache / f"pretext_s{args.seed}.pkl", "rb") as f:
+        est = pickle.load(f)
+    network = est.network_.eval()
+    source = est._read_input(X, reset=False)
+    views = {"backbone": lambda b: network.features(b),
+             "projection": lambda b: network.project(b),
+             "backbone+hflip": lambda b: network.features(b) + network.features(b.flip(-1))}
+    for name, view in views.items():
+        with torch.no_grad():
+            features = torch.cat([view(source.load(np.arange(i, min(i + 2048, len(X)))))
+                                  for i in range(0, len(X), 2048)])
+        features = torch.nn.functional.normalize(features.float(), dim=1)
+        indices = torch.as_tensor(knn(features, 50, metric="cosine")[0]).long().numpy()
+        hits = y[indices] == y[:, None]
+        line = " ".join(f"k={k} {hits[:, :k].mean():.3f}" for k in (1, 5, 10, 20, 50))
+        print(f"{name:<16} {line}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["pretext", "scan", "kmeans"])
+    parser.add_argument("command", choices=["pretext", "scan", "kmeans", "neighbours"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="variant")
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=JSON")
@@ -127,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
-    {"pretext": train_pretext, "scan": scan_variant, "kmeans": kmeans_variants}[
+    {"pretext": train_pretext, "scan": scan_variant, "kmeans": kmeans_variants,
+     "neighbours": neighbour_variants}[
         args.command](args, X, y)
 
 
