@@ -154,9 +154,22 @@ def test_scan_loss_gradient_pulls_neighbors_together():
     assert after < before
 
 
+def test_scan_loss_leading_dimensions_are_independent_problems():
+    torch.manual_seed(0)
+    anchor, neighbor = torch.randn(3, 8, 4), torch.randn(3, 8, 4)
+    total, consistency, ent = SCANLoss(entropy_weight=2.0)(anchor, neighbor)
+    assert total.shape == consistency.shape == ent.shape == (3,)
+    for h in range(3):
+        expected = SCANLoss(entropy_weight=2.0)(anchor[h], neighbor[h])
+        for got, want in zip((total[h], consistency[h], ent[h]), expected, strict=True):
+            torch.testing.assert_close(got, want)
+
+
 def test_scan_loss_rejects_bad_input():
     with pytest.raises(ValueError):
         SCANLoss()(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="shape"):
+        SCANLoss()(torch.zeros(4), torch.zeros(4))
     with pytest.raises(ValueError, match="entropy_weight"):
         SCANLoss(entropy_weight=-1.0)
 

@@ -10,6 +10,7 @@ from deepclust.networks import (
     BACKBONES,
     ClusteringNetwork,
     SmallConvNet,
+    StackedLinearHeads,
     build_backbone,
     register_backbone,
 )
@@ -75,3 +76,17 @@ def test_clustering_network_heads_and_projection():
     before = net.heads.heads[0].weight.clone()
     net.heads.reset_parameters()
     assert not torch.equal(before, net.heads.heads[0].weight)
+
+
+def test_stacked_linear_heads_match_linear_layers_they_are_copied_into():
+    torch.manual_seed(0)
+    stacked = StackedLinearHeads(6, 4, n_heads=3)
+    features = torch.randn(5, 6)
+    logits = stacked(features)
+    assert logits.shape == (3, 5, 4)
+    for h in range(3):
+        linear = nn.Linear(6, 4)
+        stacked.copy_to(h, linear)
+        torch.testing.assert_close(logits[h], linear(features))
+    bound = 1 / 6**0.5  # nn.Linear's initialisation range
+    assert stacked.weight.abs().max() <= bound and stacked.bias.abs().max() <= bound

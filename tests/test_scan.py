@@ -129,3 +129,34 @@ def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, dig
         assert _changed(backbones[epoch], backbones[epoch + 1]) == (epoch >= warmup)
     for epoch in range(1, 3):
         assert _changed(heads[epoch - 1], heads[epoch])  # the heads train throughout
+
+
+def test_head_search_starts_the_scan_step_from_the_lowest_loss_candidates(digits_small):
+    X, _ = digits_small
+    pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+    est = fast_instance(SCANClusterer, pretext=pretext, n_head_candidates=6, n_heads=2,
+                        head_search_epochs=5, max_epochs=0, selflabel_epochs=0).fit(X)
+    assert [r["stage"] for r in est.history_] == ["head_search"] * 5
+    assert est.candidate_losses_.shape == (6,)
+    # No SCAN epoch ran, so the network's heads are the candidates it started from: their
+    # losses over the data set are the two lowest candidate losses, in order.
+    np.testing.assert_allclose(est.head_losses_, np.sort(est.candidate_losses_)[:2],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_head_search_lowers_the_candidates_scan_loss(digits_small):
+    X, _ = digits_small
+    losses = {}
+    for epochs in (1, 40):
+        est = fast_instance(SCANClusterer, pretext=nn.Flatten(), n_head_candidates=4,
+                            head_search_epochs=epochs, max_epochs=0, selflabel_epochs=0)
+        losses[epochs] = est.fit(X).candidate_losses_
+    assert losses[40].max() < losses[1].min()
+
+
+def test_fewer_head_candidates_than_heads_fails_before_training(digits_small):
+    X, _ = digits_small
+    est = fast_instance(SCANClusterer, n_head_candidates=1, n_heads=2)
+    with pytest.raises(ValueError, match="n_head_candidates=1 is smaller than n_heads=2"):
+        est.fit(X)
+    assert not hasattr(est, "network_")

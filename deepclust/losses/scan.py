@@ -71,7 +71,9 @@ class SCANLoss(nn.Module):
         \text{total} = \text{consistency} - \lambda\, \text{entropy}.
 
     The dot product is clamped below at ``eps`` before the logarithm. Softmax
-    and logarithms run in float32 with autocast disabled.
+    and logarithms run in float32 with autocast disabled. Leading dimensions
+    before ``(B, K)`` are independent problems (several candidate heads, say):
+    each gets its own loss.
 
     Parameters
     ----------
@@ -102,27 +104,28 @@ class SCANLoss(nn.Module):
 
         Parameters
         ----------
-        anchor_logits : torch.Tensor of shape (B, K)
+        anchor_logits : torch.Tensor of shape (..., B, K)
             Cluster logits of the anchors.
-        neighbor_logits : torch.Tensor of shape (B, K)
+        neighbor_logits : torch.Tensor of shape (..., B, K)
             Cluster logits of one mined neighbour per anchor.
 
         Returns
         -------
-        total, consistency, entropy : torch.Tensor
-            Scalars; ``total = consistency - entropy_weight * entropy``.
+        total, consistency, entropy : torch.Tensor of shape (...)
+            Scalars for 2-D input; ``total = consistency - entropy_weight * entropy``.
         """
-        if anchor_logits.ndim != 2 or anchor_logits.shape != neighbor_logits.shape:
+        if anchor_logits.ndim < 2 or anchor_logits.shape != neighbor_logits.shape:
             raise ValueError(
-                "anchor_logits and neighbor_logits must both have shape (batch, n_clusters); "
+                "anchor_logits and neighbor_logits must both have shape (batch, n_clusters) "
+                "(optionally after leading dimensions); "
                 f"got {tuple(anchor_logits.shape)} and {tuple(neighbor_logits.shape)}."
             )
         with torch.autocast(device_type=anchor_logits.device.type, enabled=False):
-            anchor_probs = torch.softmax(anchor_logits.float(), dim=1)
-            neighbor_probs = torch.softmax(neighbor_logits.float(), dim=1)
-            similarity = (anchor_probs * neighbor_probs).sum(dim=1)
-            consistency = -torch.log(similarity.clamp_min(self.eps)).mean()
-            ent = entropy(anchor_probs.mean(dim=0), eps=self.eps)
+            anchor_probs = torch.softmax(anchor_logits.float(), dim=-1)
+            neighbor_probs = torch.softmax(neighbor_logits.float(), dim=-1)
+            similarity = (anchor_probs * neighbor_probs).sum(dim=-1)
+            consistency = -torch.log(similarity.clamp_min(self.eps)).mean(dim=-1)
+            ent = entropy(anchor_probs.mean(dim=-2), eps=self.eps)
             total = consistency - self.entropy_weight * ent
         return total, consistency, ent
 

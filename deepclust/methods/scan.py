@@ -22,6 +22,7 @@ from deepclust.methods._stages import (
     make_augment,
     make_fetch,
 )
+from deepclust.networks import StackedLinearHeads
 from deepclust.training import Stage
 
 __all__ = ["SCANClusterer"]
@@ -49,6 +50,18 @@ def pretext_backbone(pretext, source):
     )
 
 
+def scan_objective(probs: torch.Tensor, neighbors: torch.Tensor, entropy_weight: float) -> float:
+    """SCAN loss of soft assignments ``probs (N, K)`` over the data set, all neighbours.
+
+    ``-mean log <p_i, p_j>`` over every anchor ``i`` and each of its mined neighbours ``j``,
+    minus ``entropy_weight`` times the entropy of the mean assignment: the quantity the
+    SCAN step minimises batch by batch, used to rank heads.
+    """
+    similarity = (probs[:, None, :] * probs[neighbors]).sum(-1).clamp_min(1e-8)
+    mean = probs.mean(0).clamp_min(1e-8)
+    return float(-similarity.log().mean() + entropy_weight * (mean * mean.log()).sum())
+
+
 class SCANClusterer(BaseDeepClusterer):
     """SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., 2020).
 
@@ -62,6 +75,10 @@ class SCANClusterer(BaseDeepClusterer):
        the SCAN loss: ``-log <p(x), p(neighbour)>`` minus ``entropy_weight`` times the
        entropy of the batch-mean prediction. The head with the lowest SCAN loss over the
        data is kept.
+       With ``n_head_candidates`` set, the heads do not start at random: that many candidate
+       heads are first trained with the same loss on the frozen pretext features (no
+       augmentation, no pass through the backbone, so it takes seconds) for
+       ``head_search_epochs``, and the SCAN step starts from the lowest-loss ones.
     3. **Self-labelling** (``selflabel_epochs``): fine-tune on confident samples only (max
        probability on a weak view above ``confidence_threshold``) by class-balanced
        cross-entropy of a strong view against the weak view's argmax. Batches without a
@@ -78,6 +95,13 @@ class SCANClusterer(BaseDeepClusterer):
     n_heads : int, default=5
         Clustering heads trained in the SCAN step; the lowest-loss one is kept.
     entropy_weight : float, default=5.0
+    n_head_candidates : int, default=0
+        Candidate heads searched before the SCAN step (see above); the ``n_heads``
+        lowest-loss ones start it. ``0`` starts from random heads, as the paper; when set,
+        it must be at least ``n_heads``. The search uses Adam at ``1e-3`` with a constant
+        rate and the SCAN step's batch size.
+    head_search_epochs : int, default=20
+        Epochs of the candidate search (over the precomputed features).
     confidence_threshold : float, default=0.99
     update_cluster_head_only : bool, default=False
         Freeze the backbone in the SCAN step.
@@ -132,6 +156,9 @@ class SCANClusterer(BaseDeepClusterer):
         pretext features), ``'scan'`` and ``'selflabel'``, for comparing the stages.
     head_losses_ : ndarray of shape (n_heads,)
         SCAN loss of every head over the data set (the lowest is ``best_head_``).
+    candidate_losses_ : ndarray of shape (n_head_candidates,)
+        SCAN loss over the data set of every searched candidate head, in the order they
+        were drawn (only with ``n_head_candidates``).
     network_ : ClusteringNetwork
     history_ : list of dict
     """
@@ -142,6 +169,8 @@ class SCANClusterer(BaseDeepClusterer):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "n_head_candidates": [Interval(Integral, 0, None, closed="left")],
+        "head_search_epochs": [Interval(Integral, 1, None, closed="left")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="neither")],
         "update_cluster_head_only": ["boolean"],
         "head_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -165,6 +194,8 @@ class SCANClusterer(BaseDeepClusterer):
         n_neighbors=20,
         n_heads=5,
         entropy_weight=5.0,
+        n_head_candidates=0,
+        head_search_epochs=20,
         confidence_threshold=0.99,
         update_cluster_head_only=False,
         head_warmup_epochs=0,
@@ -192,6 +223,8 @@ class SCANClusterer(BaseDeepClusterer):
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
         self.entropy_weight = entropy_weight
+        self.n_head_candidates = n_head_candidates
+        self.head_search_epochs = head_search_epochs
         self.confidence_threshold = confidence_threshold
         self.update_cluster_head_only = update_cluster_head_only
         self.head_warmup_epochs = head_warmup_epochs
@@ -217,6 +250,12 @@ class SCANClusterer(BaseDeepClusterer):
         if self.n_neighbors >= len(source):
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} must be smaller than n_samples={len(source)}."
+            )
+        if 0 < self.n_head_candidates < self.n_heads:
+            raise ValueError(
+                f"n_head_candidates={self.n_head_candidates} is smaller than "
+                f"n_heads={self.n_heads}: the SCAN step starts from the n_heads best "
+                "candidates. Set n_head_candidates >= n_heads, or 0 for random heads."
             )
         if self.pretext is not None:
             pretext_backbone(self.pretext, source)
@@ -260,6 +299,55 @@ class SCANClusterer(BaseDeepClusterer):
             fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
             weight_decay=1e-4,
             lr_schedule=lr_schedule, on_epoch_begin=on_epoch_begin,
+            on_begin=lambda: self._begin_scan(network, source, context, state),
+        )
+
+    def _begin_scan(self, network, source, context, state) -> None:
+        """Mine the neighbours (unless the head search did) and load the searched heads."""
+        if state["neighbors"] is None:
+            self._mine_neighbors(network, source, context, state)
+        candidates = state.get("candidates")
+        if candidates is None:
+            return
+        features = state["pretext_features"].to(context.device)
+        neighbors = torch.as_tensor(state["neighbors"]).to(context.device)
+        losses = []
+        with torch.no_grad():
+            for weight, bias in zip(candidates.weight, candidates.bias):
+                probs = torch.softmax(torch.addmm(bias, features, weight.t()).float(), dim=1)
+                losses.append(scan_objective(probs, neighbors, self.entropy_weight))
+        state["candidate_losses"] = losses
+        for head, index in zip(network.heads.heads, np.argsort(losses)):
+            candidates.copy_to(int(index), head)
+
+    def _head_search_stage(self, network, source, context, state) -> Stage:
+        """Candidate heads trained with the SCAN loss on the frozen pretext features."""
+        device = context.device
+        candidates = state["candidates"]
+        criterion = SCANLoss(entropy_weight=self.entropy_weight)
+        cache: dict = {}
+
+        def inputs():
+            if state.get("pretext_features") is None:  # resumed inside the search
+                self._mine_neighbors(network, source, context, state)
+            if not cache:
+                cache["features"] = state["pretext_features"].to(device)
+                cache["neighbors"] = torch.as_tensor(state["neighbors"]).to(device)
+            return cache["features"], cache["neighbors"]
+
+        def compute_loss(indices):
+            features, neighbors = inputs()
+            anchors = torch.as_tensor(indices, device=device)
+            column = torch.randint(0, neighbors.shape[1], (len(anchors),)).to(device)
+            partners = neighbors[anchors, column]
+            logits = candidates(torch.cat([features[anchors], features[partners]]))
+            total, _, _ = criterion(*logits.float().chunk(2, dim=1))
+            return total.sum()
+
+        return Stage(
+            name="head_search", n_epochs=self.head_search_epochs, n_samples=len(source),
+            compute_loss=compute_loss, modules=[candidates], optimizer="adam", lr=1e-3,
+            weight_decay=1e-4, lr_schedule="constant",
             on_begin=lambda: self._mine_neighbors(network, source, context, state),
         )
 
@@ -303,8 +391,8 @@ class SCANClusterer(BaseDeepClusterer):
             network, source, device, context.inference_batch_size,
             progress=context.progress("mining neighbours"),
         )
-        features = nn.functional.normalize(features, dim=1)
-        indices, _ = knn(features, self.n_neighbors, metric="cosine", device=device)
+        normalized = nn.functional.normalize(features, dim=1)
+        indices, _ = knn(normalized, self.n_neighbors, metric="cosine", device=device)
         state["neighbors"] = to_numpy(torch.as_tensor(indices)).astype(np.int64)
         state["pretext_features"] = features
 
@@ -314,13 +402,7 @@ class SCANClusterer(BaseDeepClusterer):
             network, source, context.device, context.inference_batch_size
         )
         neighbors = torch.as_tensor(state["neighbors"])
-        losses = []
-        for p in probs:
-            similarity = (p[:, None, :] * p[neighbors]).sum(-1).clamp_min(1e-8)
-            consistency = -similarity.log().mean()
-            mean = p.mean(0).clamp_min(1e-8)
-            entropy = -(mean * mean.log()).sum()
-            losses.append(float(consistency - self.entropy_weight * entropy))
+        losses = [scan_objective(p, neighbors, self.entropy_weight) for p in probs]
         state["head_losses"] = losses
         return int(np.argmin(losses))
 
@@ -349,6 +431,13 @@ class SCANClusterer(BaseDeepClusterer):
                 temperature=self.temperature,
                 augmentation=self.pretext_augmentation,
             ))
+        modules = [network]
+        if self.n_head_candidates:
+            state["candidates"] = StackedLinearHeads(
+                network.n_features, self.n_clusters, self.n_head_candidates
+            ).to(device)
+            modules.append(state["candidates"])
+            stages.append(self._head_search_stage(network, source, context, state))
         stages.append(self._scan_stage(network, source, context, state))
         selflabel = self._selflabel_stage(network, source, device, state)
 
@@ -370,7 +459,7 @@ class SCANClusterer(BaseDeepClusterer):
             if "neighbors" in extra:
                 state["neighbors"] = extra["neighbors"].numpy()
 
-        history = context.trainer(get_extra, set_extra).fit(stages, modules=[network])
+        history = context.trainer(get_extra, set_extra).fit(stages, modules=modules)
         if state["neighbors"] is None:  # resumed past the mining step
             self._mine_neighbors(network, source, context, state)
         if self.selflabel_epochs == 0:
@@ -388,7 +477,8 @@ class SCANClusterer(BaseDeepClusterer):
         stage_labels = {"scan": state.get("scan_labels", labels), "selflabel": labels}
         if state.get("pretext_features") is not None:
             stage_labels["pretext_kmeans"] = np.asarray(to_numpy(torch.as_tensor(kmeans(
-                state["pretext_features"], self.n_clusters, random_state=seed, device=device,
+                nn.functional.normalize(state["pretext_features"], dim=1), self.n_clusters,
+                random_state=seed, device=device,
             ).labels))).astype(np.int64)
         fitted = {
             "network_": network,
@@ -397,6 +487,8 @@ class SCANClusterer(BaseDeepClusterer):
             "neighbors_": state["neighbors"],
             "best_head_": head,
             "head_losses_": np.asarray(state.get("head_losses", [])),
+            **({"candidate_losses_": np.asarray(state["candidate_losses"])}
+               if "candidate_losses" in state else {}),
             "history_": history,
             "n_iter_": self.max_epochs,
         }

@@ -8,7 +8,7 @@ from deepclust.networks._backbones import (
     feature_dim,
     register_backbone,
 )
-from deepclust.networks._heads import ClusteringHeads, ProjectionHead
+from deepclust.networks._heads import ClusteringHeads, ProjectionHead, StackedLinearHeads
 from deepclust.networks._model import ClusteringNetwork, Normalize
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Normalize",
     "ProjectionHead",
     "SmallConvNet",
+    "StackedLinearHeads",
     "build_backbone",
     "feature_dim",
     "register_backbone",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ClusteringHeads", "ProjectionHead"]
+__all__ = ["ClusteringHeads", "ProjectionHead", "StackedLinearHeads"]
 
 
 class ClusteringHeads(nn.Module):
@@ -32,6 +32,39 @@ class ClusteringHeads(nn.Module):
         """Re-initialise every head (DeepCluster does so whenever the labels are redrawn)."""
         for head in self.heads:
             head.reset_parameters()
+
+
+class StackedLinearHeads(nn.Module):
+    """``n_heads`` linear heads held as one weight tensor, evaluated in one batched product.
+
+    Initialised like :class:`torch.nn.Linear` (uniform in ``±1/sqrt(in_features)``). Used
+    to train many candidate clustering heads at once on fixed features; :meth:`copy_to` copies
+    one of them into an ``nn.Linear``.
+
+    Parameters
+    ----------
+    in_features : int
+    n_clusters : int
+    n_heads : int
+    """
+
+    def __init__(self, in_features: int, n_clusters: int, n_heads: int):
+        super().__init__()
+        bound = 1.0 / in_features**0.5
+        self.weight = nn.Parameter(torch.empty(n_heads, n_clusters, in_features))
+        self.bias = nn.Parameter(torch.empty(n_heads, n_clusters))
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_heads, B, n_clusters)`` of features ``(B, in_features)``."""
+        return torch.einsum("bd,hkd->hbk", features, self.weight) + self.bias[:, None, :]
+
+    @torch.no_grad()
+    def copy_to(self, index: int, linear: nn.Linear) -> None:
+        """Copy head ``index`` into ``linear`` (same sizes)."""
+        linear.weight.copy_(self.weight[index])
+        linear.bias.copy_(self.bias[index])
 
 
 class ProjectionHead(nn.Module):
