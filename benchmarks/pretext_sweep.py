@@ -14,7 +14,11 @@ caches the estimator and its backbone features under ``--cache``. ``scan`` runs 
 step and self-labelling from it (``pretext=`` the cached estimator) with ``--set``
 overrides and appends one JSON line (every stage's ACC/NMI/ARI, every head's final ACC,
 cluster sizes) to ``--out``. ``kmeans`` prints ACC/NMI of k-means, over-cluster-and-merge,
-kNN smoothing and PCA-whitening on the cached features, under several seeds.
+kNN smoothing and PCA-whitening on the cached features, under several seeds;
+``neighbours`` the accuracy of the mined neighbours (k = 1 to 50) on the backbone features,
+the projection head's and flip-averaged backbone features; ``heads`` trains candidate
+heads with the SCAN loss on the frozen features (as ``n_head_candidates`` does) and lists
+each one's loss beside its ACC/NMI.
 """
 
 from __future__ import annotations
@@ -115,6 +119,51 @@ def kmeans_variants(args, X, y) -> None:
             report(f"pca{dim} kmeans s{seed}", kmeans(whitened, 10, random_state=seed).labels)
 
 
+def head_candidates(args, X, y) -> None:
+    """Candidate heads trained with the SCAN loss on the frozen cached features.
+
+    What ``SCANClusterer(n_head_candidates=...)`` does before its SCAN step, here with
+    every candidate's ACC/NMI beside its SCAN loss over the data set, to see whether the
+    lowest loss picks a good partition.
+    """
+    from deepclust.losses import SCANLoss
+    from deepclust.methods.scan import scan_objective
+    from deepclust.networks import StackedLinearHeads
+
+    torch.manual_seed(args.seed)
+    features = torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float()
+    neighbours = torch.as_tensor(
+        knn(torch.nn.functional.normalize(features, dim=1), 20, metric="cosine")[0]).long()
+    candidates = StackedLinearHeads(features.shape[1], 10, args.n_candidates)
+    optimizer = torch.optim.Adam(candidates.parameters(), lr=1e-3, weight_decay=1e-4)
+    criterion = SCANLoss(entropy_weight=5.0)
+    started = time.perf_counter()
+    for _ in range(args.epochs):
+        order = torch.randperm(len(features))
+        for i in range(0, len(order), 256):
+            anchors = order[i:i + 256]
+            partners = neighbours[anchors, torch.randint(0, 20, (len(anchors),))]
+            logits = candidates(torch.cat([features[anchors], features[partners]]))
+            loss = criterion(*logits.chunk(2, dim=1))[0].sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    rows = []
+    with torch.no_grad():
+        for probs in torch.softmax(candidates(features), dim=-1):
+            scores = evaluate_clustering(y, probs.argmax(1).numpy())
+            rows.append((scan_objective(probs, neighbours, 5.0), scores["acc"], scores["nmi"]))
+    rows.sort()
+    print(f"# seed {args.seed}: {args.n_candidates} candidates, {args.epochs} epochs, "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    for loss, acc, nmi in rows:
+        print(f"loss {loss:.4f}  ACC {acc:.3f}  NMI {nmi:.3f}")
+    losses, accs = np.array(rows)[:, 0], np.array(rows)[:, 1]
+    print(f"correlation(loss, ACC) {np.corrcoef(losses, accs)[0, 1]:.2f}; ACC of the "
+          f"lowest-loss candidate {accs[0]:.3f}, mean {accs.mean():.3f}, "
+          f"range {accs.min():.3f}-{accs.max():.3f}")
+
+
 def neighbour_variants(args, X, y) -> None:
     """Accuracy of the mined neighbours on several feature views, for several k."""
     with open(args.cache / f"pretext_s{args.seed}.pkl", "rb") as f:
@@ -137,18 +186,20 @@ def neighbour_variants(args, X, y) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["pretext", "scan", "kmeans", "neighbours"])
+    parser.add_argument("command", choices=["pretext", "scan", "kmeans", "neighbours", "heads"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="variant")
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=JSON")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/deepclust-pretext-sweep"))
     parser.add_argument("--out", default="benchmarks/results/pretext_sweep.jsonl")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-candidates", type=int, default=20, help="for 'heads'")
+    parser.add_argument("--epochs", type=int, default=20, help="for 'heads'")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
     {"pretext": train_pretext, "scan": scan_variant, "kmeans": kmeans_variants,
-     "neighbours": neighbour_variants}[
+     "neighbours": neighbour_variants, "heads": head_candidates}[
         args.command](args, X, y)
 
 
