@@ -33,6 +33,11 @@ RESUME_CASES = [
     # SCAN: crash in the pretext stage and in the SCAN stage.
     (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 1, 6),
     (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 4, 6),
+    # SCAN with a head search: crash inside the search, and just after it.
+    (SCANClusterer, dict(pretext_epochs=2, n_head_candidates=4, head_search_epochs=2,
+                         max_epochs=2, selflabel_epochs=1), 3, 7),
+    (SCANClusterer, dict(pretext_epochs=2, n_head_candidates=4, head_search_epochs=2,
+                         max_epochs=2, selflabel_epochs=1), 4, 7),
     (ClusterFitTransformer, dict(pretext_epochs=2, max_epochs=2), 3, 4),
 ]
 

@@ -304,9 +304,10 @@ class SCANClusterer(BaseDeepClusterer):
 
     def _begin_scan(self, network, source, context, state) -> None:
         """Mine the neighbours (unless the head search did) and load the searched heads."""
-        if state["neighbors"] is None:
-            self._mine_neighbors(network, source, context, state)
         candidates = state.get("candidates")
+        resumed_after_search = candidates is not None and state.get("pretext_features") is None
+        if state["neighbors"] is None or resumed_after_search:
+            self._mine_neighbors(network, source, context, state)
         if candidates is None:
             return
         features = state["pretext_features"].to(context.device)
