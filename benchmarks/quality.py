@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # (correlation with ACC -0.88 / -0.90; benchmarks/results/pretext_sweep_heads.txt);
         # on re-trained seed 0 / 1 pretexts (another, slower machine), starting the SCAN
         # step from the best of them gave 0.716 / 0.710 (NMI 0.664 / 0.683) after
-        # self-labelling, against 0.570 with random heads on the same seed-0 pretext.
+        # self-labelling, against 0.570 / 0.704 with random heads on the same pretexts.
         "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=35,
                     temperature=0.5, pretext_lr=0.2, n_head_candidates=20,
                     max_epochs=10, head_warmup_epochs=2, lr=1e-3, selflabel_epochs=1,
