@@ -305,13 +305,11 @@ class SCANClusterer(BaseDeepClusterer):
     def _begin_scan(self, network, source, context, state) -> None:
         """Mine the neighbours (unless the head search did) and load the searched heads."""
         candidates = state.get("candidates")
-        resumed_after_search = candidates is not None and state.get("pretext_features") is None
-        if state["neighbors"] is None or resumed_after_search:
-            self._mine_neighbors(network, source, context, state)
         if candidates is None:
+            if state["neighbors"] is None:
+                self._mine_neighbors(network, source, context, state)
             return
-        features = state["pretext_features"].to(context.device)
-        neighbors = torch.as_tensor(state["neighbors"]).to(context.device)
+        features, neighbors = self._search_inputs(network, source, context, state)
         losses = []
         with torch.no_grad():
             for weight, bias in zip(candidates.weight, candidates.bias):
@@ -326,18 +324,9 @@ class SCANClusterer(BaseDeepClusterer):
         device = context.device
         candidates = state["candidates"]
         criterion = SCANLoss(entropy_weight=self.entropy_weight)
-        cache: dict = {}
-
-        def inputs():
-            if state.get("pretext_features") is None:  # resumed inside the search
-                self._mine_neighbors(network, source, context, state)
-            if not cache:
-                cache["features"] = state["pretext_features"].to(device)
-                cache["neighbors"] = torch.as_tensor(state["neighbors"]).to(device)
-            return cache["features"], cache["neighbors"]
 
         def compute_loss(indices):
-            features, neighbors = inputs()
+            features, neighbors = self._search_inputs(network, source, context, state)
             anchors = torch.as_tensor(indices, device=device)
             column = torch.randint(0, neighbors.shape[1], (len(anchors),)).to(device)
             partners = neighbors[anchors, column]
@@ -386,6 +375,22 @@ class SCANClusterer(BaseDeepClusterer):
         )
 
     # ------------------------------------------------------------------ helpers
+    def _search_inputs(self, network, source, context, state):
+        """Pretext features and mined neighbours on the device, for the head search.
+
+        Mined again when a resumed fit lacks the features (checkpoints keep only the
+        neighbours); moved to the device once.
+        """
+        if state.get("pretext_features") is None:
+            state.pop("search_inputs", None)
+            self._mine_neighbors(network, source, context, state)
+        if "search_inputs" not in state:
+            state["search_inputs"] = (
+                state["pretext_features"].to(context.device),
+                torch.as_tensor(state["neighbors"]).to(context.device),
+            )
+        return state["search_inputs"]
+
     def _mine_neighbors(self, network, source, context, state) -> None:
         device = context.device
         features = extract_features(
