@@ -160,3 +160,22 @@ def test_fewer_head_candidates_than_heads_fails_before_training(digits_small):
     with pytest.raises(ValueError, match="n_head_candidates=1 is smaller than n_heads=2"):
         est.fit(X)
     assert not hasattr(est, "network_")
+
+
+def test_scan_objective_by_hand_and_in_chunks():
+    from deepclust.methods.scan import scan_objective
+
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    neighbors = torch.tensor([[1], [0], [1]])
+    # <p0,p1> = 0.74 twice, <p2,p1> = 0.38; mean assignment (2/3, 1/3).
+    consistency = -(2 * np.log(0.74) + np.log(0.38)) / 3
+    negative_entropy = (2 / 3) * np.log(2 / 3) + (1 / 3) * np.log(1 / 3)
+    expected = consistency + 5.0 * negative_entropy
+    assert scan_objective(probs, neighbors, 5.0) == pytest.approx(expected, rel=1e-6)
+
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.rand(50, 7, generator=generator).softmax(1)
+    neighbors = torch.randint(0, 50, (50, 4), generator=generator)
+    whole = scan_objective(probs, neighbors, 2.0)
+    # One anchor per chunk (max_elements below one anchor's 4 x 7 values) gives the same.
+    assert scan_objective(probs, neighbors, 2.0, max_elements=10) == pytest.approx(whole)

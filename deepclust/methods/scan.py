@@ -50,16 +50,30 @@ def pretext_backbone(pretext, source):
     )
 
 
-def scan_objective(probs: torch.Tensor, neighbors: torch.Tensor, entropy_weight: float) -> float:
+def scan_objective(
+    probs: torch.Tensor,
+    neighbors: torch.Tensor,
+    entropy_weight: float,
+    max_elements: int = 1 << 24,
+) -> float:
     """SCAN loss of soft assignments ``probs (N, K)`` over the data set, all neighbours.
 
     ``-mean log <p_i, p_j>`` over every anchor ``i`` and each of its mined neighbours ``j``,
     minus ``entropy_weight`` times the entropy of the mean assignment: the quantity the
-    SCAN step minimises batch by batch, used to rank heads.
+    SCAN step minimises batch by batch, used to rank heads. Anchors are taken in chunks
+    of at most ``max_elements`` gathered values, so memory stays bounded for large N, K.
     """
-    similarity = (probs[:, None, :] * probs[neighbors]).sum(-1).clamp_min(1e-8)
+    n_neighbors = neighbors.shape[1]
+    chunk = max(1, max_elements // max(1, n_neighbors * probs.shape[1]))
+    log_similarity = 0.0
+    for start in range(0, len(probs), chunk):
+        anchors = probs[start : start + chunk]
+        gathered = probs[neighbors[start : start + chunk]]
+        similarity = torch.einsum("nk,njk->nj", anchors, gathered).clamp_min(1e-8)
+        log_similarity += float(similarity.log().sum())
     mean = probs.mean(0).clamp_min(1e-8)
-    return float(-similarity.log().mean() + entropy_weight * (mean * mean.log()).sum())
+    consistency = -log_similarity / (len(probs) * n_neighbors)
+    return consistency + entropy_weight * float((mean * mean.log()).sum())
 
 
 class SCANClusterer(BaseDeepClusterer):
