@@ -130,8 +130,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _network_spec(network: nn.Module, backbone: Any, input_shape, estimator_name: str) -> dict:
-    from deepclust.methods.deepcluster import SobelFilter
-    from deepclust.networks import ClusteringNetwork
+    from deepclust.networks import ClusteringNetwork, SobelFilter
 
     if not isinstance(network, ClusteringNetwork):
         raise ValueError(
@@ -275,8 +274,7 @@ def _check_rebuildable(metadata: dict, tensors: dict[str, torch.Tensor]) -> None
 
 # ---------------------------------------------------------------------- loading
 def _build_network(spec: dict, estimator_name: str):
-    from deepclust.methods.deepcluster import SobelFilter
-    from deepclust.networks import BACKBONES, ClusteringNetwork, build_backbone
+    from deepclust.networks import BACKBONES, ClusteringNetwork, SobelFilter, build_backbone
 
     try:
         backbone = spec["backbone"]

@@ -10,7 +10,7 @@ from deepclust import DeepClusterEstimator
 from deepclust._testing import fast_instance
 from deepclust.datasets import load_digits_images
 from deepclust.methods import _stages
-from deepclust.methods.deepcluster import SobelFilter
+from deepclust.networks import SobelFilter
 
 
 def test_consecutive_assignment_nmi_rises_on_digits():

@@ -3,8 +3,8 @@
 from deepclust.data._sources import (
     DEFAULT_FILE_IMAGE_SIZE,
     IMAGE_EXTENSIONS,
+    DataSource,
     FileSource,
-    ImageSource,
     TensorSource,
     as_source,
     list_image_files,
@@ -16,7 +16,7 @@ __all__ = [
     "DEFAULT_FILE_IMAGE_SIZE",
     "IMAGE_EXTENSIONS",
     "FileSource",
-    "ImageSource",
+    "DataSource",
     "TensorSource",
     "as_source",
     "list_image_files",

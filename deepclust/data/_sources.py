@@ -1,8 +1,8 @@
 """Turn what a user passes (arrays, tensors, image files, folders) into batches of tensors.
 
 Every estimator reads its input through :func:`as_source`, which returns an
-:class:`ImageSource`: something with a length, a per-sample ``shape`` and a
-:meth:`ImageSource.load` method that returns a float32 CPU tensor for any set of indices.
+:class:`DataSource`: something with a length, a per-sample ``shape`` and a
+:meth:`DataSource.load` method that returns a float32 CPU tensor for any set of indices.
 Images come out channels-first ``(B, C, H, W)`` with values in ``[0, 1]``; 2-D
 feature matrices come out as ``(B, D)``.
 """
@@ -24,7 +24,7 @@ from PIL import Image
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_FILE_IMAGE_SIZE",
-    "ImageSource",
+    "DataSource",
     "TensorSource",
     "FileSource",
     "as_source",
@@ -56,7 +56,7 @@ def open_image(path: str) -> Image.Image:
         return Image.open(path)
 
 
-class ImageSource:
+class DataSource:
     """A collection of samples that can be loaded in batches.
 
     Attributes
@@ -115,7 +115,7 @@ class ImageSource:
         return mean.float().numpy(), std.float().numpy()
 
 
-class TensorSource(ImageSource):
+class TensorSource(DataSource):
     """Samples held in memory as a tensor (uint8 images are scaled on load).
 
     Parameters
@@ -156,7 +156,7 @@ class TensorSource(ImageSource):
         return batch
 
 
-class FileSource(ImageSource):
+class FileSource(DataSource):
     """Images read from files, decoded in batches and resized to a common size.
 
     The files are decoded once by :meth:`scan` (which also finds unreadable ones). When the
@@ -414,8 +414,8 @@ def as_source(
     n_channels: int | None = None,
     on_bad_image: str = "raise",
     validate_features=None,
-) -> ImageSource:
-    """Wrap user input in an :class:`ImageSource`.
+) -> DataSource:
+    """Wrap user input in an :class:`DataSource`.
 
     Parameters
     ----------
@@ -439,7 +439,7 @@ def as_source(
 
     Returns
     -------
-    ImageSource
+    DataSource
     """
     if _is_path_like(X):
         return _paths_source(X, image_size, n_channels).scan(on_bad_image)

@@ -1,16 +1,40 @@
-"""The four deep-clustering estimators, thin on top of the shared parts."""
+"""The deep-clustering methods, thin on top of the shared parts, and their registry."""
 
 from deepclust.methods._base import BaseDeepClusterer, FitContext
-from deepclust.methods.clusterfit import ClusterFitTransformer
-from deepclust.methods.deepcluster import DeepClusterEstimator
-from deepclust.methods.scan import SCANClusterer
+from deepclust.methods._registry import (
+    MethodSpec,
+    get_method,
+    method_names,
+    method_spec,
+    register_method,
+    registered_methods,
+    unregister_method,
+)
+
+# Imported in the order the methods are listed (registration order).
 from deepclust.methods.sela import SelfLabelClusterer
+
+# isort: split
+from deepclust.methods.deepcluster import DeepClusterEstimator
+
+# isort: split
+from deepclust.methods.scan import SCANClusterer
+
+# isort: split
+from deepclust.methods.clusterfit import ClusterFitTransformer
 
 __all__ = [
     "BaseDeepClusterer",
     "ClusterFitTransformer",
     "DeepClusterEstimator",
     "FitContext",
+    "MethodSpec",
     "SCANClusterer",
     "SelfLabelClusterer",
+    "get_method",
+    "method_names",
+    "method_spec",
+    "register_method",
+    "registered_methods",
+    "unregister_method",
 ]

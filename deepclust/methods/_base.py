@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from deepclust._utils import resolve_device, seed_everything, to_numpy
-from deepclust.data import ImageSource, as_source
+from deepclust.data import DataSource, as_source
 from deepclust.networks import ClusteringNetwork, build_backbone
 from deepclust.training import Trainer, run_inference
 
@@ -112,8 +112,8 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
 
         return validate
 
-    def _read_input(self, X, *, reset: bool) -> ImageSource:
-        """Validate ``X`` and wrap it in an :class:`ImageSource` (before any training)."""
+    def _read_input(self, X, *, reset: bool) -> DataSource:
+        """Validate ``X`` and wrap it in an :class:`DataSource` (before any training)."""
         if sp.issparse(X):
             validate_data(self, X, reset=reset)  # raises scikit-learn's sparse-input error
         if reset:
@@ -167,7 +167,7 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         method's reference defaults given here."""
         return self.optimizer or optimizer, self.lr_schedule or lr_schedule
 
-    def _check_fit_params(self, source: ImageSource) -> None:
+    def _check_fit_params(self, source: DataSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""
 
     # ------------------------------------------------------------------ fit
@@ -178,7 +178,7 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
 
     def _build_network(
         self,
-        source: ImageSource,
+        source: DataSource,
         *,
         n_heads: int = 1,
         projection_dim: int | None = None,
@@ -266,7 +266,7 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
             setattr(self, name, value)
         return self
 
-    def _fit(self, source: ImageSource, context: FitContext) -> dict:
+    def _fit(self, source: DataSource, context: FitContext) -> dict:
         raise NotImplementedError  # pragma: no cover - abstract
 
     # ------------------------------------------------------------------ inference

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from deepclust.augment import make_augmentation
-from deepclust.data import ImageSource
+from deepclust.data import DataSource
 from deepclust.losses import MultiHeadCrossEntropy, NTXentLoss
 from deepclust.networks import ClusteringNetwork
 from deepclust.training import Stage, run_inference
@@ -26,7 +26,7 @@ __all__ = [
 
 
 def make_fetch(
-    source: ImageSource, device: torch.device
+    source: DataSource, device: torch.device
 ) -> Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]:
     """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU (pinned for CUDA)."""
     pin = device.type == "cuda"
@@ -40,7 +40,7 @@ def make_fetch(
     return fetch
 
 
-def make_augment(policy, source: ImageSource) -> nn.Module:
+def make_augment(policy, source: DataSource) -> nn.Module:
     """The augmentation module for ``source`` (identity for 2-D features)."""
     if source.kind != "images" or policy is None:
         return make_augmentation("none")
@@ -49,7 +49,7 @@ def make_augment(policy, source: ImageSource) -> nn.Module:
 
 def extract_features(
     network: ClusteringNetwork,
-    source: ImageSource,
+    source: DataSource,
     device: torch.device,
     batch_size: int,
     progress: str | None = None,
@@ -63,7 +63,7 @@ def extract_features(
 
 def head_probabilities(
     network: ClusteringNetwork,
-    source: ImageSource,
+    source: DataSource,
     device: torch.device,
     batch_size: int,
     output_device: torch.device | None = None,
@@ -83,7 +83,7 @@ def head_probabilities(
 
 def contrastive_stage(
     network: ClusteringNetwork,
-    source: ImageSource,
+    source: DataSource,
     device: torch.device,
     *,
     n_epochs: int,
@@ -116,7 +116,7 @@ def contrastive_stage(
 
 def pseudo_label_stage(
     network: ClusteringNetwork,
-    source: ImageSource,
+    source: DataSource,
     device: torch.device,
     labels: Callable[[], torch.Tensor],
     *,
@@ -183,3 +183,9 @@ def balanced_sampler(labels: Callable[[], np.ndarray], n_samples: int):
         return out[:n_samples]
 
     return sample
+
+
+def pretext_and_main_epochs(epochs: int) -> dict:
+    """``--epochs E`` of a method with a pretext: ``E`` pretext epochs and ``ceil(E / 2)``
+    of its main step."""
+    return {"pretext_epochs": epochs, "max_epochs": max(1, -(-epochs // 2))}

@@ -13,12 +13,15 @@ from torch import nn
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
+from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.training import run_inference
 
 __all__ = ["ClusterFitTransformer"]
 
 
+@register_method
 class ClusterFitTransformer(BaseDeepClusterer):
     """ClusterFit (Yan, Misra, Gupta, Ghadiyaram & Mahajan, CVPR 2020).
 
@@ -88,6 +91,26 @@ class ClusterFitTransformer(BaseDeepClusterer):
         The fresh network.
     history_ : list of dict
     """
+
+    method_spec = MethodSpec(
+        name="clusterfit",
+        title="ClusterFitTransformer (ClusterFit; Yan, Misra, Gupta, Ghadiyaram & Mahajan, "
+        "CVPR 2020)",
+        default_epochs=30,
+        epoch_params=_pretext_and_main_epochs,
+        test_params=dict(
+            n_clusters=3, pretext_epochs=3, max_epochs=5, batch_size=32, device="cpu"
+        ),
+        profiles={
+            # Measurements behind these values: docs/benchmarks.rst, ClusterFit section.
+            "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=30,
+                        temperature=0.5, pretext_lr=0.2, n_subclusters=200, max_epochs=15,
+                        augmentation="strong", batch_size=256, device="cpu"),
+            "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50,
+                        batch_size=512, device="cuda"),
+        },
+        model_file={"pretext_network_": "network"},
+    )
 
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,

@@ -13,28 +13,14 @@ from torch import nn
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, assign, kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import balanced_sampler, extract_features, pseudo_label_stage
+from deepclust.networks import SobelFilter
 
-__all__ = ["DeepClusterEstimator", "SobelFilter"]
-
-
-class SobelFilter(nn.Module):
-    """Fixed grayscale conversion followed by horizontal and vertical Sobel filters.
-
-    Maps ``(B, C, H, W)`` input (any ``C``; colour channels are averaged) to two channels,
-    as DeepCluster's ``sobel=True`` input layer.
-    """
-
-    def __init__(self):
-        super().__init__()
-        kernel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
-        self.register_buffer("kernel", torch.stack([kernel_x, kernel_x.T])[:, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gray = x.mean(dim=1, keepdim=True)
-        return nn.functional.conv2d(gray, self.kernel.to(gray.dtype), padding=1)
+__all__ = ["DeepClusterEstimator"]
 
 
+@register_method
 class DeepClusterEstimator(BaseDeepClusterer):
     """DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018).
 
@@ -97,6 +83,24 @@ class DeepClusterEstimator(BaseDeepClusterer):
     permuted labels and so lags the final k-means; the nearest centroid reproduces
     ``labels_`` on the training data exactly.
     """
+
+    method_spec = MethodSpec(
+        name="deepcluster",
+        title="DeepClusterEstimator (DeepCluster; Caron, Bojanowski, Joulin & Douze, "
+        "ECCV 2018)",
+        default_epochs=30,
+        test_params=dict(
+            n_clusters=3, max_epochs=4, batch_size=32, pca_dim=8, kmeans_iter=10, device="cpu"
+        ),
+        profiles={
+            # Measurements behind these values: docs/benchmarks.rst, DeepCluster section.
+            "cpu": dict(backbone="convnet-small", image_size=20, max_epochs=25, pca_dim=32,
+                        augmentation="strong", batch_size=256, device="cpu"),
+            "gpu": dict(backbone="convnet", max_epochs=200, pca_dim=128,
+                        augmentation="strong", batch_size=512, device="cuda"),
+        },
+        model_file={"cluster_centers_": "array", "whitening_": "whitening"},
+    )
 
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,

@@ -15,6 +15,7 @@ from deepclust._utils import to_numpy
 from deepclust.cluster import kmeans, knn
 from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import (
     contrastive_stage,
     extract_features,
@@ -22,6 +23,7 @@ from deepclust.methods._stages import (
     make_augment,
     make_fetch,
 )
+from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.networks import StackedLinearHeads
 from deepclust.training import Stage
 
@@ -76,6 +78,7 @@ def scan_objective(
     return consistency + entropy_weight * float((mean * mean.log()).sum())
 
 
+@register_method
 class SCANClusterer(BaseDeepClusterer):
     """SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., 2020).
 
@@ -176,6 +179,31 @@ class SCANClusterer(BaseDeepClusterer):
     network_ : ClusteringNetwork
     history_ : list of dict
     """
+
+    method_spec = MethodSpec(
+        name="scan",
+        title="SCANClusterer (SCAN; Van Gansbeke, Vandenhende, Georgoulis, Proesmans & "
+        "Van Gool, ECCV 2020)",
+        default_epochs=30,
+        epoch_params=_pretext_and_main_epochs,
+        # Without self-labelling, and the SCAN step at lr 1e-3 and batch 128: the demo's
+        # settings for small images on a CPU.
+        recipe={"selflabel_epochs": 0, "lr": 1e-3, "batch_size": 128},
+        test_params=dict(
+            n_clusters=3, pretext_epochs=3, max_epochs=15, selflabel_epochs=2, n_neighbors=5,
+            n_heads=2, batch_size=32, lr=1e-3, device="cpu",
+        ),
+        profiles={
+            # Measurements behind these values: docs/benchmarks.rst, SCAN section.
+            "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=35,
+                        temperature=0.5, pretext_lr=0.2, n_head_candidates=20,
+                        max_epochs=10, head_warmup_epochs=2, lr=1e-3, selflabel_epochs=1,
+                        selflabel_lr=1e-4, batch_size=256, device="cpu"),
+            "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50,
+                        selflabel_epochs=20, batch_size=512, device="cuda"),
+        },
+        model_file={"best_head_": "int"},
+    )
 
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from deepclust._utils import resolve_device, to_numpy
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import head_probabilities, pseudo_label_stage
 from deepclust.networks import ClusteringNetwork
 from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
@@ -40,6 +41,7 @@ def label_update_epochs(max_epochs: int, n_updates: int) -> list[int]:
     return sorted(set(epochs.tolist()))
 
 
+@register_method
 class SelfLabelClusterer(BaseDeepClusterer):
     """Self-labelling by optimal transport (SeLa; Asano, Rupprecht & Vedaldi, ICLR 2020).
 
@@ -121,6 +123,27 @@ class SelfLabelClusterer(BaseDeepClusterer):
     >>> est.labels_.shape
     (1797,)
     """
+
+    method_spec = MethodSpec(
+        name="sela",
+        title="SelfLabelClusterer (SeLa; Asano, Rupprecht & Vedaldi, ICLR 2020)",
+        default_epochs=50,
+        test_params=dict(
+            n_clusters=3, max_epochs=30, n_label_updates=10, batch_size=32, lr=0.05,
+            device="cpu",
+        ),
+        profiles={
+            # Measurements behind these values: docs/benchmarks.rst, SeLa section.
+            "cpu": dict(backbone="convnet-small", image_size=20, max_epochs=50,
+                        n_label_updates=100, augmentation="strong", lr_schedule="cosine",
+                        batch_size=1024, lr=0.05, device="cpu"),
+            "gpu": dict(backbone="convnet", max_epochs=200, n_label_updates=200,
+                        augmentation="strong", lr_schedule="cosine", batch_size=512, lr=0.05,
+                        device="cuda"),
+        },
+        model_file={"labels_per_head_": "array", "best_head_": "int",
+                    "head_log_likelihoods_": "array"},
+    )
 
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,

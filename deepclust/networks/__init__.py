@@ -8,6 +8,7 @@ from deepclust.networks._backbones import (
     feature_dim,
     register_backbone,
 )
+from deepclust.networks._filters import SobelFilter
 from deepclust.networks._heads import ClusteringHeads, ProjectionHead, StackedLinearHeads
 from deepclust.networks._model import ClusteringNetwork, Normalize
 
@@ -19,6 +20,7 @@ __all__ = [
     "Normalize",
     "ProjectionHead",
     "SmallConvNet",
+    "SobelFilter",
     "StackedLinearHeads",
     "build_backbone",
     "feature_dim",

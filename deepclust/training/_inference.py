@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 import torch
 
-from deepclust.data import ImageSource
+from deepclust.data import DataSource
 
 __all__ = ["run_inference"]
 
 
 def run_inference(
     fn: Callable[[torch.Tensor], torch.Tensor | list[torch.Tensor]],
-    source: ImageSource,
+    source: DataSource,
     *,
     device: torch.device,
     batch_size: int,
@@ -31,7 +31,7 @@ def run_inference(
     ----------
     fn : callable
         Maps a ``(B, ...)`` batch on ``device`` to a tensor or a list of tensors.
-    source : ImageSource
+    source : DataSource
     device : torch.device
     batch_size : int
     modules : tuple of nn.Module

@@ -1,0 +1,165 @@
+"""The method registry: every deep-clustering method declares itself once, on its class.
+
+A method is an estimator class (a subclass of
+:class:`~deepclust.methods.BaseDeepClusterer`) with a :class:`MethodSpec` in its
+``method_spec`` attribute, registered with :func:`register_method`. The command line, the
+model files (:mod:`deepclust.io`), the test helpers (:mod:`deepclust._testing`) and the
+benchmarks read the registry; none of them keeps its own list of methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "MODEL_FILE_KINDS",
+    "MethodSpec",
+    "get_method",
+    "method_names",
+    "method_spec",
+    "register_method",
+    "registered_methods",
+    "unregister_method",
+]
+
+#: What a fitted attribute can be stored as in a model file (see :mod:`deepclust.io`):
+#: ``'array'`` a numeric ndarray (a tensor), ``'int'``/``'float'`` a scalar in the JSON
+#: description, ``'network'`` a further :class:`~deepclust.networks.ClusteringNetwork`
+#: (weights plus its description), ``'whitening'`` a fitted
+#: :class:`~deepclust.cluster.PCAWhitening`.
+MODEL_FILE_KINDS = ("array", "int", "float", "network", "whitening")
+
+
+def _main_epochs(epochs: int) -> dict:
+    return {"max_epochs": epochs}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What is particular to one method, declared once on its estimator class.
+
+    Parameters
+    ----------
+    name : str
+        The method's name on the command line (``deepclust cluster --method NAME``) and in
+        benchmark result files: lower case letters, digits and ``-``.
+    title : str
+        One line naming the method and its paper, for reports and documentation.
+    default_epochs : int
+        The command's ``--epochs`` when it is not given.
+    epoch_params : callable
+        ``epoch_params(E) -> dict``: the estimator parameters ``--epochs E`` sets.
+    recipe : mapping
+        The command's defaults that differ from the estimator's own.
+    test_params : mapping
+        Parameters for a fit of about 50 small samples in well under a second, used by
+        the test suite (scikit-learn's common checks included).
+    profiles : mapping of str to mapping
+        Benchmark profiles (``'cpu'``, ``'gpu'``): the estimator parameters
+        ``benchmarks/quality.py --profile P`` fits with.
+    model_file : mapping of str to str
+        Fitted attributes saved in and restored from a model file beyond those every
+        method has (``network_``, ``labels_``, the input description), each with its kind,
+        one of :data:`MODEL_FILE_KINDS`.
+    """
+
+    name: str
+    title: str
+    default_epochs: int = 30
+    epoch_params: Callable[[int], dict] = _main_epochs
+    recipe: Mapping[str, object] = field(default_factory=dict)
+    test_params: Mapping[str, object] = field(default_factory=dict)
+    profiles: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    model_file: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or not all(c.islower() or c.isdigit() or c == "-" for c in self.name):
+            raise ValueError(
+                f"A method name is lower-case letters, digits and '-'; got {self.name!r}."
+            )
+        bad = {k: v for k, v in self.model_file.items() if v not in MODEL_FILE_KINDS}
+        if bad:
+            raise ValueError(
+                f"Method {self.name!r}: model_file kinds must be among {MODEL_FILE_KINDS}; got "
+                f"{bad}."
+            )
+        for name in ("recipe", "test_params", "profiles", "model_file"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_method(cls: type) -> type:
+    """Register an estimator class under its ``method_spec.name`` (a class decorator).
+
+    Parameters
+    ----------
+    cls : type
+        A subclass of :class:`~deepclust.methods.BaseDeepClusterer` with a
+        :class:`MethodSpec` in ``method_spec``.
+
+    Returns
+    -------
+    cls : type
+        Unchanged, so the function works as a decorator.
+    """
+    from deepclust.methods._base import BaseDeepClusterer
+
+    spec = getattr(cls, "method_spec", None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseDeepClusterer)):
+        raise TypeError(f"register_method takes a BaseDeepClusterer subclass; got {cls!r}.")
+    if not isinstance(spec, MethodSpec) or "method_spec" not in vars(cls):
+        raise TypeError(
+            f"{cls.__name__} needs its own method_spec = MethodSpec(...) to be registered."
+        )
+    registered = _REGISTRY.get(spec.name)
+    if registered is not None and registered is not cls:
+        raise ValueError(
+            f"A method named {spec.name!r} is already registered ({registered.__name__}); "
+            "choose another name or unregister_method it first."
+        )
+    taken = {c.__name__: n for n, c in _REGISTRY.items() if n != spec.name}
+    if cls.__name__ in taken:
+        raise ValueError(
+            f"The class name {cls.__name__} is already registered as method "
+            f"{taken[cls.__name__]!r}; model files name classes, so they must differ."
+        )
+    _REGISTRY[spec.name] = cls
+    return cls
+
+
+def unregister_method(name: str) -> None:
+    """Remove the method registered as ``name`` (for tests and plug-ins)."""
+    _REGISTRY.pop(name, None)
+
+
+def registered_methods() -> dict[str, type]:
+    """The registered estimator classes by method name, in registration order."""
+    return dict(_REGISTRY)
+
+
+def method_names() -> list[str]:
+    """The registered method names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> type:
+    """The estimator class registered as method ``name``, by method or class name."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for cls in _REGISTRY.values():
+        if cls.__name__ == name:
+            return cls
+    raise ValueError(f"Unknown method {name!r}; the registered ones are {method_names()}.")
+
+
+def method_spec(estimator) -> MethodSpec:
+    """The :class:`MethodSpec` of a registered estimator (an instance or its class)."""
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    spec = vars(cls).get("method_spec")
+    if spec is None or _REGISTRY.get(spec.name) is not cls:
+        raise TypeError(f"{cls.__name__} is not a registered deepclust method.")
+    return spec
