@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import PROFILES, load_data, random_subset  # noqa: E402
+from quality import load_data, random_subset  # noqa: E402
 
 from deepclust import ClusterFitTransformer  # noqa: E402
 from deepclust.cluster import PCAWhitening, kmeans  # noqa: E402
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
     X, y = random_subset(X, y, args.limit, seed=0)
-    params = dict(PROFILES["clusterfit"]["cpu"], max_epochs=1, n_clusters=10, random_state=0)
+    params = dict(ClusterFitTransformer.method_spec.profiles["cpu"], max_epochs=1,
+                  n_clusters=10, random_state=0)
     est = ClusterFitTransformer(**params).fit(X)
     features = torch.nn.functional.normalize(
         torch.as_tensor(est.pretrained_transform(X)).float(), dim=1)

@@ -11,7 +11,7 @@ reusing it makes the later stages cheap to compare. Three commands::
 ``pretext`` fits :class:`~deepclust.SCANClusterer` with the ``cpu`` profile and no SCAN
 or self-labelling epochs (so its pretext is the one a full run with that seed trains) and
 caches the estimator and its backbone features under ``--cache``. ``scan`` runs the SCAN
-step and self-labelling from it (``pretext=`` the cached estimator) with ``--set``
+step and self-labelling from it (``pretrained=`` the cached estimator) with ``--set``
 overrides and appends one JSON line (every stage's ACC/NMI/ARI, every head's final ACC,
 cluster sizes) to ``--out``. ``kmeans`` prints ACC/NMI of k-means, over-cluster-and-merge,
 kNN smoothing and PCA-whitening on the cached features, under several seeds;
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import PROFILES, load_data  # noqa: E402
+from quality import load_data  # noqa: E402
 
 from deepclust import SCANClusterer  # noqa: E402
 from deepclust.cluster import PCAWhitening, kmeans, knn, merged_kmeans  # noqa: E402
@@ -43,7 +43,8 @@ from deepclust.metrics import evaluate_clustering  # noqa: E402
 
 
 def train_pretext(args, X, y) -> None:
-    params = dict(PROFILES["scan"]["cpu"], max_epochs=0, selflabel_epochs=0, n_clusters=10,
+    params = dict(SCANClusterer.method_spec.profiles["cpu"], max_epochs=0, selflabel_epochs=0,
+                  n_clusters=10,
                   random_state=args.seed)
     started = time.perf_counter()
     est = SCANClusterer(**params).fit(X, y)
@@ -63,8 +64,8 @@ def scan_variant(args, X, y) -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
-    params = dict(PROFILES["scan"]["cpu"], n_clusters=10, random_state=args.seed,
-                  pretext=pretext, **overrides)
+    params = dict(SCANClusterer.method_spec.profiles["cpu"], n_clusters=10, random_state=args.seed,
+                  pretrained=pretext, **overrides)
     started = time.perf_counter()
     est = SCANClusterer(**params).fit(X, y)
     result = {

@@ -9,8 +9,10 @@ A saved model is two files side by side:
   fitted scalars and shapes needed to rebuild its network, a format version and the
   SHA-256 of the ``.safetensors`` file.
 
-:func:`load_model` rebuilds the estimator from a fixed list of deepclust classes and
-registered backbones; it never unpickles or imports anything named in the files, and
+What a method saves beyond the network and ``labels_`` is declared once, in its
+``method_spec.model_file`` (see :class:`deepclust.methods.MethodSpec`).
+:func:`load_model` rebuilds the estimator from the registered methods and registered
+backbones; it never unpickles or imports anything named in the files, and
 refuses a file whose hash, tensor names or tensor shapes do not match with a
 :class:`ValueError`. Unlike ``pickle``, the format survives refactoring of the library's
 private attributes and is safe to load from an untrusted source (the SHA-256 detects
@@ -36,25 +38,20 @@ from deepclust._utils import atomic_write
 __all__ = ["FORMAT_VERSION", "save_model", "load_model", "model_paths"]
 
 #: Version of the model-file layout written by :func:`save_model`.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _FORMAT_NAME = "deepclust-model"
 _NETWORK = "network."
-_PRETRAINED = "pretrained_network."
-_WHITENING = "whitening_."
 _WHITENING_ARRAYS = ("mean_", "components_", "explained_variance_")
 
 
-def _estimator_classes() -> dict[str, type]:
-    from deepclust.methods.clusterfit import ClusterFitTransformer
-    from deepclust.methods.deepcluster import DeepClusterEstimator
-    from deepclust.methods.scan import SCANClusterer
-    from deepclust.methods.sela import SelfLabelClusterer
+def _method_class(name: str, where: str) -> type:
+    from deepclust.methods import get_method, registered_methods
 
-    return {
-        cls.__name__: cls
-        for cls in (SelfLabelClusterer, DeepClusterEstimator, SCANClusterer, ClusterFitTransformer)
-    }
+    classes = sorted(cls.__name__ for cls in registered_methods().values())
+    if name not in classes:
+        raise ValueError(f"Unknown estimator {name!r} in {where}; expected one of {classes}.")
+    return get_method(name)
 
 
 def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -95,9 +92,7 @@ def _json_param(name: str, value: Any, estimator_name: str) -> Any:
         array = np.asarray(value)
         if array.dtype.kind in "biuf" and array.ndim == 1:
             return array.tolist()
-    if isinstance(value, nn.Module) or getattr(value, "_deepclust_estimator", False) or callable(
-        value
-    ):
+    if isinstance(value, nn.Module) or hasattr(value, "get_params") or callable(value):
         raise ValueError(
             f"Cannot save {estimator_name} with {name}={type(value).__name__}: a module, "
             "estimator or function cannot be stored in the portable model format (it would "
@@ -129,36 +124,13 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _network_spec(network: nn.Module, backbone: Any, input_shape, estimator_name: str) -> dict:
-    from deepclust.networks import ClusteringNetwork, SobelFilter
+def _describe(network, backbone, input_shape, estimator_name: str) -> dict:
+    from deepclust.networks import describe_network
 
-    if not isinstance(network, ClusteringNetwork):
-        raise ValueError(
-            f"Cannot save {estimator_name}: its network is a {type(network).__name__}, not a "
-            "deepclust ClusteringNetwork."
-        )
-    if isinstance(network.input_filter, SobelFilter):
-        input_filter = "sobel"
-    elif isinstance(network.input_filter, nn.Identity):
-        input_filter = None
-    else:
-        raise ValueError(
-            f"Cannot save {estimator_name}: unknown input filter "
-            f"{type(network.input_filter).__name__}."
-        )
-    heads = network.heads.heads
-    projection = network.projection
-    return {
-        "backbone": backbone,
-        "input_shape": [int(s) for s in input_shape],
-        "n_features": int(network.n_features),
-        "n_clusters": int(heads[0].out_features),
-        "n_heads": len(heads),
-        "projection_dim": (
-            int(projection.layers[-1].out_features) if projection is not None else None
-        ),
-        "input_filter": input_filter,
-    }
+    try:
+        return describe_network(network, backbone, input_shape)
+    except ValueError as exc:
+        raise ValueError(f"Cannot save {estimator_name}: {exc}.") from exc
 
 
 def _state_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
@@ -166,6 +138,35 @@ def _state_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
         prefix + key: value.detach().cpu().clone().contiguous()
         for key, value in module.state_dict().items()
     }
+
+
+def _save_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict) -> None:
+    """Store one fitted attribute of the kind its method's ``model_file`` declares."""
+    value = getattr(estimator, attr)
+    name = attr.rstrip("_")
+    if kind == "array":
+        tensors[attr] = torch.as_tensor(np.ascontiguousarray(value)).clone()
+    elif kind == "int":
+        metadata["fitted"][attr] = int(value)
+    elif kind == "float":
+        metadata["fitted"][attr] = float(value)
+    elif kind == "network":
+        metadata[name] = _describe(
+            value, metadata["params"]["backbone"], estimator.input_shape_,
+            metadata["estimator"],
+        )
+        tensors.update(_state_tensors(value, name + "."))
+    else:  # whitening
+        for array in _WHITENING_ARRAYS:
+            tensors[f"{attr}.{array}"] = torch.as_tensor(
+                getattr(value, array)
+            ).detach().cpu().clone().contiguous()
+        metadata[name] = {
+            "n_components_": int(value.n_components_),
+            "n_features_in_": int(value.n_features_in_),
+            "eps": float(value.eps),
+            "l2_normalize": bool(value.l2_normalize),
+        }
 
 
 def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
@@ -176,10 +177,9 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
 
     Parameters
     ----------
-    estimator : fitted SelfLabelClusterer, DeepClusterEstimator, SCANClusterer or
-        ClusterFitTransformer
-        Its parameters must be JSON-serialisable: a module-valued ``backbone``,
-        ``pretext`` or ``pretrained`` cannot be saved (a :class:`ValueError` says so).
+    estimator : fitted estimator of a registered method
+        Its parameters must be JSON-serialisable: a module-valued ``backbone`` or
+        ``pretrained`` cannot be saved (a :class:`ValueError` says so).
     path_prefix : str or path-like
         ``out/model`` writes ``out/model.safetensors`` and ``out/model.json``; a folder
         writes ``model.*`` inside it.
@@ -189,64 +189,8 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
     tensors_path, metadata_path : Path
     """
     from safetensors.torch import save as save_tensors
-    from sklearn.utils.validation import check_is_fitted
 
-    classes = _estimator_classes()
-    name = type(estimator).__name__
-    if classes.get(name) is not type(estimator):
-        raise TypeError(
-            f"save_model saves deepclust estimators ({', '.join(sorted(classes))}); got {name}."
-        )
-    check_is_fitted(estimator, "network_")
-    params = {
-        key: _json_param(key, value, name)
-        for key, value in estimator.get_params(deep=False).items()
-    }
-    tensors = _state_tensors(estimator.network_, _NETWORK)
-    metadata: dict[str, Any] = {
-        "format": _FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "estimator": name,
-        "params": params,
-        "network": _network_spec(
-            estimator.network_, params["backbone"], estimator.input_shape_, name
-        ),
-        "fitted": {
-            "input_kind_": str(estimator.input_kind_),
-            "input_shape_": [int(s) for s in estimator.input_shape_],
-            "n_features_in_": int(estimator.n_features_in_),
-            "n_iter_": _json_value(getattr(estimator, "n_iter_", None)),
-            "history_": _json_value(getattr(estimator, "history_", [])),
-        },
-    }
-    if hasattr(estimator, "best_head_"):
-        metadata["fitted"]["best_head_"] = int(estimator.best_head_)
-    if hasattr(estimator, "labels_"):
-        tensors["labels_"] = torch.as_tensor(np.asarray(estimator.labels_, dtype=np.int64))
-    if getattr(estimator, "cluster_centers_", None) is not None:
-        tensors["cluster_centers_"] = torch.as_tensor(
-            np.ascontiguousarray(estimator.cluster_centers_)
-        ).clone()
-    whitening = getattr(estimator, "whitening_", None)
-    if whitening is not None:
-        for attr in _WHITENING_ARRAYS:
-            tensors[_WHITENING + attr] = torch.as_tensor(getattr(whitening, attr)).detach().cpu(
-            ).clone().contiguous()
-        metadata["whitening"] = {
-            "n_components_": int(whitening.n_components_),
-            "n_features_in_": int(whitening.n_features_in_),
-            "eps": float(whitening.eps),
-            "l2_normalize": bool(whitening.l2_normalize),
-        }
-    pretrained = getattr(estimator, "pretrained_network_", None)
-    if pretrained is not None:
-        metadata["pretrained_network"] = _network_spec(
-            pretrained, params["backbone"], estimator.input_shape_, name
-        )
-        tensors.update(_state_tensors(pretrained, _PRETRAINED))
-    # Prove now that the files will load: rebuild the networks and compare every tensor.
-    _check_rebuildable(metadata, tensors)
-
+    metadata, tensors = _model_contents(estimator)
     blob = save_tensors(tensors, metadata={"format": _FORMAT_NAME})
     metadata["tensors"] = {"sha256": hashlib.sha256(blob).hexdigest(), "n_bytes": len(blob)}
     tensors_path, metadata_path = model_paths(path_prefix)
@@ -257,66 +201,69 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
     return tensors_path, metadata_path
 
 
-def _check_rebuildable(metadata: dict, tensors: dict[str, torch.Tensor]) -> None:
-    for key, prefix in (("network", _NETWORK), ("pretrained_network", _PRETRAINED)):
+def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON description and the tensors of a fitted estimator, checked to rebuild."""
+    from sklearn.utils.validation import check_is_fitted
+
+    from deepclust.methods import method_spec
+
+    name = type(estimator).__name__
+    try:
+        spec = method_spec(estimator)
+    except TypeError:
+        raise TypeError(
+            f"save_model saves the estimators of registered deepclust methods; got {name}."
+        ) from None
+    check_is_fitted(estimator, "network_")
+    params = {
+        key: _json_param(key, value, name)
+        for key, value in estimator.get_params(deep=False).items()
+    }
+    metadata: dict[str, Any] = {
+        "format": _FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "estimator": name,
+        "params": params,
+        "network": _describe(estimator.network_, params["backbone"], estimator.input_shape_, name),
+        "fitted": {
+            "input_kind_": str(estimator.input_kind_),
+            "input_shape_": [int(s) for s in estimator.input_shape_],
+            "n_features_in_": int(estimator.n_features_in_),
+            "n_iter_": _json_value(getattr(estimator, "n_iter_", None)),
+            "history_": _json_value(getattr(estimator, "history_", [])),
+        },
+    }
+    tensors = _state_tensors(estimator.network_, _NETWORK)
+    for attr, kind in {"labels_": "array", **spec.model_file}.items():
+        if getattr(estimator, attr, None) is not None:
+            _save_fitted(estimator, attr, kind, metadata, tensors)
+    # Prove now that the files will load: rebuild the networks and compare every tensor.
+    _check_rebuildable(metadata, tensors, spec)
+    return metadata, tensors
+
+
+def _check_rebuildable(metadata: dict, tensors: dict[str, torch.Tensor], spec) -> None:
+    from deepclust.networks import network_from_description
+
+    networks = ["network"] + [
+        attr.rstrip("_") for attr, kind in spec.model_file.items() if kind == "network"
+    ]
+    for key in networks:
         if key not in metadata:
             continue
-        rebuilt = _build_network(metadata[key], metadata["estimator"])
+        rebuilt = network_from_description(metadata[key])
         expected = {k: v.shape for k, v in rebuilt.state_dict().items()}
+        prefix = key + "."
         saved = {k[len(prefix):]: v.shape for k, v in tensors.items() if k.startswith(prefix)}
         if expected != saved:
             raise ValueError(
                 f"Cannot save {metadata['estimator']}: its {key} does not match the network "
                 f"its parameters build (backbone={metadata[key]['backbone']!r}); it was "
-                "probably built from a pretext module. Save it with pickle/joblib instead."
+                "probably built from a pretrained module. Save it with pickle/joblib instead."
             )
 
 
 # ---------------------------------------------------------------------- loading
-def _build_network(spec: dict, estimator_name: str):
-    from deepclust.networks import BACKBONES, ClusteringNetwork, SobelFilter, build_backbone
-
-    try:
-        backbone = spec["backbone"]
-        input_shape = tuple(int(s) for s in spec["input_shape"])
-        n_clusters, n_heads = int(spec["n_clusters"]), int(spec["n_heads"])
-        projection_dim = spec["projection_dim"]
-        filter_name = spec["input_filter"]
-        n_features_saved = int(spec["n_features"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"Model file's network description is incomplete: {exc!r}.") from exc
-    if not isinstance(backbone, str) or backbone not in BACKBONES:
-        raise ValueError(
-            f"The model uses backbone {backbone!r}, which is not registered here. Register it "
-            "with deepclust.networks.register_backbone(name, factory) before loading."
-        )
-    if filter_name not in (None, "sobel"):
-        raise ValueError(f"Unknown input filter {filter_name!r} in the model file.")
-    if n_clusters < 2 or n_heads < 1 or len(input_shape) not in (1, 3) or min(input_shape) < 1:
-        raise ValueError(
-            f"Invalid network description in the model file: {n_clusters} clusters, "
-            f"{n_heads} heads, input shape {input_shape}."
-        )
-    input_filter = SobelFilter() if filter_name == "sobel" else None
-    filter_shape = input_shape
-    if input_filter is not None:
-        with torch.no_grad():
-            filter_shape = tuple(input_filter(torch.zeros(1, *input_shape)).shape[1:])
-    module, n_features = build_backbone(backbone, filter_shape)
-    if n_features != n_features_saved:
-        raise ValueError(
-            f"The model's backbone {backbone!r} gives {n_features} features here but the file "
-            f"says {n_features_saved}; the file does not match this version of the backbone."
-        )
-    stats_shape = (input_shape[0],)
-    return ClusteringNetwork(
-        module, n_features, n_clusters, n_heads, mean=np.zeros(stats_shape, np.float32),
-        std=np.ones(stats_shape, np.float32),
-        projection_dim=int(projection_dim) if projection_dim else None,
-        input_filter=input_filter,
-    )
-
-
 def _load_state(network: nn.Module, tensors: dict, prefix: str, what: str) -> None:
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     expected = network.state_dict()
@@ -364,6 +311,115 @@ def _read_metadata(metadata_path: Path) -> dict:
     return metadata
 
 
+def _read_tensors(tensors_path: Path, metadata_path: Path, metadata: dict) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
+    if not tensors_path.is_file():
+        raise FileNotFoundError(f"The model's tensors file {str(tensors_path)!r} is missing.")
+    blob = tensors_path.read_bytes()
+    recorded = (metadata.get("tensors") or {}).get("sha256")
+    if hashlib.sha256(blob).hexdigest() != recorded:
+        raise ValueError(
+            f"{str(tensors_path)!r} does not match the SHA-256 recorded in "
+            f"{str(metadata_path)!r}: the file is damaged or was changed after saving. "
+            "Refusing to load it."
+        )
+    try:
+        return load_tensors(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{str(tensors_path)!r} is not a valid safetensors file: {exc}") from exc
+
+
+#: Names that version 1 of the format used, and their version-2 names.
+_V1_RENAMES = {"pretrained_network": "pretext_network"}
+_V1_PARAM_RENAMES = {"SCANClusterer": {"pretext": "pretrained"}}
+
+
+def _upgrade_v1(metadata: dict, tensors: dict) -> None:
+    """Read a version-1 file with version-2 names (in place)."""
+    for old, new in _V1_RENAMES.items():
+        if old in metadata:
+            metadata[new] = metadata.pop(old)
+        for key in [k for k in tensors if k.startswith(old + ".")]:
+            tensors[new + key[len(old):]] = tensors.pop(key)
+    params = metadata.get("params") or {}
+    for old, new in _V1_PARAM_RENAMES.get(metadata.get("estimator"), {}).items():
+        if old in params:
+            params[new] = params.pop(old)
+
+
+def _new_estimator(cls: type, metadata: dict):
+    name = cls.__name__
+    params = dict(metadata.get("params") or {})
+    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
+    if unknown:
+        raise ValueError(
+            f"The model file gives {name} unknown parameters {unknown}; it was written by a "
+            "different version of deepclust."
+        )
+    if isinstance(params.get("image_size"), list):
+        params["image_size"] = tuple(params["image_size"])
+    return cls(**params)
+
+
+def _restore_input_description(estimator, metadata: dict) -> None:
+    fitted = metadata.get("fitted") or {}
+    try:
+        estimator.input_kind_ = str(fitted["input_kind_"])
+        estimator.input_shape_ = tuple(int(s) for s in fitted["input_shape_"])
+        estimator.n_features_in_ = int(fitted["n_features_in_"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"The model file lacks fitted attributes: {exc!r}.") from exc
+    if list(estimator.input_shape_) != list(metadata["network"]["input_shape"]):
+        raise ValueError("The model file's input shape and network description disagree.")
+    estimator.history_ = list(fitted.get("history_") or [])
+    estimator.n_iter_ = fitted.get("n_iter_")
+    estimator.device_ = torch.device("cpu")
+
+
+def _load_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict) -> set:
+    """Restore one declared fitted attribute; the tensor names it used."""
+    from deepclust.networks import network_from_description
+
+    name = attr.rstrip("_")
+    fitted = metadata.get("fitted") or {}
+    if kind == "array":
+        if attr in tensors:
+            setattr(estimator, attr, tensors[attr].numpy())
+        return {attr}
+    if kind in ("int", "float"):
+        if attr in fitted:
+            setattr(estimator, attr, (int if kind == "int" else float)(fitted[attr]))
+        return set()
+    if kind == "network":
+        setattr(estimator, attr, None)
+        if name not in metadata:
+            return set()
+        network = network_from_description(metadata[name])
+        _load_state(network, tensors, name + ".", name.replace("_", " "))
+        setattr(estimator, attr, network)
+        return {k for k in tensors if k.startswith(name + ".")}
+    if name not in metadata:
+        return set()
+    setattr(estimator, attr, _load_whitening(attr, metadata[name], tensors, estimator.network_))
+    return {f"{attr}.{array}" for array in _WHITENING_ARRAYS}
+
+
+def _check_fitted_shapes(estimator) -> None:
+    heads = estimator.network_.heads
+    head = getattr(estimator, "best_head_", None)
+    if head is not None and not 0 <= head < len(heads):
+        raise ValueError(f"best_head_={head} is out of range for {len(heads)} head(s).")
+    whitening = getattr(estimator, "whitening_", None)
+    if whitening is not None:
+        centers = getattr(estimator, "cluster_centers_", None)
+        if centers is None or centers.shape != (heads.n_clusters, whitening.n_components_):
+            raise ValueError(
+                "The model file's cluster_centers_ are missing or do not match its whitening."
+            )
+
+
 def load_model(path: str | os.PathLike):
     """Rebuild an estimator saved by :func:`save_model`.
 
@@ -377,8 +433,9 @@ def load_model(path: str | os.PathLike):
     estimator
         Fitted, on the CPU (``predict`` moves it to its ``device`` parameter's device when
         that is available). ``predict``/``predict_proba``/``transform`` on the same images
-        give the same results as the saved estimator. Not restored: SCAN's
-        ``neighbors_`` and ``stage_labels_``.
+        give the same results as the saved estimator. Restored: ``network_``,
+        ``labels_``, the input description, ``history_``, ``n_iter_`` and what the
+        method's ``method_spec.model_file`` declares (not, e.g., SCAN's ``neighbors_``).
 
     Raises
     ------
@@ -386,92 +443,25 @@ def load_model(path: str | os.PathLike):
         When the tensors file's SHA-256 differs from the one recorded, or its tensors'
         names or shapes do not match the network the description builds.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_tensors
+    from deepclust.methods import method_spec
+    from deepclust.networks import network_from_description
 
     tensors_path, metadata_path = model_paths(path)
     metadata = _read_metadata(metadata_path)
-    if not tensors_path.is_file():
-        raise FileNotFoundError(f"The model's tensors file {str(tensors_path)!r} is missing.")
-    blob = tensors_path.read_bytes()
-    recorded = (metadata.get("tensors") or {}).get("sha256")
-    if hashlib.sha256(blob).hexdigest() != recorded:
-        raise ValueError(
-            f"{str(tensors_path)!r} does not match the SHA-256 recorded in "
-            f"{str(metadata_path)!r}: the file is damaged or was changed after saving. "
-            "Refusing to load it."
-        )
-    try:
-        tensors = load_tensors(blob)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{str(tensors_path)!r} is not a valid safetensors file: {exc}") from exc
-
-    classes = _estimator_classes()
-    name = metadata.get("estimator")
-    if name not in classes:
-        raise ValueError(
-            f"Unknown estimator {name!r} in {str(metadata_path)!r}; expected one of "
-            f"{sorted(classes)}."
-        )
-    cls = classes[name]
-    params = dict(metadata.get("params") or {})
-    known = set(cls().get_params(deep=False))
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(
-            f"The model file gives {name} unknown parameters {unknown}; it was written by a "
-            "different version of deepclust."
-        )
-    if isinstance(params.get("image_size"), list):
-        params["image_size"] = tuple(params["image_size"])
-    estimator = cls(**params)
-
-    network = _build_network(metadata["network"], name)
-    _load_state(network, tensors, _NETWORK, "network")
+    tensors = dict(_read_tensors(tensors_path, metadata_path, metadata))
+    if metadata["format_version"] == 1:
+        _upgrade_v1(metadata, tensors)
+    cls = _method_class(metadata.get("estimator"), repr(str(metadata_path)))
+    estimator = _new_estimator(cls, metadata)
+    estimator.network_ = network_from_description(metadata["network"])
+    _load_state(estimator.network_, tensors, _NETWORK, "network")
     used = {k for k in tensors if k.startswith(_NETWORK)}
-    fitted = metadata.get("fitted") or {}
-    try:
-        estimator.input_kind_ = str(fitted["input_kind_"])
-        estimator.input_shape_ = tuple(int(s) for s in fitted["input_shape_"])
-        estimator.n_features_in_ = int(fitted["n_features_in_"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"The model file lacks fitted attributes: {exc!r}.") from exc
-    if list(estimator.input_shape_) != list(metadata["network"]["input_shape"]):
-        raise ValueError("The model file's input shape and network description disagree.")
-    estimator.network_ = network
-    estimator.history_ = list(fitted.get("history_") or [])
-    estimator.n_iter_ = fitted.get("n_iter_")
-    estimator.device_ = torch.device("cpu")
-    n_heads = len(network.heads.heads)
-    if "best_head_" in fitted:
-        head = int(fitted["best_head_"])
-        if not 0 <= head < n_heads:
-            raise ValueError(f"best_head_={head} is out of range for {n_heads} head(s).")
-        estimator.best_head_ = head
-    if "labels_" in tensors:
-        estimator.labels_ = tensors["labels_"].numpy().astype(np.int64)
-        used.add("labels_")
-    if "cluster_centers_" in tensors:
-        estimator.cluster_centers_ = tensors["cluster_centers_"].numpy()
-        used.add("cluster_centers_")
-    if "whitening" in metadata:
-        estimator.whitening_ = _load_whitening(metadata["whitening"], tensors, network)
-        used.update(_WHITENING + attr for attr in _WHITENING_ARRAYS)
-        centers = getattr(estimator, "cluster_centers_", None)
-        if centers is None or centers.shape != (
-            network.heads.heads[0].out_features, estimator.whitening_.n_components_
-        ):
-            raise ValueError(
-                "The model file's cluster_centers_ are missing or do not match its whitening."
-            )
-    if name == "ClusterFitTransformer":
-        estimator.pretrained_network_ = None
-        if "pretrained_network" in metadata:
-            pretrained = _build_network(metadata["pretrained_network"], name)
-            pretrained.projection = None
-            _load_state(pretrained, tensors, _PRETRAINED, "pretrained network")
-            estimator.pretrained_network_ = pretrained
-            used.update(k for k in tensors if k.startswith(_PRETRAINED))
+    _restore_input_description(estimator, metadata)
+    for attr, kind in {"labels_": "array", **method_spec(cls).model_file}.items():
+        used |= _load_fitted(estimator, attr, kind, metadata, tensors)
+    if hasattr(estimator, "labels_"):
+        estimator.labels_ = estimator.labels_.astype(np.int64)
+    _check_fitted_shapes(estimator)
     leftover = sorted(set(tensors) - used)
     if leftover:
         raise ValueError(
@@ -481,7 +471,7 @@ def load_model(path: str | os.PathLike):
     return estimator
 
 
-def _load_whitening(spec: dict, tensors: dict, network) -> Any:
+def _load_whitening(attr: str, spec: dict, tensors: dict, network) -> Any:
     from deepclust.cluster import PCAWhitening
 
     try:
@@ -490,7 +480,7 @@ def _load_whitening(spec: dict, tensors: dict, network) -> Any:
             l2_normalize=bool(spec["l2_normalize"]),
         )
         n_components, n_features = int(spec["n_components_"]), int(spec["n_features_in_"])
-        arrays = {attr: tensors[_WHITENING + attr] for attr in _WHITENING_ARRAYS}
+        arrays = {name: tensors[f"{attr}.{name}"] for name in _WHITENING_ARRAYS}
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"The model file's whitening is incomplete: {exc!r}.") from exc
     expected = {
@@ -498,10 +488,10 @@ def _load_whitening(spec: dict, tensors: dict, network) -> Any:
         "components_": (n_components, n_features),
         "explained_variance_": (n_components,),
     }
-    for attr, shape in expected.items():
-        if tuple(arrays[attr].shape) != shape:
+    for name, shape in expected.items():
+        if tuple(arrays[name].shape) != shape:
             raise ValueError(
-                f"The model file's whitening {attr} has shape {tuple(arrays[attr].shape)}, "
+                f"The model file's whitening {name} has shape {tuple(arrays[name].shape)}, "
                 f"expected {shape}."
             )
     if n_features != network.n_features:

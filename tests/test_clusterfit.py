@@ -29,7 +29,7 @@ def _pixel_features(batch: torch.Tensor) -> np.ndarray:
 def test_fresh_network_shares_no_weights_with_the_pretext_network(digits_small):
     X, _ = digits_small
     est = fast_instance(ClusterFitTransformer).fit(X)
-    pre, fresh = est.pretrained_network_.backbone, est.network_.backbone
+    pre, fresh = est.pretext_network_.backbone, est.network_.backbone
     assert not _shares_storage(pre, fresh)
     # Trained separately from separate initialisations: no layer holds the same values.
     for p, q in zip(pre.parameters(), fresh.parameters(), strict=True):

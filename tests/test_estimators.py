@@ -21,7 +21,7 @@ from sklearn.utils.estimator_checks import (
     check_fit2d_predict1d,
 )
 
-from deepclust._testing import ESTIMATORS, FAST_PARAMS, fast_instance
+from deepclust._testing import ESTIMATORS, fast_instance, fast_params
 from deepclust.data import list_image_files
 from deepclust.metrics import cluster_accuracy_scorer
 
@@ -124,7 +124,7 @@ def test_sklearn_checks_that_force_one_cluster(cls):
             super().__setattr__(name, value)
 
     TwoClusters.__name__ = cls.__name__
-    est = TwoClusters(**{**FAST_PARAMS[cls], "random_state": 0})
+    est = TwoClusters(**{**fast_params(cls), "random_state": 0})
     for check in (check_dont_overwrite_parameters, check_fit2d_1feature, check_fit2d_predict1d):
         check(cls.__name__, est)
 

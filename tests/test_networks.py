@@ -73,9 +73,9 @@ def test_clustering_network_heads_and_projection():
     logits = net(x)
     assert len(logits) == 3 and all(t.shape == (5, 4) for t in logits)
     assert net.project(x).shape == (5, 8)
-    before = net.heads.heads[0].weight.clone()
+    before = net.heads[0].weight.clone()
     net.heads.reset_parameters()
-    assert not torch.equal(before, net.heads.heads[0].weight)
+    assert not torch.equal(before, net.heads[0].weight)
 
 
 def test_stacked_linear_heads_match_linear_layers_they_are_copied_into():

@@ -32,7 +32,7 @@ def _toy_groups(n_per_group: int = 6, seed: int = 0):
 def test_neighbours_mined_on_a_toy_set_are_the_own_group():
     X, groups = _toy_groups()
     est = fast_instance(
-        SCANClusterer, pretext=nn.Flatten(), n_neighbors=5, max_epochs=1, selflabel_epochs=0
+        SCANClusterer, pretrained=nn.Flatten(), n_neighbors=5, max_epochs=1, selflabel_epochs=0
     ).fit(X, groups)
     assert est.neighbors_.shape == (18, 5)
     for i, row in enumerate(est.neighbors_):
@@ -118,7 +118,7 @@ def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, dig
     X, _ = digits_small
     pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
     recorder = _ParameterSnapshots()
-    est = fast_instance(SCANClusterer, pretext=pretext, max_epochs=3, selflabel_epochs=0,
+    est = fast_instance(SCANClusterer, pretrained=pretext, max_epochs=3, selflabel_epochs=0,
                         head_warmup_epochs=warmup)
     est.fit(X, callbacks=[recorder])
     assert [stage for stage, _, _ in recorder.snapshots] == ["scan"] * 3
@@ -134,7 +134,7 @@ def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, dig
 def test_head_search_starts_the_scan_step_from_the_lowest_loss_candidates(digits_small):
     X, _ = digits_small
     pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
-    est = fast_instance(SCANClusterer, pretext=pretext, n_head_candidates=6, n_heads=2,
+    est = fast_instance(SCANClusterer, pretrained=pretext, n_head_candidates=6, n_heads=2,
                         head_search_epochs=5, max_epochs=0, selflabel_epochs=0).fit(X)
     assert [r["stage"] for r in est.history_] == ["head_search"] * 5
     assert est.candidate_losses_.shape == (6,)
@@ -148,7 +148,7 @@ def test_head_search_lowers_the_candidates_scan_loss(digits_small):
     X, _ = digits_small
     losses = {}
     for epochs in (1, 40):
-        est = fast_instance(SCANClusterer, pretext=nn.Flatten(), n_head_candidates=4,
+        est = fast_instance(SCANClusterer, pretrained=nn.Flatten(), n_head_candidates=4,
                             head_search_epochs=epochs, max_epochs=0, selflabel_epochs=0)
         losses[epochs] = est.fit(X).candidate_losses_
     assert losses[40].max() < losses[1].min()

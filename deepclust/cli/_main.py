@@ -17,15 +17,10 @@ and ``demo`` (clusters scikit-learn's digits).
 Every output is written to a temporary name and renamed, so a crash never leaves a
 half-written file.
 
-``--epochs E`` sets each method's main training length:
-
-- ``sela``: ``max_epochs=E`` (default 50);
-- ``deepcluster``: ``max_epochs=E`` (clusterings of the data; default 30);
-- ``scan``: ``pretext_epochs=E`` (SimCLR) and ``max_epochs=ceil(E/2)`` (SCAN step);
-  default 30. Self-labelling is off (``selflabel_epochs=0``), and the SCAN step uses
-  ``lr=1e-3`` and ``batch_size=128``, the demo's settings for small images on a CPU;
-- ``clusterfit``: ``pretext_epochs=E`` and ``max_epochs=ceil(E/2)`` (fitting the fresh
-  network); default 30.
+``--epochs E`` sets each method's main training length, and each method has its own
+command-line defaults; both are declared in the method's ``method_spec``
+(``epoch_params``, ``default_epochs`` and ``recipe``, see
+:class:`deepclust.methods.MethodSpec`) and listed by ``deepclust cluster --help``.
 
 Precedence: these defaults, then ``--config FILE`` (a JSON object of estimator
 parameters), then the explicit options (``--epochs``, ``--batch-size``, ``--image-size``,
@@ -39,7 +34,6 @@ import csv
 import functools
 import io
 import json
-import math
 import os
 import sys
 import time
@@ -47,24 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "METHODS", "DEFAULT_EPOCHS"]
-
-#: Estimator class name of each ``--method``.
-METHODS = {
-    "sela": "SelfLabelClusterer",
-    "deepcluster": "DeepClusterEstimator",
-    "scan": "SCANClusterer",
-    "clusterfit": "ClusterFitTransformer",
-}
-#: ``--epochs`` when not given.
-DEFAULT_EPOCHS = {"sela": 50, "deepcluster": 30, "scan": 30, "clusterfit": 30}
-#: Command-line defaults that differ from the estimators' own.
-METHOD_DEFAULTS = {
-    "sela": {},
-    "deepcluster": {},
-    "scan": {"selflabel_epochs": 0, "lr": 1e-3, "batch_size": 128},
-    "clusterfit": {},
-}
+__all__ = ["main", "build_parser"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RUN_NAME = "run.json"
@@ -78,16 +55,25 @@ class CommandError(ValueError):
 
 # ---------------------------------------------------------------------- helpers
 def _estimator_class(method: str):
-    import deepclust
+    from deepclust.methods import get_method
 
-    return getattr(deepclust, METHODS[method])
+    return get_method(method)
 
 
 def epoch_params(method: str, epochs: int) -> dict:
-    """Estimator parameters set by ``--epochs`` for ``method`` (see the module docstring)."""
-    if method in ("sela", "deepcluster"):
-        return {"max_epochs": epochs}
-    return {"pretext_epochs": epochs, "max_epochs": max(1, math.ceil(epochs / 2))}
+    """Estimator parameters set by ``--epochs`` for ``method`` (its ``method_spec``)."""
+    return dict(_estimator_class(method).method_spec.epoch_params(epochs))
+
+
+def _epochs_help() -> str:
+    from deepclust.methods import registered_methods
+
+    parts = []
+    for name, cls in registered_methods().items():
+        spec = cls.method_spec
+        set_by = ", ".join(f"{k}={v}" for k, v in spec.epoch_params(spec.default_epochs).items())
+        parts.append(f"{name}: {set_by}")
+    return "main training length E; the defaults set: " + "; ".join(parts)
 
 
 def _progress_factory(quiet: bool):
@@ -144,8 +130,8 @@ def estimator_params(args, method: str) -> dict:
     """All parameters given to the estimator: defaults < ``--config`` < explicit options."""
     cls = _estimator_class(method)
     valid = set(cls().get_params(deep=False))
-    params = dict(METHOD_DEFAULTS[method])
-    params.update(epoch_params(method, DEFAULT_EPOCHS[method]))
+    params = dict(cls.method_spec.recipe)
+    params.update(epoch_params(method, cls.method_spec.default_epochs))
     config = _read_config(args.config)
     unknown = sorted(set(config) - valid)
     if unknown:
@@ -567,14 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
         "feature matrix; .npz may hold true labels as 'y'), or a data set: digits, "
         "fashion-mnist, fashion-mnist-train, fashion-mnist-test",
     )
-    cluster.add_argument("--method", required=True, choices=sorted(METHODS))
+    from deepclust.methods import method_names
+
+    cluster.add_argument("--method", required=True, choices=method_names())
     cluster.add_argument("--n-clusters", required=True, type=_n_clusters, metavar="K")
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cluster.add_argument(
-        "--epochs", type=_non_negative_int, metavar="E",
-        help="main training length: sela/deepcluster max_epochs=E; scan/clusterfit "
-        "pretext_epochs=E and max_epochs=ceil(E/2) (defaults: sela 50, others 30)",
+        "--epochs", type=_non_negative_int, metavar="E", help=_epochs_help(),
     )
     cluster.add_argument(
         "--image-size", type=_image_size, metavar="PX",

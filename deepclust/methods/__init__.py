@@ -1,6 +1,7 @@
 """The deep-clustering methods, thin on top of the shared parts, and their registry."""
 
 from deepclust.methods._base import BaseDeepClusterer, FitContext
+from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import (
     MethodSpec,
     get_method,
@@ -23,11 +24,21 @@ from deepclust.methods.scan import SCANClusterer
 # isort: split
 from deepclust.methods.clusterfit import ClusterFitTransformer
 
+#: The estimator classes of the built-in methods, re-exported by the top-level package.
+ESTIMATOR_NAMES = [
+    "SelfLabelClusterer",
+    "DeepClusterEstimator",
+    "SCANClusterer",
+    "ClusterFitTransformer",
+]
+
 __all__ = [
+    "ESTIMATOR_NAMES",
     "BaseDeepClusterer",
     "ClusterFitTransformer",
     "DeepClusterEstimator",
     "FitContext",
+    "FitState",
     "MethodSpec",
     "SCANClusterer",
     "SelfLabelClusterer",

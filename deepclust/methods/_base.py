@@ -10,7 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context, clone
 from sklearn.metrics import silhouette_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -22,7 +22,7 @@ from deepclust.data import DataSource, as_source
 from deepclust.networks import ClusteringNetwork, build_backbone
 from deepclust.training import Trainer, run_inference
 
-__all__ = ["DeepClusterMixin", "BaseDeepClusterer", "FitContext"]
+__all__ = ["BaseDeepClusterer", "FitContext"]
 
 
 @dataclass
@@ -57,32 +57,39 @@ class FitContext:
         """A progress-bar description when ``verbose``, else ``None``."""
         return description if self.verbose else None
 
-    def trainer(self, get_extra_state=None, set_extra_state=None) -> Trainer:
-        """A :class:`~deepclust.training.Trainer` set up for this fit."""
+    def trainer(self, state=None) -> Trainer:
+        """A :class:`~deepclust.training.Trainer` set up for this fit.
+
+        Parameters
+        ----------
+        state : object with ``state_dict`` and ``load_state_dict``, optional
+            The method's own fit state, saved in and restored from checkpoints.
+
+        Returns
+        -------
+        Trainer
+        """
         trainer = Trainer(
             self.device, self.batch_size, random_state=self.seed, verbose=self.verbose,
-            callbacks=self.callbacks, get_extra_state=get_extra_state,
-            set_extra_state=set_extra_state,
+            callbacks=self.callbacks, state=state,
         )
         if self.resume_state is not None:
             trainer.resume_from(self.resume_state)
         return trainer
 
 
-class DeepClusterMixin:
-    """Marker for deepclust estimators (used by the command line and by ``pretext=``)."""
+class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery of the deep-clustering estimators.
 
-    _deepclust_estimator = True
-
-
-class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery of the four deep-clustering estimators.
-
-    Subclasses implement :meth:`_fit`, which trains ``self._network`` -like state and
-    returns the fitted attributes as a dict; the base validates parameters and input before
-    any training, sets the attributes only once training has finished (an interrupted fit
-    leaves the estimator unfitted), and provides ``predict``, ``predict_proba``,
-    ``transform`` and ``score``.
+    A method subclasses it with its parameters, a :class:`~deepclust.methods.MethodSpec`
+    in ``method_spec`` and a :class:`~deepclust.methods.FitState` subclass in
+    ``_fit_state_class``, whose :meth:`~deepclust.methods.FitState.run` trains and returns
+    the fitted attributes. The base validates parameters and input before any training,
+    sets the attributes only once training has finished (an interrupted fit leaves the
+    estimator unfitted), and provides ``predict``, ``predict_proba``, ``transform`` and
+    ``score``. Every fitted estimator has ``network_`` (in eval mode), ``labels_``,
+    ``history_`` (one record per training epoch of every stage) and ``n_iter_`` (the
+    number of those epochs).
     """
 
     _parameter_constraints: dict = {
@@ -100,8 +107,15 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         "verbose": ["verbose"],
     }
 
-    #: Default batch size at inference (predict/transform) when ``batch_size`` is small.
-    _inference_batch_size = 512
+    #: Smallest batch size of gradient-free passes (predict, transform, label passes).
+    _min_inference_batch_size = 512
+
+    #: The :class:`~deepclust.methods.FitState` subclass that trains this method.
+    _fit_state_class: type
+
+    #: Parameters holding a fitted object the method reads (never fits): kept, not
+    #: cloned, by :func:`sklearn.base.clone`, so a cloned estimator still starts from it.
+    _fitted_input_params: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ input
     def _validate_features(self, reset: bool):
@@ -176,7 +190,11 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _build_network(
+    def _inference_batch_size(self) -> int:
+        """Batch size of gradient-free passes over the data."""
+        return max(self.batch_size, self._min_inference_batch_size)
+
+    def _new_network(
         self,
         source: DataSource,
         *,
@@ -254,10 +272,10 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         seed_everything(seed)
         context = FitContext(
             device=device, seed=seed, y=y, batch_size=self.batch_size,
-            inference_batch_size=max(self.batch_size, self._inference_batch_size),
+            inference_batch_size=self._inference_batch_size(),
             verbose=self.verbose, callbacks=list(callbacks or ()), resume_state=resume_from,
         )
-        fitted = self._fit(source, context)
+        fitted = self._fit_state_class(self, source, context).run()
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
         fitted.setdefault("input_kind_", source.kind)
         fitted.setdefault("input_shape_", tuple(source.shape))
@@ -265,9 +283,6 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
-
-    def _fit(self, source: DataSource, context: FitContext) -> dict:
-        raise NotImplementedError  # pragma: no cover - abstract
 
     # ------------------------------------------------------------------ inference
     def _inference_device(self) -> torch.device:
@@ -288,7 +303,7 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         fn = getattr(network, fn_name)
         return run_inference(
             fn, source, device=device,
-            batch_size=max(self.batch_size, self._inference_batch_size),
+            batch_size=self._inference_batch_size(),
             modules=(network,), autocast=True,
         )
 
@@ -365,7 +380,7 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
 
         features, logits = run_inference(
             features_and_logits, source, device=device,
-            batch_size=max(self.batch_size, self._inference_batch_size), modules=(network,),
+            batch_size=self._inference_batch_size(), modules=(network,),
         )
         labels = to_numpy(self._labels_from_outputs(features, logits))
         n_labels = len(np.unique(labels))
@@ -392,6 +407,17 @@ class BaseDeepClusterer(DeepClusterMixin, ClusterMixin, TransformerMixin, BaseEs
         if "device_" in state:
             state["device_"] = torch.device("cpu")
         return state
+
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        new = type(self)(**{
+            name: value if name in self._fitted_input_params else clone(value, safe=False)
+            for name, value in params.items()
+        })
+        for attr in ("_metadata_request", "_sklearn_output_config"):
+            if hasattr(self, attr):
+                setattr(new, attr, copy.deepcopy(getattr(self, attr)))
+        return new
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

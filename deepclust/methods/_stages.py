@@ -129,6 +129,7 @@ def pseudo_label_stage(
     weight_decay: float = 1e-5,
     lr_schedule: str = "cosine",
     sampler=None,
+    on_stage_begin=None,
     on_epoch_begin=None,
     on_epoch_end=None,
     parameters=None,
@@ -136,7 +137,8 @@ def pseudo_label_stage(
     """Cross-entropy of every head against the current pseudo-labels.
 
     ``labels()`` returns a ``(n_heads, n_samples)`` (or ``(n_samples,)``) int64 tensor on
-    ``device``; it is called at every step so methods may redraw the labels between epochs.
+    ``device``; it is called at every step so methods may redraw the labels between epochs
+    (in ``on_epoch_begin``) or compute them first (in ``on_stage_begin``).
     """
     augment = make_augment(augmentation, source)
     criterion = MultiHeadCrossEntropy()
@@ -154,7 +156,8 @@ def pseudo_label_stage(
         modules=[network], parameters=parameters, fetch=make_fetch(source, device),
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
         lr_schedule=lr_schedule,
-        sampler=sampler, on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+        sampler=sampler, on_stage_begin=on_stage_begin, on_epoch_begin=on_epoch_begin,
+        on_epoch_end=on_epoch_end,
     )
 
 

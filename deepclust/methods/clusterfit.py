@@ -3,22 +3,114 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._feature_source import FeatureSource, resolve_feature_source
+from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
-from deepclust.training import run_inference
+from deepclust.networks import ClusteringNetwork
+from deepclust.training import Stage
 
-__all__ = ["ClusterFitTransformer"]
+__all__ = ["ClusterFitFit", "ClusterFitTransformer"]
+
+
+@dataclass
+class ClusterFitFit(FitState):
+    """One ClusterFit fit: ``N_pre`` (given, or a pretext network trained first), the
+    fresh network and its k-means pseudo-labels."""
+
+    checkpoint_fields: ClassVar[dict[str, str]] = {"labels": "tensor"}
+
+    network: ClusteringNetwork = field(init=False)
+    pretext_network: ClusteringNetwork | None = field(init=False, default=None)
+    feature_source: FeatureSource | None = field(init=False, default=None)
+    labels: torch.Tensor | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        est = self.estimator
+        self.feature_source = est._feature_source()
+        if self.feature_source is None:
+            self.pretext_network = est._new_network(self.source, projection_dim=128)
+            self.pretext_network.to(self.device)
+        backbone = est.backbone
+        if isinstance(backbone, nn.Module):
+            backbone = _reinitialised(backbone)
+        self.network = est._new_network(self.source, backbone=backbone).to(self.device)
+
+    def modules(self) -> list[nn.Module]:
+        return [m for m in (self.pretext_network, self.network) if m is not None]
+
+    def stages(self) -> list[Stage]:
+        est = self.estimator
+        stages = []
+        if self.pretext_network is not None and est.pretext_epochs > 0:
+            stages.append(contrastive_stage(
+                self.pretext_network, self.source, self.device, n_epochs=est.pretext_epochs,
+                lr=est.pretext_lr, temperature=est.temperature,
+                augmentation=est.pretext_augmentation,
+            ))
+        optimizer, lr_schedule = est._training_settings("sgd", "cosine")
+        stages.append(pseudo_label_stage(
+            self.network, self.source, self.device, lambda: self.labels,
+            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
+            name="clusterfit", optimizer=optimizer, lr_schedule=lr_schedule,
+            on_stage_begin=self.cluster,
+        ))
+        return stages
+
+    def pretrained_features(self) -> torch.Tensor:
+        """Features of every sample from ``N_pre``."""
+        if self.pretext_network is not None:
+            return extract_features(
+                self.pretext_network, self.source, self.device,
+                self.context.inference_batch_size,
+                progress=self.context.progress("pretext features"),
+            )
+        return self.feature_source.features(
+            self.source, self.device, self.context.inference_batch_size
+        )
+
+    def cluster(self) -> None:
+        """The pseudo-labels: k-means (or merged k-means) of N_pre's normalised features."""
+        est = self.estimator
+        features = nn.functional.normalize(self.pretrained_features().float(), dim=1)
+        if est.pca_dim is not None:
+            features = PCAWhitening(
+                min(est.pca_dim, features.shape[1]), l2_normalize=True
+            ).fit_transform(features)
+        if est.n_subclusters is None:
+            result = kmeans(
+                features.to(self.device), est.n_clusters, random_state=self.seed,
+                device=self.device,
+            )
+        else:
+            result = merged_kmeans(
+                features.to(self.device), est.n_clusters, n_subclusters=est.n_subclusters,
+                random_state=self.seed, device=self.device,
+            )
+        self.labels = torch.as_tensor(result.labels).long().to(self.device)
+
+    def fitted_attributes(self, history: list[dict]) -> dict:
+        if self.pretext_network is not None:
+            self.pretext_network.projection = None  # only its features are kept
+            self.pretext_network.eval()
+        return {
+            "network_": self.network,
+            "labels_": to_numpy(self.labels).astype(np.int64),
+            "pretext_network_": self.pretext_network,
+        }
 
 
 @register_method
@@ -85,8 +177,9 @@ class ClusterFitTransformer(BaseDeepClusterer):
     ----------
     labels_ : ndarray of shape (n_samples,)
         The k-means pseudo-labels of the ``N_pre`` features.
-    pretrained_network_ : nn.Module or None
-        The pretext network trained when ``pretrained`` was None.
+    pretext_network_ : ClusteringNetwork or None
+        The SimCLR pretext network trained during the fit when ``pretrained`` is None
+        (``N_pre`` then); ``None`` otherwise.
     network_ : ClusteringNetwork
         The fresh network.
     history_ : list of dict
@@ -112,9 +205,12 @@ class ClusterFitTransformer(BaseDeepClusterer):
         model_file={"pretext_network_": "network"},
     )
 
+    _fit_state_class = ClusterFitFit
+    _fitted_input_params = ("pretrained",)
+
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,
-        "pretrained": [None, nn.Module, HasMethods(["transform"]), callable],
+        "pretrained": "no_validation",
         "pca_dim": [Interval(Integral, 1, None, closed="left"), None],
         "n_subclusters": [Interval(Integral, 1, None, closed="left"), None],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -171,32 +267,12 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _pretrained_features(
-        self, source, device, batch_size, pretext_network, progress=None
-    ) -> torch.Tensor:
-        """Features of every sample from the feature source ``N_pre``."""
-        source_net = self.pretrained
-        if pretext_network is not None:
-            return extract_features(
-                pretext_network, source, device, batch_size, progress=progress
-            )
-        if getattr(source_net, "_deepclust_estimator", False):
-            network = copy.deepcopy(source_net.network_).to(device)
-            return extract_features(network, source, device, batch_size)
-        if isinstance(source_net, nn.Module):
-            module = copy.deepcopy(source_net).to(device)
-            features = run_inference(
-                module, source, device=device, batch_size=batch_size, modules=(module,)
-            )
-            return features.flatten(1)
-        features = run_inference(
-            lambda batch: torch.as_tensor(source_net(batch)), source, device=device,
-            batch_size=batch_size,
-        )
-        return features.float().flatten(1)
+    def _feature_source(self) -> FeatureSource | None:
+        """The resolved ``pretrained`` (``None``: a pretext network is trained)."""
+        return None if self.pretrained is None else resolve_feature_source(self.pretrained)
 
     def pretrained_transform(self, X) -> np.ndarray:
-        """Features of ``X`` from the feature source ``N_pre`` (not the fresh network).
+        """Features of ``X`` from ``N_pre``: ``pretrained``, or ``pretext_network_``.
 
         For comparing ``N_pre`` with the ClusterFit network, e.g. by a linear probe on
         each; :meth:`transform` gives the fresh network's features.
@@ -210,12 +286,11 @@ class ClusterFitTransformer(BaseDeepClusterer):
         ndarray of shape (n_samples, n_pretrained_features), float32
         """
         source = self._read_input(X, reset=False)
-        device = self._inference_device()
-        batch_size = max(self.batch_size, self._inference_batch_size)
-        features = self._pretrained_features(
-            source, device, batch_size, self.pretrained_network_
+        features_of = resolve_feature_source(self.pretext_network_ or self.pretrained)
+        features = features_of.features(
+            source, self._inference_device(), self._inference_batch_size()
         )
-        return to_numpy(features.float()).astype(np.float32, copy=False)
+        return to_numpy(features).astype(np.float32, copy=False)
 
     def _check_fit_params(self, source) -> None:
         if self.n_subclusters is not None and not (
@@ -225,87 +300,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
                 f"n_subclusters={self.n_subclusters} must lie between n_clusters="
                 f"{self.n_clusters} and n_samples={len(source)}; change it or pass None."
             )
-        pretrained = self.pretrained
-        if not (pretrained is None or isinstance(pretrained, nn.Module) or callable(pretrained)
-                or getattr(pretrained, "_deepclust_estimator", False)):
-            raise ValueError(
-                f"pretrained={type(pretrained).__name__} is not a deepclust estimator; pass an "
-                "nn.Module, a callable mapping a (B, C, H, W) batch to features, or a fitted "
-                "deepclust estimator."
-            )
-        if getattr(pretrained, "_deepclust_estimator", False) and not hasattr(
-            pretrained, "network_"
-        ):
-            raise ValueError(
-                f"pretrained={type(pretrained).__name__} is not fitted; fit it first."
-            )
-
-    def _fit(self, source, context) -> dict:
-        device, seed = context.device, context.seed
-        pretext_network = None
-        stages = []
-        if self.pretrained is None:
-            pretext_network = self._build_network(source, projection_dim=128).to(device)
-            if self.pretext_epochs > 0:
-                stages.append(contrastive_stage(
-                    pretext_network, source, device, n_epochs=self.pretext_epochs,
-                    lr=self.pretext_lr, temperature=self.temperature,
-                    augmentation=self.pretext_augmentation,
-                ))
-        backbone = self.backbone
-        if isinstance(backbone, nn.Module):
-            backbone = _reinitialised(backbone)
-        network = self._build_network(source, backbone=backbone).to(device)
-        state: dict = {"labels": None}
-
-        def cluster() -> None:
-            features = self._pretrained_features(
-                source, device, context.inference_batch_size, pretext_network,
-                progress=context.progress("pretext features"),
-            )
-            features = nn.functional.normalize(features.float(), dim=1)
-            if self.pca_dim is not None:
-                features = PCAWhitening(
-                    min(self.pca_dim, features.shape[1]), l2_normalize=True
-                ).fit_transform(features)
-            if self.n_subclusters is None:
-                result = kmeans(
-                    features.to(device), self.n_clusters, random_state=seed, device=device
-                )
-            else:
-                result = merged_kmeans(
-                    features.to(device), self.n_clusters, n_subclusters=self.n_subclusters,
-                    random_state=seed, device=device,
-                )
-            state["labels"] = torch.as_tensor(result.labels).long().to(device)
-
-        optimizer, lr_schedule = self._training_settings("sgd", "cosine")
-        stage = pseudo_label_stage(
-            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
-            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="clusterfit", optimizer=optimizer, lr_schedule=lr_schedule,
-        )
-        stage.on_begin = cluster
-        stages.append(stage)
-        trainer = context.trainer(
-            get_extra_state=lambda: (
-                {} if state["labels"] is None else {"labels": state["labels"].cpu()}
-            ),
-            set_extra_state=lambda extra: state.update(
-                labels=extra["labels"].to(device) if "labels" in extra else None
-            ),
-        )
-        modules = [m for m in (pretext_network, network) if m is not None]
-        history = trainer.fit(stages, modules=modules)
-        if pretext_network is not None:
-            pretext_network.projection = None  # only its features are kept
-        return {
-            "network_": network,
-            "labels_": to_numpy(state["labels"]).astype(np.int64),
-            "pretrained_network_": pretext_network,
-            "history_": history,
-            "n_iter_": self.max_epochs,
-        }
+        self._feature_source()
 
 
 def _reinitialised(module: nn.Module) -> nn.Module:

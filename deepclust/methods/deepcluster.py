@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -13,11 +15,84 @@ from torch import nn
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, assign, kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import balanced_sampler, extract_features, pseudo_label_stage
-from deepclust.networks import SobelFilter
+from deepclust.networks import ClusteringNetwork, SobelFilter
+from deepclust.training import Stage
 
-__all__ = ["DeepClusterEstimator"]
+__all__ = ["DeepClusterEstimator", "DeepClusterFit"]
+
+
+@dataclass
+class DeepClusterFit(FitState):
+    """One DeepCluster fit: the network and the current k-means labels."""
+
+    checkpoint_fields: ClassVar[dict[str, str]] = {"labels": "tensor"}
+
+    network: ClusteringNetwork = field(init=False)
+    labels: torch.Tensor | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        sobel = SobelFilter() if self.estimator.sobel else None
+        self.network = self.estimator._new_network(self.source, input_filter=sobel)
+        self.network.to(self.device)
+
+    def stages(self) -> list[Stage]:
+        est = self.estimator
+        # Constant rate, as the reference: the head is re-initialised every epoch and must
+        # still be able to fit the new labels late in training.
+        optimizer, lr_schedule = est._training_settings("sgd", "constant")
+        return [pseudo_label_stage(
+            self.network, self.source, self.device, lambda: self.labels,
+            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
+            name="deepcluster", optimizer=optimizer, lr_schedule=lr_schedule,
+            weight_decay=est.weight_decay,
+            sampler=balanced_sampler(lambda: to_numpy(self.labels), len(self.source)),
+            on_epoch_begin=self.recluster,
+        )]
+
+    def features(self, progress: str | None = None) -> torch.Tensor:
+        """Backbone features of every sample."""
+        return extract_features(
+            self.network, self.source, self.device, self.context.inference_batch_size,
+            progress=self.context.progress(progress) if progress else None,
+        )
+
+    def recluster(self, epoch: int) -> dict:
+        """New k-means labels of the current features; the head starts afresh."""
+        _, _, result = self.estimator._cluster(
+            self.features("features for k-means"), self.seed + epoch, self.device
+        )
+        labels = torch.as_tensor(result.labels).long()
+        record = {"inertia": float(result.inertia)}
+        if self.labels is not None:
+            record["nmi_previous"] = float(
+                normalized_mutual_info_score(to_numpy(self.labels), to_numpy(labels))
+            )
+        self.labels = labels.to(self.device)
+        self.network.heads.reset_parameters()
+        self.trainer.reset_optimizer_state(self.network.heads.parameters())
+        return record
+
+    def fitted_attributes(self, history: list[dict]) -> dict:
+        est = self.estimator
+        whitening, whitened, result = est._cluster(
+            self.features(), self.seed + est.max_epochs, self.device
+        )
+        centers = torch.as_tensor(result.centroids).float().cpu()
+        # Final labels are the nearest centroids, so predict() reproduces them exactly.
+        labels = to_numpy(torch.as_tensor(assign(whitened.float(), centers)[0])).astype(np.int64)
+        if self.labels is not None and history:
+            history[-1]["final_nmi_previous"] = float(
+                normalized_mutual_info_score(to_numpy(self.labels), labels)
+            )
+        return {
+            "network_": self.network,
+            "whitening_": whitening,
+            "cluster_centers_": to_numpy(centers),
+            "labels_": labels,
+        }
 
 
 @register_method
@@ -102,6 +177,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         model_file={"cluster_centers_": "array", "whitening_": "whitening"},
     )
 
+    _fit_state_class = DeepClusterFit
+
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,
         "pca_dim": [Interval(Integral, 1, None, closed="left")],
@@ -168,65 +245,6 @@ class DeepClusterEstimator(BaseDeepClusterer):
             init="k-means++" if self.n_clusters <= 256 else "random",
         )
         return whitening, whitened, result
-
-    def _fit(self, source, context) -> dict:
-        device, seed = context.device, context.seed
-        network = self._build_network(
-            source, input_filter=SobelFilter() if self.sobel else None
-        ).to(device)
-        state: dict = {"labels": None, "previous": None}
-
-        def recluster(epoch: int) -> dict:
-            features = extract_features(
-                network, source, device, context.inference_batch_size,
-                progress=context.progress("features for k-means"),
-            )
-            _, _, result = self._cluster(features, seed + epoch, device)
-            labels = torch.as_tensor(result.labels).long()
-            record = {"inertia": float(result.inertia)}
-            if state["labels"] is not None:
-                record["nmi_previous"] = float(
-                    normalized_mutual_info_score(to_numpy(state["labels"]), to_numpy(labels))
-                )
-            state["labels"] = labels.to(device)
-            network.heads.reset_parameters()
-            trainer.reset_optimizer_state(network.heads.parameters())
-            return record
-
-        # Constant rate, as the reference: the head is re-initialised every epoch and must
-        # still be able to fit the new labels late in training.
-        optimizer, lr_schedule = self._training_settings("sgd", "constant")
-        stage = pseudo_label_stage(
-            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
-            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="deepcluster", optimizer=optimizer, lr_schedule=lr_schedule,
-            weight_decay=self.weight_decay,
-            sampler=balanced_sampler(lambda: to_numpy(state["labels"]), len(source)),
-            on_epoch_begin=recluster,
-        )
-        trainer = context.trainer(
-            get_extra_state=lambda: {"labels": state["labels"].cpu()},
-            set_extra_state=lambda extra: state.update(labels=extra["labels"].to(device)),
-        )
-        history = trainer.fit([stage], modules=[network])
-
-        features = extract_features(network, source, device, context.inference_batch_size)
-        whitening, whitened, result = self._cluster(features, seed + self.max_epochs, device)
-        centers = torch.as_tensor(result.centroids).float().cpu()
-        # Final labels are the nearest centroids, so predict() reproduces them exactly.
-        labels = to_numpy(torch.as_tensor(assign(whitened.float(), centers)[0])).astype(np.int64)
-        if state["labels"] is not None and history:
-            history[-1]["final_nmi_previous"] = float(
-                normalized_mutual_info_score(to_numpy(state["labels"]), labels)
-            )
-        return {
-            "network_": network,
-            "whitening_": whitening,
-            "cluster_centers_": to_numpy(centers),
-            "labels_": labels,
-            "history_": history,
-            "n_iter_": self.max_epochs,
-        }
 
     def _labels_from_outputs(self, features, logits):
         whitened = self.whitening_.transform(features.cpu())

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
+from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
 from deepclust.cluster import kmeans, knn
 from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._feature_source import resolve_feature_source
+from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import (
     contrastive_stage,
@@ -24,32 +27,10 @@ from deepclust.methods._stages import (
     make_fetch,
 )
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
-from deepclust.networks import StackedLinearHeads
+from deepclust.networks import ClusteringNetwork, StackedLinearHeads
 from deepclust.training import Stage
 
-__all__ = ["SCANClusterer"]
-
-
-def pretext_backbone(pretext, source):
-    """Backbone (a copy) and input statistics from a ``pretext=`` argument.
-
-    ``pretext`` is an ``nn.Module`` mapping images to features, or a fitted deepclust
-    estimator whose learned backbone and input normalisation are reused.
-    """
-    if getattr(pretext, "_deepclust_estimator", False):
-        network = getattr(pretext, "network_", None)
-        if network is None:
-            raise ValueError(
-                f"pretext={type(pretext).__name__} is not fitted; fit it first or pass None."
-            )
-        stats = (to_numpy(network.normalize.mean), to_numpy(network.normalize.std))
-        return copy.deepcopy(network.backbone), stats
-    if isinstance(pretext, nn.Module):
-        return copy.deepcopy(pretext), None
-    raise TypeError(
-        "pretext must be None, an nn.Module or a fitted deepclust estimator; got "
-        f"{type(pretext).__name__}."
-    )
+__all__ = ["SCANClusterer", "SCANFit", "scan_objective"]
 
 
 def scan_objective(
@@ -78,6 +59,292 @@ def scan_objective(
     return consistency + entropy_weight * float((mean * mean.log()).sum())
 
 
+@dataclass
+class SCANFit(FitState):
+    """One SCAN fit: the network, the mined neighbours, the candidate heads and the head
+    kept for self-labelling."""
+
+    checkpoint_fields: ClassVar[dict[str, str]] = {"best_head": "int", "neighbors": "array"}
+
+    network: ClusteringNetwork = field(init=False)
+    trainable_backbone: bool = field(init=False, default=True)
+    neighbors: np.ndarray | None = field(init=False, default=None)
+    pretext_features: torch.Tensor | None = field(init=False, default=None)
+    candidates: StackedLinearHeads | None = field(init=False, default=None)
+    candidate_losses: list[float] | None = field(init=False, default=None)
+    head_losses: list[float] = field(init=False, default_factory=list)
+    best_head: int = field(init=False, default=0)
+    scan_labels: np.ndarray | None = field(init=False, default=None)
+    backbone_frozen: bool = field(init=False, default=False)
+    confident_seen: list[int] = field(init=False, default_factory=lambda: [0, 0])
+    _search_inputs: tuple | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self):
+        est, source = self.estimator, self.source
+        if est.pretrained is None:
+            network = est._new_network(source, n_heads=est.n_heads, projection_dim=128)
+        else:
+            features_of = resolve_feature_source(est.pretrained)
+            stats = features_of.stats
+            if stats is None:  # the module reads raw [0, 1] input
+                width = source.shape[0]
+                stats = (np.zeros(width, np.float32), np.ones(width, np.float32))
+            network = est._new_network(
+                source, n_heads=est.n_heads, backbone=features_of.backbone, stats=stats,
+                input_filter=features_of.input_filter,
+            )
+            self.trainable_backbone = features_of.trainable
+        self.network = network.to(self.device)
+        if est.n_head_candidates:
+            self.candidates = StackedLinearHeads(
+                self.network.n_features, est.n_clusters, est.n_head_candidates
+            ).to(self.device)
+
+    def modules(self) -> list[nn.Module]:
+        return [m for m in (self.network, self.candidates) if m is not None]
+
+    @property
+    def heads_only(self) -> bool:
+        """Whether the SCAN and self-labelling steps leave the backbone as it is."""
+        return self.estimator.update_cluster_head_only or not self.trainable_backbone
+
+    def stages(self) -> list[Stage]:
+        est = self.estimator
+        stages = []
+        if est.pretrained is None and est.pretext_epochs > 0:
+            stages.append(contrastive_stage(
+                self.network, self.source, self.device, n_epochs=est.pretext_epochs,
+                lr=est.pretext_lr, temperature=est.temperature,
+                augmentation=est.pretext_augmentation,
+            ))
+        if self.candidates is not None:
+            stages.append(self.head_search_stage())
+        return stages + [self.scan_stage(), self.selflabel_stage()]
+
+    # ------------------------------------------------------------------ stages
+    def head_search_stage(self) -> Stage:
+        """Candidate heads trained with the SCAN loss on the frozen pretext features."""
+        criterion = SCANLoss(entropy_weight=self.estimator.entropy_weight)
+
+        def compute_loss(indices):
+            features, neighbors = self.search_inputs()
+            anchors = torch.as_tensor(indices, device=self.device)
+            column = torch.randint(0, neighbors.shape[1], (len(anchors),)).to(self.device)
+            partners = neighbors[anchors, column]
+            logits = self.candidates(torch.cat([features[anchors], features[partners]]))
+            total, _, _ = criterion(*logits.float().chunk(2, dim=1))
+            return total.sum()
+
+        return Stage(
+            name="head_search", n_epochs=self.estimator.head_search_epochs,
+            n_samples=len(self.source), compute_loss=compute_loss, modules=[self.candidates],
+            optimizer="adam", lr=1e-3, weight_decay=1e-4, lr_schedule="constant",
+            on_stage_begin=self.mine_neighbors,
+        )
+
+    def scan_stage(self) -> Stage:
+        """The SCAN loss on anchors and their mined neighbours, under augmentation."""
+        est, device, network = self.estimator, self.device, self.network
+        augment = make_augment(est.augmentation, self.source)
+        criterion = SCANLoss(entropy_weight=est.entropy_weight)
+        optimizer, lr_schedule = est._training_settings("adam", "constant")
+
+        def compute_loss(batch):
+            indices, anchors = batch
+            both = augment(
+                torch.cat([anchors, self.neighbor_batch(indices)]).to(device, non_blocking=True)
+            )
+            if self.backbone_frozen:  # no gradient reaches the backbone: Adam skips it
+                with torch.no_grad():
+                    features = network.features(both)
+                logits = network.heads(features)
+            else:
+                logits = network(both)
+            losses = [criterion(*head.float().chunk(2))[0] for head in logits]
+            return torch.stack(losses).sum()
+
+        return Stage(
+            name="scan", n_epochs=est.max_epochs, n_samples=len(self.source),
+            compute_loss=compute_loss, modules=[network], parameters=self.trained_parameters(),
+            fetch=make_fetch(self.source, device), optimizer=optimizer, lr=est.lr,
+            weight_decay=1e-4, lr_schedule=lr_schedule, on_epoch_begin=self.set_backbone_frozen,
+            on_stage_begin=self.begin_scan,
+        )
+
+    def selflabel_stage(self) -> Stage:
+        """Cross-entropy of a strong view against the confident argmax of a weak view."""
+        est, device, network = self.estimator, self.device, self.network
+        weak = make_augment("weak", self.source)
+        strong = make_augment("strong", self.source)
+        criterion = ConfidenceCrossEntropyLoss(threshold=est.confidence_threshold)
+        optimizer, lr_schedule = est._training_settings("adam", "constant")
+
+        def compute_loss(batch):
+            _, x = batch
+            x = x.to(device, non_blocking=True)
+            with torch.no_grad():
+                weak_logits = network(weak(x))[self.best_head]
+            strong_logits = network(strong(x))[self.best_head]
+            loss, n_confident = criterion(weak_logits.float(), strong_logits.float())
+            self.confident_seen[0] += n_confident
+            self.confident_seen[1] += len(x)
+            return loss
+
+        return Stage(
+            name="selflabel", n_epochs=est.selflabel_epochs, n_samples=len(self.source),
+            compute_loss=compute_loss, modules=[network],
+            parameters=self.trained_parameters(), fetch=make_fetch(self.source, device),
+            optimizer=optimizer, lr=est.lr if est.selflabel_lr is None else est.selflabel_lr,
+            weight_decay=1e-4, lr_schedule=lr_schedule, on_stage_begin=self.choose_head,
+            on_epoch_end=self.confident_fraction,
+        )
+
+    # ------------------------------------------------------------------ steps
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """The SCAN and self-labelling steps' parameters (never the projection head)."""
+        if self.heads_only:
+            return list(self.network.heads.parameters())
+        return [p for name, p in self.network.named_parameters()
+                if not name.startswith("projection")]
+
+    def set_backbone_frozen(self, epoch: int) -> None:
+        """Freeze the backbone in the warm-up epochs (and throughout when heads only)."""
+        self.backbone_frozen = self.heads_only or epoch < self.estimator.head_warmup_epochs
+
+    def neighbor_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """One random mined neighbour of each anchor, loaded.
+
+        The picks come from torch's generator (saved in checkpoints), on the main thread,
+        so a resumed fit draws the same pairs as an uninterrupted one.
+        """
+        neighbors = torch.from_numpy(self.neighbors[indices.numpy()])
+        column = torch.randint(0, neighbors.shape[1], (len(indices), 1))
+        return self.source.load(neighbors.gather(1, column).squeeze(1).numpy())
+
+    def confident_fraction(self, epoch: int) -> dict:
+        """The epoch's fraction of samples above the confidence threshold."""
+        confident, seen = self.confident_seen
+        self.confident_seen = [0, 0]
+        return {"confident_fraction": confident / max(1, seen)}
+
+    def mine_neighbors(self) -> None:
+        """The nearest neighbours of every sample on the normalised backbone features."""
+        features = extract_features(
+            self.network, self.source, self.device, self.context.inference_batch_size,
+            progress=self.context.progress("mining neighbours"),
+        )
+        normalized = nn.functional.normalize(features, dim=1)
+        indices, _ = knn(
+            normalized, self.estimator.n_neighbors, metric="cosine", device=self.device
+        )
+        self.neighbors = to_numpy(torch.as_tensor(indices)).astype(np.int64)
+        self.pretext_features = features
+        self._search_inputs = None
+
+    def search_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pretext features and neighbours on the device, for the head search.
+
+        Mined again when a resumed fit lacks the features (checkpoints keep only the
+        neighbours); moved to the device once.
+        """
+        if self.pretext_features is None:
+            self.mine_neighbors()
+        if self._search_inputs is None:
+            self._search_inputs = (
+                self.pretext_features.to(self.device),
+                torch.as_tensor(self.neighbors).to(self.device),
+            )
+        return self._search_inputs
+
+    def begin_scan(self) -> None:
+        """Mine the neighbours (unless the head search did) and load the searched heads."""
+        if self.candidates is None:
+            if self.neighbors is None:
+                self.mine_neighbors()
+            return
+        features, neighbors = self.search_inputs()
+        losses = []
+        with torch.no_grad():
+            for weight, bias in zip(self.candidates.weight, self.candidates.bias):
+                probs = torch.softmax(torch.addmm(bias, features, weight.t()).float(), dim=1)
+                losses.append(scan_objective(probs, neighbors, self.estimator.entropy_weight))
+        self.candidate_losses = losses
+        for head, index in zip(self.network.heads, np.argsort(losses)):
+            self.candidates.copy_to(int(index), head)
+
+    def head_probabilities(self) -> list[torch.Tensor]:
+        """Every head's soft assignment of every sample."""
+        return head_probabilities(
+            self.network, self.source, self.device, self.context.inference_batch_size
+        )
+
+    def choose_head(self) -> None:
+        """Keep the head with the lowest SCAN loss over the data set; note its labels."""
+        neighbors = torch.as_tensor(self.neighbors)
+        self.head_losses = [
+            scan_objective(p, neighbors, self.estimator.entropy_weight)
+            for p in self.head_probabilities()
+        ]
+        self.best_head = int(np.argmin(self.head_losses))
+        self.scan_labels = self.current_labels()
+
+    def current_labels(self) -> np.ndarray:
+        """The kept head's argmax for every sample."""
+        probs = self.head_probabilities()[self.best_head]
+        return to_numpy(probs.argmax(1)).astype(np.int64)
+
+    # ------------------------------------------------------------------ results
+    def fitted_attributes(self, history: list[dict]) -> dict:
+        est = self.estimator
+        if self.neighbors is None:  # resumed past the mining step
+            self.mine_neighbors()
+        if est.selflabel_epochs == 0:
+            self.choose_head()
+        self._warn_if_nothing_confident(history)
+        labels = self.current_labels()
+        fitted = {
+            "network_": self.network,
+            "labels_": labels,
+            "stage_labels_": self.stage_labels(labels),
+            "neighbors_": self.neighbors,
+            "best_head_": self.best_head,
+            "head_losses_": np.asarray(self.head_losses),
+        }
+        if self.candidate_losses is not None:
+            fitted["candidate_losses_"] = np.asarray(self.candidate_losses)
+        if self.context.y is not None:
+            y = np.asarray(self.context.y)
+            fitted["neighbor_accuracy_"] = float((y[self.neighbors] == y[:, None]).mean())
+        return fitted
+
+    def stage_labels(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Labels after each stage, k-means on the pretext features included."""
+        stage_labels = {
+            "scan": labels if self.scan_labels is None else self.scan_labels,
+            "selflabel": labels,
+        }
+        if self.pretext_features is not None:
+            result = kmeans(
+                nn.functional.normalize(self.pretext_features, dim=1),
+                self.estimator.n_clusters, random_state=self.seed, device=self.device,
+            )
+            stage_labels["pretext_kmeans"] = to_numpy(
+                torch.as_tensor(result.labels)
+            ).astype(np.int64)
+        return stage_labels
+
+    def _warn_if_nothing_confident(self, history: list[dict]) -> None:
+        est = self.estimator
+        confident = [r["confident_fraction"] for r in history if "confident_fraction" in r]
+        if est.selflabel_epochs > 0 and confident and max(confident) == 0.0:
+            warnings.warn(
+                "Self-labelling found no sample with confidence above "
+                f"confidence_threshold={est.confidence_threshold}; the self-labelling stage "
+                "changed nothing. Lower confidence_threshold or train the SCAN step longer.",
+                UserWarning, stacklevel=5,
+            )
+
+
 @register_method
 class SCANClusterer(BaseDeepClusterer):
     """SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., 2020).
@@ -86,7 +353,7 @@ class SCANClusterer(BaseDeepClusterer):
 
     1. **Pretext** (``pretext_epochs``): SimCLR contrastive learning, two SimCLR-strength
        views per image, NT-Xent loss (temperature ``temperature``) on a 128-d projection
-       head. Skipped when ``pretext`` gives a pretrained network.
+       head. Skipped when ``pretrained`` is given.
     2. **SCAN** (``max_epochs``): mine the ``n_neighbors`` nearest neighbours of every image
        on the L2-normalised pretext features, then train ``n_heads`` clustering heads with
        the SCAN loss: ``-log <p(x), p(neighbour)>`` minus ``entropy_weight`` times the
@@ -105,9 +372,11 @@ class SCANClusterer(BaseDeepClusterer):
     ----------
     n_clusters : int, default=10
     backbone : str or nn.Module, default='auto'
-    pretext : None, nn.Module or fitted deepclust estimator, default=None
-        Features for the neighbour search and initial weights of the backbone; ``None``
-        trains a SimCLR pretext.
+    pretrained : None, nn.Module, callable, fitted transformer, fitted deepclust estimator \
+or fitted skorch net, default=None
+        Features for the neighbour search and, when a network, the initial weights of the
+        backbone; ``None`` trains a SimCLR pretext. With a transformer or callable the
+        SCAN step trains only the clustering heads on its fixed features.
     n_neighbors : int, default=20
     n_heads : int, default=5
         Clustering heads trained in the SCAN step; the lowest-loss one is kept.
@@ -205,9 +474,12 @@ class SCANClusterer(BaseDeepClusterer):
         model_file={"best_head_": "int"},
     )
 
+    _fit_state_class = SCANFit
+    _fitted_input_params = ("pretrained",)
+
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,
-        "pretext": [None, nn.Module, HasMethods(["transform"])],
+        "pretrained": "no_validation",
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
@@ -232,7 +504,7 @@ class SCANClusterer(BaseDeepClusterer):
         n_clusters=10,
         *,
         backbone="auto",
-        pretext=None,
+        pretrained=None,
         n_neighbors=20,
         n_heads=5,
         entropy_weight=5.0,
@@ -261,7 +533,7 @@ class SCANClusterer(BaseDeepClusterer):
     ):
         self.n_clusters = n_clusters
         self.backbone = backbone
-        self.pretext = pretext
+        self.pretrained = pretrained
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
         self.entropy_weight = entropy_weight
@@ -299,250 +571,5 @@ class SCANClusterer(BaseDeepClusterer):
                 f"n_heads={self.n_heads}: the SCAN step starts from the n_heads best "
                 "candidates. Set n_head_candidates >= n_heads, or 0 for random heads."
             )
-        if self.pretext is not None:
-            pretext_backbone(self.pretext, source)
-
-    # ------------------------------------------------------------------ stages
-    def _scan_stage(self, network, source, context, state) -> Stage:
-        device = context.device
-        augment = make_augment(self.augmentation, source)
-        criterion = SCANLoss(entropy_weight=self.entropy_weight)
-        optimizer, lr_schedule = self._training_settings("adam", "constant")
-        frozen = {"backbone": self.update_cluster_head_only}
-
-        def on_epoch_begin(epoch):
-            frozen["backbone"] = self.update_cluster_head_only or epoch < self.head_warmup_epochs
-
-        def compute_loss(batch):
-            indices, anchors = batch
-            # Neighbour picks come from torch's generator (saved in checkpoints), on the
-            # main thread, so a resumed fit draws the same pairs as an uninterrupted one.
-            neighbors = torch.from_numpy(state["neighbors"][indices.numpy()])
-            column = torch.randint(0, neighbors.shape[1], (len(indices), 1))
-            partners = source.load(neighbors.gather(1, column).squeeze(1).numpy())
-            both = augment(torch.cat([anchors, partners]).to(device, non_blocking=True))
-            if frozen["backbone"]:  # no gradient reaches the backbone: Adam skips it
-                with torch.no_grad():
-                    features = network.features(both)
-                logits = network.heads(features)
-            else:
-                logits = network(both)
-            losses = [criterion(*head.float().chunk(2))[0] for head in logits]
-            return torch.stack(losses).sum()
-
-        if self.update_cluster_head_only:
-            params = list(network.heads.parameters())
-        else:
-            params = [p for name, p in network.named_parameters()
-                      if not name.startswith("projection")]
-        return Stage(
-            name="scan", n_epochs=self.max_epochs, n_samples=len(source),
-            compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source, device), optimizer=optimizer, lr=self.lr,
-            weight_decay=1e-4,
-            lr_schedule=lr_schedule, on_epoch_begin=on_epoch_begin,
-            on_begin=lambda: self._begin_scan(network, source, context, state),
-        )
-
-    def _begin_scan(self, network, source, context, state) -> None:
-        """Mine the neighbours (unless the head search did) and load the searched heads."""
-        candidates = state.get("candidates")
-        if candidates is None:
-            if state["neighbors"] is None:
-                self._mine_neighbors(network, source, context, state)
-            return
-        features, neighbors = self._search_inputs(network, source, context, state)
-        losses = []
-        with torch.no_grad():
-            for weight, bias in zip(candidates.weight, candidates.bias):
-                probs = torch.softmax(torch.addmm(bias, features, weight.t()).float(), dim=1)
-                losses.append(scan_objective(probs, neighbors, self.entropy_weight))
-        state["candidate_losses"] = losses
-        for head, index in zip(network.heads.heads, np.argsort(losses)):
-            candidates.copy_to(int(index), head)
-
-    def _head_search_stage(self, network, source, context, state) -> Stage:
-        """Candidate heads trained with the SCAN loss on the frozen pretext features."""
-        device = context.device
-        candidates = state["candidates"]
-        criterion = SCANLoss(entropy_weight=self.entropy_weight)
-
-        def compute_loss(indices):
-            features, neighbors = self._search_inputs(network, source, context, state)
-            anchors = torch.as_tensor(indices, device=device)
-            column = torch.randint(0, neighbors.shape[1], (len(anchors),)).to(device)
-            partners = neighbors[anchors, column]
-            logits = candidates(torch.cat([features[anchors], features[partners]]))
-            total, _, _ = criterion(*logits.float().chunk(2, dim=1))
-            return total.sum()
-
-        return Stage(
-            name="head_search", n_epochs=self.head_search_epochs, n_samples=len(source),
-            compute_loss=compute_loss, modules=[candidates], optimizer="adam", lr=1e-3,
-            weight_decay=1e-4, lr_schedule="constant",
-            on_begin=lambda: self._mine_neighbors(network, source, context, state),
-        )
-
-    def _selflabel_stage(self, network, source, device, state) -> Stage:
-        weak = make_augment("weak", source)
-        strong = make_augment("strong", source)
-        criterion = ConfidenceCrossEntropyLoss(threshold=self.confidence_threshold)
-        optimizer, lr_schedule = self._training_settings("adam", "constant")
-        counter = {"confident": 0, "seen": 0}
-
-        def compute_loss(batch):
-            _, x = batch
-            x = x.to(device, non_blocking=True)
-            head = state["best_head"]
-            with torch.no_grad():
-                weak_logits = network(weak(x))[head]
-            strong_logits = network(strong(x))[head]
-            loss, n_confident = criterion(weak_logits.float(), strong_logits.float())
-            counter["confident"] += n_confident
-            counter["seen"] += len(x)
-            return loss
-
-        def on_epoch_end(epoch):
-            record = {"confident_fraction": counter["confident"] / max(1, counter["seen"])}
-            counter.update(confident=0, seen=0)
-            return record
-
-        params = [p for name, p in network.named_parameters() if not name.startswith("projection")]
-        return Stage(
-            name="selflabel", n_epochs=self.selflabel_epochs, n_samples=len(source),
-            compute_loss=compute_loss, modules=[network], parameters=params,
-            fetch=make_fetch(source, device), optimizer=optimizer,
-            lr=self.lr if self.selflabel_lr is None else self.selflabel_lr, weight_decay=1e-4,
-            lr_schedule=lr_schedule, on_epoch_end=on_epoch_end,
-        )
-
-    # ------------------------------------------------------------------ helpers
-    def _search_inputs(self, network, source, context, state):
-        """Pretext features and mined neighbours on the device, for the head search.
-
-        Mined again when a resumed fit lacks the features (checkpoints keep only the
-        neighbours); moved to the device once.
-        """
-        if state.get("pretext_features") is None:
-            state.pop("search_inputs", None)
-            self._mine_neighbors(network, source, context, state)
-        if "search_inputs" not in state:
-            state["search_inputs"] = (
-                state["pretext_features"].to(context.device),
-                torch.as_tensor(state["neighbors"]).to(context.device),
-            )
-        return state["search_inputs"]
-
-    def _mine_neighbors(self, network, source, context, state) -> None:
-        device = context.device
-        features = extract_features(
-            network, source, device, context.inference_batch_size,
-            progress=context.progress("mining neighbours"),
-        )
-        normalized = nn.functional.normalize(features, dim=1)
-        indices, _ = knn(normalized, self.n_neighbors, metric="cosine", device=device)
-        state["neighbors"] = to_numpy(torch.as_tensor(indices)).astype(np.int64)
-        state["pretext_features"] = features
-
-    def _choose_head(self, network, source, context, state) -> int:
-        """The head with the lowest SCAN loss over the whole data set."""
-        probs = head_probabilities(
-            network, source, context.device, context.inference_batch_size
-        )
-        neighbors = torch.as_tensor(state["neighbors"])
-        losses = [scan_objective(p, neighbors, self.entropy_weight) for p in probs]
-        state["head_losses"] = losses
-        return int(np.argmin(losses))
-
-    def _current_labels(self, network, source, context, state) -> np.ndarray:
-        probs = head_probabilities(
-            network, source, context.device, context.inference_batch_size
-        )[state["best_head"]]
-        return to_numpy(probs.argmax(1)).astype(np.int64)
-
-    # ------------------------------------------------------------------ fit
-    def _fit(self, source, context) -> dict:
-        device, seed = context.device, context.seed
-        if self.pretext is not None:
-            backbone, stats = pretext_backbone(self.pretext, source)
-            network = self._build_network(
-                source, n_heads=self.n_heads, backbone=backbone, stats=stats
-            )
-        else:
-            network = self._build_network(source, n_heads=self.n_heads, projection_dim=128)
-        network = network.to(device)
-        state: dict = {"neighbors": None, "best_head": 0}
-        stages = []
-        if self.pretext is None and self.pretext_epochs > 0:
-            stages.append(contrastive_stage(
-                network, source, device, n_epochs=self.pretext_epochs, lr=self.pretext_lr,
-                temperature=self.temperature,
-                augmentation=self.pretext_augmentation,
-            ))
-        modules = [network]
-        if self.n_head_candidates:
-            state["candidates"] = StackedLinearHeads(
-                network.n_features, self.n_clusters, self.n_head_candidates
-            ).to(device)
-            modules.append(state["candidates"])
-            stages.append(self._head_search_stage(network, source, context, state))
-        stages.append(self._scan_stage(network, source, context, state))
-        selflabel = self._selflabel_stage(network, source, device, state)
-
-        def choose_head():
-            state["best_head"] = self._choose_head(network, source, context, state)
-            state["scan_labels"] = self._current_labels(network, source, context, state)
-
-        selflabel.on_begin = choose_head
-        stages.append(selflabel)
-
-        def get_extra():
-            extra = {"best_head": state["best_head"]}
-            if state["neighbors"] is not None:
-                extra["neighbors"] = torch.from_numpy(state["neighbors"])
-            return extra
-
-        def set_extra(extra):
-            state["best_head"] = int(extra["best_head"])
-            if "neighbors" in extra:
-                state["neighbors"] = extra["neighbors"].numpy()
-
-        history = context.trainer(get_extra, set_extra).fit(stages, modules=modules)
-        if state["neighbors"] is None:  # resumed past the mining step
-            self._mine_neighbors(network, source, context, state)
-        if self.selflabel_epochs == 0:
-            state["best_head"] = self._choose_head(network, source, context, state)
-        confident = [r["confident_fraction"] for r in history if "confident_fraction" in r]
-        if self.selflabel_epochs > 0 and confident and max(confident) == 0.0:
-            warnings.warn(
-                "Self-labelling found no sample with confidence above "
-                f"confidence_threshold={self.confidence_threshold}; the self-labelling stage "
-                "changed nothing. Lower confidence_threshold or train the SCAN step longer.",
-                UserWarning, stacklevel=3,
-            )
-        head = state["best_head"]
-        labels = self._current_labels(network, source, context, state)
-        stage_labels = {"scan": state.get("scan_labels", labels), "selflabel": labels}
-        if state.get("pretext_features") is not None:
-            stage_labels["pretext_kmeans"] = np.asarray(to_numpy(torch.as_tensor(kmeans(
-                nn.functional.normalize(state["pretext_features"], dim=1), self.n_clusters,
-                random_state=seed, device=device,
-            ).labels))).astype(np.int64)
-        fitted = {
-            "network_": network,
-            "labels_": labels,
-            "stage_labels_": stage_labels,
-            "neighbors_": state["neighbors"],
-            "best_head_": head,
-            "head_losses_": np.asarray(state.get("head_losses", [])),
-            **({"candidate_losses_": np.asarray(state["candidate_losses"])}
-               if "candidate_losses" in state else {}),
-            "history_": history,
-            "n_iter_": self.max_epochs,
-        }
-        if context.y is not None:
-            y = np.asarray(context.y)
-            fitted["neighbor_accuracy_"] = float(
-                (y[state["neighbors"]] == y[:, None]).mean()
-            )
-        return fitted
+        if self.pretrained is not None:
+            resolve_feature_source(self.pretrained)

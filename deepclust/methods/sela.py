@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,12 +16,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from deepclust._utils import resolve_device, to_numpy
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import head_probabilities, pseudo_label_stage
 from deepclust.networks import ClusteringNetwork
 from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
+from deepclust.training import Stage
 
-__all__ = ["SelfLabelClusterer", "label_update_epochs"]
+__all__ = ["SeLaFit", "SelfLabelClusterer", "label_update_epochs"]
 
 #: Input normalisation of SeLa's released ImageNet models (torchvision's statistics).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,6 +43,74 @@ def label_update_epochs(max_epochs: int, n_updates: int) -> list[int]:
     fractions = (np.arange(1, n_updates + 1) / (n_updates + 1)) ** 2
     epochs = np.clip(np.round(fractions * max_epochs).astype(int), 1, max_epochs - 1)
     return sorted(set(epochs.tolist()))
+
+
+@dataclass
+class SeLaFit(FitState):
+    """One SeLa fit: the network, every head's current labels and its label schedule."""
+
+    checkpoint_fields: ClassVar[dict[str, str]] = {"labels": "tensor"}
+
+    network: ClusteringNetwork = field(init=False)
+    labels: torch.Tensor = field(init=False)
+    head_log_likelihoods: list[float] = field(init=False, default_factory=list)
+
+    def __post_init__(self):
+        est = self.estimator
+        self.network = est._new_network(self.source, n_heads=est.n_heads).to(self.device)
+        self.labels = est._initial_labels(len(self.source), self.seed).to(self.device)
+        self.marginals = est._marginals()
+        n_updates = (
+            max(1, est.max_epochs // 2) if est.n_label_updates is None else est.n_label_updates
+        )
+        self.update_epochs = set(label_update_epochs(est.max_epochs, n_updates))
+
+    def stages(self) -> list[Stage]:
+        est = self.estimator
+        optimizer, lr_schedule = est._training_settings("sgd", "step")
+        return [pseudo_label_stage(
+            self.network, self.source, self.device, lambda: self.labels,
+            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
+            name="selflabel", optimizer=optimizer, momentum=est.momentum,
+            weight_decay=est.weight_decay, lr_schedule=lr_schedule,
+            on_epoch_begin=self.relabel_at_update_epochs,
+        )]
+
+    def relabel_at_update_epochs(self, epoch: int) -> dict | None:
+        """Recompute the labels before the scheduled epochs."""
+        return self.relabel() if epoch in self.update_epochs else None
+
+    def relabel(self) -> dict:
+        """Every head's labels from the Sinkhorn label step, and SeLa's objective per head
+        (the mean log-probability of the head's own labels)."""
+        probs = head_probabilities(
+            self.network, self.source, self.device, self.context.inference_batch_size,
+            output_device=self.device, progress=self.context.progress("label update"),
+        )
+        new = torch.stack(
+            [self.estimator._label_step(p, self.marginals) for p in probs]
+        ).to(self.device)
+        changed = float((new != self.labels).float().mean())
+        self.labels = new
+        self.head_log_likelihoods = [
+            float(p.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean())
+            for p, labels in zip(probs, new, strict=True)
+        ]
+        return {"label_change": changed}
+
+    def fitted_attributes(self, history: list[dict]) -> dict:
+        final = self.relabel()
+        if history:
+            history[-1]["final_label_change"] = final["label_change"]
+        labels = to_numpy(self.labels).astype(np.int64)
+        best_head = int(np.argmax(self.head_log_likelihoods))
+        return {
+            "network_": self.network,
+            "labels_per_head_": labels,
+            "labels_": labels[best_head],
+            "best_head_": best_head,
+            "head_log_likelihoods_": np.asarray(self.head_log_likelihoods),
+        }
 
 
 @register_method
@@ -145,6 +217,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
                     "head_log_likelihoods_": "array"},
     )
 
+    _fit_state_class = SeLaFit
+
     _parameter_constraints: dict = {
         **BaseDeepClusterer._parameter_constraints,
         "n_heads": [Interval(Integral, 1, None, closed="left")],
@@ -241,65 +315,6 @@ class SelfLabelClusterer(BaseDeepClusterer):
             return round_to_sizes(probs, result.log_v, self.lamb, counts)
         return result.labels
 
-    def _fit(self, source, context) -> dict:
-        device, seed = context.device, context.seed
-        n_samples = len(source)
-        network = self._build_network(source, n_heads=self.n_heads).to(device)
-        inference_batch = context.inference_batch_size
-        marginals = self._marginals()
-        state = {"labels": self._initial_labels(n_samples, seed).to(device)}
-        n_updates = (
-            max(1, self.max_epochs // 2) if self.n_label_updates is None
-            else self.n_label_updates
-        )
-        update_epochs = set(label_update_epochs(self.max_epochs, n_updates))
-
-        def relabel() -> dict:
-            probs = head_probabilities(
-                network, source, device, inference_batch, output_device=device,
-                progress=context.progress("label update"),
-            )
-            new = torch.stack([self._label_step(p, marginals) for p in probs]).to(device)
-            changed = float((new != state["labels"]).float().mean())
-            state["labels"] = new
-            # SeLa's objective per head: mean log-probability of the head's own labels.
-            state["fit"] = [
-                float(p.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean())
-                for p, labels in zip(probs, new, strict=True)
-            ]
-            return {"label_change": changed}
-
-        def on_epoch_begin(epoch: int):
-            return relabel() if epoch in update_epochs else None
-
-        optimizer, lr_schedule = self._training_settings("sgd", "step")
-        stage = pseudo_label_stage(
-            network, source, device, lambda: state["labels"], n_epochs=self.max_epochs,
-            lr=self.lr, augmentation=self.augmentation if self.augmentation != "none" else None,
-            name="selflabel", optimizer=optimizer, momentum=self.momentum,
-            weight_decay=self.weight_decay, lr_schedule=lr_schedule,
-            on_epoch_begin=on_epoch_begin,
-        )
-        trainer = context.trainer(
-            get_extra_state=lambda: {"labels": state["labels"].cpu()},
-            set_extra_state=lambda extra: state.update(labels=extra["labels"].to(device)),
-        )
-        history = trainer.fit([stage], modules=[network])
-        final = relabel()
-        if history:
-            history[-1]["final_label_change"] = final["label_change"]
-        labels = to_numpy(state["labels"]).astype(np.int64)
-        best_head = int(np.argmax(state["fit"]))
-        return {
-            "network_": network,
-            "labels_per_head_": labels,
-            "labels_": labels[best_head],
-            "best_head_": best_head,
-            "head_log_likelihoods_": np.asarray(state["fit"]),
-            "history_": history,
-            "n_iter_": self.max_epochs,
-        }
-
     # ------------------------------------------------------------------ SeLa checkpoints
     @classmethod
     def from_sela_checkpoint(
@@ -369,7 +384,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         network = ClusteringNetwork(
             resnet, head.in_features, n_clusters, 1, mean=IMAGENET_MEAN, std=IMAGENET_STD
         )
-        network.heads.heads[0].load_state_dict(head.state_dict())
+        network.heads[0].load_state_dict(head.state_dict())
         network.eval()
 
         est = cls(n_clusters=n_clusters, backbone="resnet50", device=device,

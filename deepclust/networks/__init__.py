@@ -8,6 +8,7 @@ from deepclust.networks._backbones import (
     feature_dim,
     register_backbone,
 )
+from deepclust.networks._description import describe_network, network_from_description
 from deepclust.networks._filters import SobelFilter
 from deepclust.networks._heads import ClusteringHeads, ProjectionHead, StackedLinearHeads
 from deepclust.networks._model import ClusteringNetwork, Normalize
@@ -23,6 +24,8 @@ __all__ = [
     "SobelFilter",
     "StackedLinearHeads",
     "build_backbone",
+    "describe_network",
     "feature_dim",
+    "network_from_description",
     "register_backbone",
 ]

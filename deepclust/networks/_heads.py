@@ -28,6 +28,20 @@ class ClusteringHeads(nn.Module):
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
         return [head(features) for head in self.heads]
 
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    def __getitem__(self, index: int) -> nn.Linear:
+        return self.heads[index]
+
+    def __iter__(self):
+        return iter(self.heads)
+
+    @property
+    def n_clusters(self) -> int:
+        """Outputs of each head."""
+        return self.heads[0].out_features
+
     def reset_parameters(self) -> None:
         """Re-initialise every head (DeepCluster does so whenever the labels are redrawn)."""
         for head in self.heads:

@@ -5,30 +5,29 @@ SeLa one): which parameters to optimise, how to turn a batch of sample indices i
 loss, how to order the samples, and what to do at the start and end of each epoch (SeLa
 redraws its labels there, DeepCluster re-runs k-means). The :class:`Trainer` handles
 everything else once: device placement, mixed precision on CUDA, optimiser and learning-rate
-schedule, batching and prefetching, non-finite losses, progress bars, per-epoch history,
-and checkpoint/resume of the complete state (weights, optimiser, random generators and the
+schedule, batching and prefetching, non-finite losses, per-epoch history, and
+checkpoint/resume of the complete state (weights, optimiser, random generators and the
 method's own state), so that a resumed CPU run ends exactly as an uninterrupted one.
+Progress bars, printing and checkpoint files are callbacks (see :class:`Callback`).
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from deepclust._utils import atomic_write
+from deepclust.training._callbacks import Callback, EpochLogger, ProgressBar
 
-__all__ = ["Stage", "Trainer", "Callback", "Checkpoint", "TrainingDivergedError"]
+__all__ = ["Stage", "Trainer", "TrainingDivergedError"]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -65,10 +64,12 @@ class Stage:
     lr, momentum, weight_decay : float
     lr_schedule : {'cosine', 'constant', 'step'}
         ``'step'`` divides the rate by 10 at 50% and 75% of the stage.
-    on_begin, on_epoch_begin, on_epoch_end : callable, optional
-        ``on_begin()`` runs once when the stage starts (not again on resume);
+    on_stage_begin : callable, optional
+        ``on_stage_begin() -> None`` runs once when the stage starts (not again when a fit
+        resumes inside the stage).
+    on_epoch_begin, on_epoch_end : callable, optional
         ``on_epoch_begin(epoch)`` and ``on_epoch_end(epoch)`` may return a dict that is
-        added to the epoch's history record.
+        merged into the epoch's history record.
     drop_last : bool
         Drop a last batch smaller than ``batch_size`` (contrastive losses want full batches).
     """
@@ -86,52 +87,16 @@ class Stage:
     momentum: float = 0.9
     weight_decay: float = 1e-5
     lr_schedule: str = "cosine"
-    on_begin: Callable[[], None] | None = None
+    on_stage_begin: Callable[[], None] | None = None
     on_epoch_begin: Callable[[int], dict | None] | None = None
     on_epoch_end: Callable[[int], dict | None] | None = None
     drop_last: bool = False
-    extra: dict = field(default_factory=dict)
 
 
-class Callback:
-    """Base class of trainer callbacks; override what you need."""
+class _Stateful(Protocol):
+    def state_dict(self) -> dict: ...
 
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """Called before the first stage."""
-
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        """Called after every epoch with its history record."""
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        """Called after the last stage."""
-
-
-class Checkpoint(Callback):
-    """Write the trainer's full state to ``path`` after every ``every`` epochs, atomically.
-
-    The file is a ``torch.save`` archive of tensors and plain Python values, loadable with
-    ``torch.load(path, weights_only=True)``.
-    """
-
-    def __init__(self, path: str | os.PathLike, every: int = 1):
-        self.path = os.fspath(path)
-        self.every = every
-
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
-        if trainer.epochs_done_total % self.every == 0:
-            save_state(trainer.state_dict(), self.path)
-
-
-def save_state(state: dict, path: str) -> None:
-    """``torch.save`` ``state`` to ``path`` through a temporary file and an atomic rename."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
-
-
-def load_state(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :class:`Checkpoint` without executing code from it."""
-    return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def _make_optimizer(stage: Stage, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -173,10 +138,28 @@ class Trainer:
     amp : bool
         Mixed precision (bfloat16, or float16 with loss scaling) on CUDA; ignored on CPU.
     verbose : bool or int
-        Show a progress bar per epoch.
+        If true, append a :class:`ProgressBar` and an :class:`EpochLogger` to ``callbacks``.
     callbacks : sequence of Callback
-    get_extra_state, set_extra_state : callable, optional
-        Save and restore the method's own state (labels, neighbours) with checkpoints.
+        Called at the points documented on :class:`Callback`, in this order.
+    state : object, optional
+        The method's own fit state (labels, neighbours), saved with checkpoints: an object
+        with ``state_dict() -> dict`` and ``load_state_dict(dict) -> None``. The dict may
+        hold only tensors and plain Python values.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per finished epoch.
+    stage : Stage or None
+        The stage being run.
+    stage_index : int
+        Its index in the list given to :meth:`fit`.
+    epoch : int
+        Epochs completed in the current stage.
+    epochs_done_total : int
+        Epochs completed over all stages.
+    n_batches : int
+        Number of batches of the current epoch.
     """
 
     def __init__(
@@ -187,8 +170,7 @@ class Trainer:
         amp: bool = True,
         verbose: bool | int = False,
         callbacks: Sequence[Callback] = (),
-        get_extra_state: Callable[[], dict] | None = None,
-        set_extra_state: Callable[[dict], None] | None = None,
+        state: _Stateful | None = None,
     ):
         self.device = device
         self.batch_size = int(batch_size)
@@ -201,12 +183,15 @@ class Trainer:
             self.amp_dtype = torch.float16
         self.verbose = verbose
         self.callbacks = list(callbacks)
-        self.get_extra_state = get_extra_state
-        self.set_extra_state = set_extra_state
+        if verbose:
+            self.callbacks += [ProgressBar(), EpochLogger()]
+        self.state = state
         self.history: list[dict] = []
+        self.stage: Stage | None = None
         self.stage_index = 0
-        self.epoch = 0  # epochs completed in the current stage
+        self.epoch = 0
         self.epochs_done_total = 0
+        self.n_batches = 0
         self._modules: list[nn.Module] = []
         self._optimizer: torch.optim.Optimizer | None = None
         self._scaler: torch.amp.GradScaler | None = None
@@ -214,13 +199,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def autocast(self):
-        """Context manager for the forward pass (a no-op on CPU)."""
+        """Context manager for the forward pass (a no-op on CPU or without ``amp``).
+
+        Returns
+        -------
+        torch.autocast
+        """
         return torch.autocast(
             device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp
         )
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: position, weights, optimiser, RNGs, method state."""
+        """Everything needed to resume: position, weights, optimiser, RNGs, method state.
+
+        Returns
+        -------
+        dict
+            Tensors and plain Python values only (loadable with
+            ``torch.load(weights_only=True)``); the method's state is under ``"extra"``.
+        """
         state = {
             "stage_index": self.stage_index,
             "epoch": self.epoch,
@@ -233,17 +230,23 @@ class Trainer:
             "numpy_rng": _encode_bitgen_state(self.rng.bit_generator.state),
             "numpy_global_rng": _encode_global_numpy_state(),
             "python_rng": _encode_python_state(random.getstate()),
-            "extra": self.get_extra_state() if self.get_extra_state else {},
+            "extra": self.state.state_dict() if self.state is not None else {},
         }
         if torch.cuda.is_available() and self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def resume_from(self, state: dict) -> None:
-        """Continue from a state written by :meth:`state_dict` at the next :meth:`fit`."""
+        """Continue from a saved state at the next :meth:`fit`.
+
+        Parameters
+        ----------
+        state : dict
+            A state from :meth:`state_dict` or :func:`load_state`.
+        """
         self._resume = state
 
-    def _restore(self, state: dict, stage: Stage) -> None:
+    def _restore(self, state: dict) -> None:
         for module, module_state in zip(self._modules, state["modules"]):
             module.load_state_dict(module_state)
         if state["optimizer"] is not None and self._optimizer is not None:
@@ -258,11 +261,16 @@ class Trainer:
         random.setstate(_decode_python_state(state["python_rng"]))
         self.history = [dict(r) for r in state["history"]]
         self.epochs_done_total = int(state["epochs_done_total"])
-        if self.set_extra_state is not None:
-            self.set_extra_state(state["extra"])
+        if self.state is not None:
+            self.state.load_state_dict(state["extra"])
 
     def reset_optimizer_state(self, parameters) -> None:
-        """Forget the optimiser's momentum for ``parameters`` (after re-initialising them)."""
+        """Forget the optimiser's momentum for some parameters (after re-initialising them).
+
+        Parameters
+        ----------
+        parameters : iterable of torch.Tensor
+        """
         if self._optimizer is None:
             return
         for param in parameters:
@@ -270,20 +278,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, stages: Sequence[Stage], modules: Sequence[nn.Module]) -> list[dict]:
-        """Run ``stages`` in order; ``modules`` are all modules whose weights are checkpointed.
+        """Run stages in order, or resume them from the state given to :meth:`resume_from`.
+
+        Parameters
+        ----------
+        stages : sequence of Stage
+        modules : sequence of nn.Module
+            All modules whose weights are checkpointed; moved to ``device``.
 
         Returns
         -------
         history : list of dict
-            One record per epoch: stage, epoch, loss, lr, seconds, plus what hooks returned.
+            One record per epoch: ``stage``, ``epoch``, ``loss``, ``lr``,
+            ``skipped_batches``, ``seconds``, plus what the stage's hooks returned.
         """
         self._modules = list(modules)
         for module in self._modules:
             module.to(self.device)
-        resume = self._resume
-        self._resume = None
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
+        resume, self._resume = self._resume, None
+        self._notify("on_train_begin")
         start_stage = int(resume["stage_index"]) if resume else 0
         for index, stage in enumerate(stages):
             if index < start_stage:
@@ -291,11 +304,31 @@ class Trainer:
             self.stage_index = index
             self.epoch = 0
             self._run_stage(stage, resume if index == start_stage else None)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+        self._notify("on_train_end")
         return self.history
 
+    def _notify(self, hook: str, *args) -> None:
+        """Call ``hook(self, *args)`` on every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
     def _run_stage(self, stage: Stage, resume: dict | None) -> None:
+        """Set the stage up, run its remaining epochs and record them."""
+        self.stage = stage
+        self._begin_stage(stage, resume)
+        self._notify("on_stage_begin", stage)
+        n_batches = self._batches_per_epoch(stage)
+        total_steps = max(1, stage.n_epochs * n_batches)
+        while self.epoch < stage.n_epochs:
+            record = self._run_epoch(stage, n_batches, total_steps)
+            self.epoch += 1
+            self.epochs_done_total += 1
+            self.history.append(record)
+            self._notify("on_epoch_end", record)
+        self._notify("on_stage_end", stage)
+
+    def _begin_stage(self, stage: Stage, resume: dict | None) -> None:
+        """Build the optimiser, then restore ``resume`` or run ``stage.on_stage_begin``."""
         if stage.parameters is not None:
             params = [p for p in stage.parameters if p.requires_grad]
         else:
@@ -307,53 +340,60 @@ class Trainer:
             else None
         )
         if resume is not None:
-            self._restore(resume, stage)
+            self._restore(resume)
             self.epoch = int(resume["epoch"])
-        elif stage.on_begin is not None:
-            stage.on_begin()
-        n_batches = self._n_batches(stage)
-        total_steps = max(1, stage.n_epochs * n_batches)
-        while self.epoch < stage.n_epochs:
-            record = self._run_epoch(stage, n_batches, total_steps)
-            self.epoch += 1
-            self.epochs_done_total += 1
-            self.history.append(record)
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, record)
+        elif stage.on_stage_begin is not None:
+            stage.on_stage_begin()
 
-    def _n_batches(self, stage: Stage) -> int:
+    def _batches_per_epoch(self, stage: Stage) -> int:
+        """Number of batches of an epoch of the default sampler (for the lr schedule)."""
         if stage.drop_last and stage.n_samples >= self.batch_size:
             return stage.n_samples // self.batch_size
         return math.ceil(stage.n_samples / self.batch_size)
 
-    def _batches(self, stage: Stage, order: np.ndarray) -> list[np.ndarray]:
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if stage.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
-
     def _run_epoch(self, stage: Stage, n_batches: int, total_steps: int) -> dict:
+        """One epoch, step by step; returns its history record."""
         started = time.perf_counter()
+        record = self._begin_epoch(stage)
+        batches = self._batches(stage, self._sample_order(stage))
+        self.n_batches = len(batches)
+        self._notify("on_epoch_begin", stage, self.epoch)
+        record.update(self._run_batches(stage, batches, n_batches, total_steps))
+        return self._end_epoch(stage, record, started)
+
+    def _begin_epoch(self, stage: Stage) -> dict:
+        """Start the record, run ``stage.on_epoch_begin`` and put the modules in train mode."""
         record: dict = {"stage": stage.name, "epoch": self.epoch}
         if stage.on_epoch_begin is not None:
             record.update(stage.on_epoch_begin(self.epoch) or {})
         for module in stage.modules:
             module.train()
+        return record
+
+    def _sample_order(self, stage: Stage) -> np.ndarray:
+        """The epoch's sample indices, in order: the stage's sampler or a permutation."""
         if stage.sampler is not None:
-            order = np.asarray(stage.sampler(self.epoch, self.rng), dtype=np.int64)
-        else:
-            order = self.rng.permutation(stage.n_samples)
-        batches = self._batches(stage, order)
+            return np.asarray(stage.sampler(self.epoch, self.rng), dtype=np.int64)
+        return self.rng.permutation(stage.n_samples)
+
+    def _batches(self, stage: Stage, order: np.ndarray) -> list[np.ndarray]:
+        """Split ``order`` into batches, dropping a short last one if ``stage.drop_last``."""
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if stage.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def _run_batches(
+        self, stage: Stage, batches: list[np.ndarray], n_batches: int, total_steps: int
+    ) -> dict:
+        """Train on ``batches``, fetching the next one in the background.
+
+        Returns the record's ``loss`` (mean over the batches not skipped), ``lr`` (of the
+        last batch) and ``skipped_batches``.
+        """
         fetch = stage.fetch or (lambda idx: idx)
         total_loss, n_steps, n_skipped = 0.0, 0, 0
-        progress = None
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(
-                total=len(batches), leave=False,
-                desc=f"{stage.name} {self.epoch + 1}/{stage.n_epochs}",
-            )
+        lr = stage.lr
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(fetch, batches[0]) if batches else None
             for i in range(len(batches)):
@@ -367,41 +407,43 @@ class Trainer:
                 else:
                     total_loss += loss
                     n_steps += 1
-                if progress is not None:
-                    progress.update(1)
-                    if loss is not None:
-                        progress.set_postfix(loss=f"{loss:.4f}")
-        if progress is not None:
-            progress.close()
-        record["loss"] = total_loss / n_steps if n_steps else float("nan")
-        record["lr"] = lr if batches else stage.lr
-        record["skipped_batches"] = n_skipped
+                self._notify("on_batch_end", stage, i, loss)
+        return {
+            "loss": total_loss / n_steps if n_steps else float("nan"),
+            "lr": lr,
+            "skipped_batches": n_skipped,
+        }
+
+    def _end_epoch(self, stage: Stage, record: dict, started: float) -> dict:
+        """Finish the record: ``stage.on_epoch_end``'s entries, then ``seconds``."""
         if stage.on_epoch_end is not None:
             record.update(stage.on_epoch_end(self.epoch) or {})
         record["seconds"] = time.perf_counter() - started
-        if self.verbose:
-            shown = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in record.items()
-                if k not in ("stage", "epoch")
-            )
-            print(f"[{stage.name}] epoch {self.epoch + 1}/{stage.n_epochs}: {shown}", flush=True)
         return record
 
     def _step(self, stage: Stage, batch, lr: float) -> float | None:
+        """Loss of one batch and an optimiser step; ``None`` if the stage skipped it."""
         with self.autocast():
             loss = stage.compute_loss(batch)
         if loss is None:
             return None
         value = float(loss.detach())
+        self._check_loss(stage, value)
+        if self._optimizer is not None:
+            self._optimizer_step(loss, lr)
+        return value
+
+    def _check_loss(self, stage: Stage, value: float) -> None:
+        """Raise :class:`TrainingDivergedError` if ``value`` is NaN or infinite."""
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"The training loss became {value} in stage {stage.name!r}, epoch "
                 f"{self.epoch + 1}; the network diverged. Lower the learning rate "
                 f"(lr={stage.lr:g} now) or the batch size's effect, then fit again."
             )
-        if self._optimizer is None:
-            return value
+
+    def _optimizer_step(self, loss: torch.Tensor, lr: float) -> None:
+        """Back-propagate ``loss`` and step the optimiser at learning rate ``lr``."""
         for group in self._optimizer.param_groups:
             group["lr"] = lr
         self._optimizer.zero_grad(set_to_none=True)
@@ -412,7 +454,6 @@ class Trainer:
         else:
             loss.backward()
             self._optimizer.step()
-        return value
 
 
 # Random-generator states are stored as tensors and plain values so checkpoints load

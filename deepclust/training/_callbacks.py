@@ -1,0 +1,249 @@
+"""Trainer callbacks: the :class:`Callback` base class, checkpoints, progress and logging.
+
+A callback observes a :class:`~deepclust.training.Trainer` through one set of hooks, called
+in this order::
+
+    on_train_begin
+        on_stage_begin                 (for every stage run, including a resumed one)
+            on_epoch_begin
+                on_batch_end           (after every batch)
+            on_epoch_end
+        on_stage_end
+    on_train_end
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import TYPE_CHECKING
+
+import torch
+
+from deepclust._utils import atomic_write
+
+if TYPE_CHECKING:
+    from deepclust.training._engine import Stage, Trainer
+
+__all__ = ["Callback", "Checkpoint", "EpochLogger", "ProgressBar", "load_state", "save_state"]
+
+
+class Callback:
+    """Base class of trainer callbacks; every hook is a no-op, override what you need.
+
+    A fit resumed from a checkpoint calls ``on_train_begin`` and ``on_stage_begin`` (for
+    the stage it resumes in) again, so a callback may keep per-run attributes.
+    """
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Called once before the first stage.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        """
+
+    def on_stage_begin(self, trainer: Trainer, stage: Stage) -> None:
+        """Called when a stage starts, after its own ``on_stage_begin`` or its restore.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            ``trainer.epoch`` is the first epoch about to run (non-zero on resume).
+        stage : Stage
+        """
+
+    def on_epoch_begin(self, trainer: Trainer, stage: Stage, epoch: int) -> None:
+        """Called before the first batch of an epoch, once its sample order is drawn.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            ``trainer.n_batches`` is the number of batches of this epoch.
+        stage : Stage
+        epoch : int
+            Index of the epoch within the stage, from 0.
+        """
+
+    def on_batch_end(
+        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | None
+    ) -> None:
+        """Called after every batch.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        stage : Stage
+        batch_index : int
+            Index of the batch within the epoch, from 0.
+        loss : float or None
+            The batch's loss, or ``None`` if ``compute_loss`` skipped the batch.
+        """
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """Called after every epoch, once its record is in ``trainer.history``.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            ``trainer.epoch`` and ``trainer.epochs_done_total`` already count this epoch.
+        record : dict
+            The epoch's history record.
+        """
+
+    def on_stage_end(self, trainer: Trainer, stage: Stage) -> None:
+        """Called after the last epoch of a stage.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        stage : Stage
+        """
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called once after the last stage.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        """
+
+
+class Checkpoint(Callback):
+    """Write the trainer's full state to a file every ``every`` epochs, atomically.
+
+    The file is a ``torch.save`` archive of tensors and plain Python values, loadable with
+    ``torch.load(path, weights_only=True)`` or :func:`load_state`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file, overwritten each time.
+    every : int
+        Write after every ``every``-th epoch (counted over all stages).
+    """
+
+    def __init__(self, path: str | os.PathLike, every: int = 1):
+        self.path = os.fspath(path)
+        self.every = every
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """Write ``trainer.state_dict()`` if the epoch count is a multiple of ``every``.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        record : dict
+        """
+        if trainer.epochs_done_total % self.every == 0:
+            save_state(trainer.state_dict(), self.path)
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar per epoch, with the last batch's loss as postfix."""
+
+    def __init__(self):
+        self._bar = None
+
+    def on_epoch_begin(self, trainer: Trainer, stage: Stage, epoch: int) -> None:
+        """Open the epoch's bar.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        stage : Stage
+        epoch : int
+        """
+        from tqdm.auto import tqdm
+
+        self._close()
+        self._bar = tqdm(
+            total=trainer.n_batches, leave=False, desc=f"{stage.name} {epoch + 1}/{stage.n_epochs}"
+        )
+
+    def on_batch_end(
+        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | None
+    ) -> None:
+        """Advance the bar by one batch and show its loss.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        stage : Stage
+        batch_index : int
+        loss : float or None
+        """
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        if loss is not None:
+            self._bar.set_postfix(loss=f"{loss:.4f}")
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """Close the epoch's bar.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        record : dict
+        """
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class EpochLogger(Callback):
+    """Print one line per epoch to stdout: ``[stage] epoch i/n: loss=..., lr=..., ...``.
+
+    Floats are shown with 4 significant digits; every record entry but ``stage`` and
+    ``epoch`` is listed, in the record's order.
+    """
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        """Print the summary of ``record``.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            ``trainer.stage`` gives the stage's number of epochs.
+        record : dict
+        """
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in record.items()
+            if k not in ("stage", "epoch")
+        )
+        position = f"epoch {record['epoch'] + 1}/{trainer.stage.n_epochs}"
+        print(f"[{record['stage']}] {position}: {shown}", flush=True)
+
+
+def save_state(state: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` a state to a file through a temporary file and an atomic rename.
+
+    Parameters
+    ----------
+    state : dict
+        A state from :meth:`Trainer.state_dict`.
+    path : str or os.PathLike
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Load a checkpoint written by :class:`Checkpoint` without executing code from it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        The state, with tensors on the CPU, for :meth:`Trainer.resume_from`.
+    """
+    return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
