@@ -81,6 +81,13 @@ def _check_image_size(image_size: Sequence[int] | None) -> tuple[int, int] | Non
     return int(image_size[0]), int(image_size[1])
 
 
+def _max_shift(padding: int | None, height: int, width: int) -> tuple[int, int]:
+    """Largest crop shift per axis: ``padding``, or 1/8 of each side (rounded) when None."""
+    if padding is None:
+        return (round(height / 8), round(width / 8))
+    return (padding, padding)
+
+
 class _BatchAugmentation(nn.Module):
     """Shared input handling: validation, tabular pass-through, dtype and empty batches.
 
@@ -199,15 +206,11 @@ class WeakAugmentation(_BatchAugmentation):
 
     def _augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         batch_size, _, height, width = x.shape
-        if self.padding is None:
-            max_shift = (round(height / 8), round(width / 8))
-        else:
-            max_shift = (self.padding, self.padding)
         matrices = crop_translate_flip_matrices(
             batch_size,
             height,
             width,
-            max_shift=max_shift,
+            max_shift=_max_shift(self.padding, height, width),
             flip_probability=self.flip_probability,
             device=x.device,
             generator=generator,
@@ -517,7 +520,22 @@ class StrongAugmentation(_BatchAugmentation):
 
     def _augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         batch_size, _, height, width = x.shape
-        device = x.device
+        op_ids, signed = self._draw_operations(batch_size, x.device, generator)
+        matrices = self._crop_matrices(batch_size, height, width, x.device, generator)
+        matrices = self._compose_geometric(matrices, op_ids, signed, height, width)
+        out = self._warp(x, matrices)
+        out = self._apply_photometric(out, op_ids, signed)
+        cutout_size = self.cutout_size
+        if cutout_size is None:
+            cutout_size = max(1, round(min(height, width) / 2))
+        if cutout_size > 0 and self.cutout_probability > 0:
+            out = self._cutout(out, cutout_size, generator)
+        return out
+
+    def _draw_operations(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Operation ids and signed magnitudes, both of shape ``(n_ops, batch_size)``."""
         op_ids = torch.randint(
             len(self.ops), (self.n_ops, batch_size), device=device, generator=generator
         )
@@ -531,64 +549,83 @@ class StrongAugmentation(_BatchAugmentation):
             .view(self.n_ops, batch_size)
             .float()
         )
-        signed = magnitudes * signs
+        return op_ids, magnitudes * signs
 
-        if self.crop_and_flip:
-            shift = self.padding
-            max_shift = (round(height / 8), round(width / 8)) if shift is None else (shift, shift)
-            matrices = crop_translate_flip_matrices(
-                batch_size,
-                height,
-                width,
-                max_shift=max_shift,
-                flip_probability=0.5,
-                device=device,
-                generator=generator,
-            )
-        else:
-            matrices = identity_matrices(batch_size, device)
+    def _crop_matrices(
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        device: torch.device,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Matrices of the random padded crop and flip, or identities without ``crop_and_flip``."""
+        if not self.crop_and_flip:
+            return identity_matrices(batch_size, device)
+        return crop_translate_flip_matrices(
+            batch_size,
+            height,
+            width,
+            max_shift=_max_shift(self.padding, height, width),
+            flip_probability=0.5,
+            device=device,
+            generator=generator,
+        )
+
+    def _compose_geometric(
+        self,
+        matrices: torch.Tensor,
+        op_ids: torch.Tensor,
+        signed: torch.Tensor,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
+        """Right-multiply ``matrices`` by the geometric operation drawn in each slot."""
+        batch_size = matrices.shape[0]
         for slot in range(self.n_ops):
-            slot_matrices = identity_matrices(batch_size, device)
+            slot_matrices = identity_matrices(batch_size, matrices.device)
             for op_id, op in enumerate(self.ops):
                 if op in _GEOMETRIC_OPS:
                     chosen = (op_ids[slot] == op_id).view(-1, 1, 1)
                     candidate = self._geometric_matrix(op, signed[slot], height, width)
                     slot_matrices = torch.where(chosen, candidate, slot_matrices)
             matrices = matrices @ slot_matrices
-        uses_geometry = self.crop_and_flip or any(op in _GEOMETRIC_OPS for op in self.ops)
-        if uses_geometry:
-            padding_mode = self.padding_mode
-            if padding_mode == "zeros" and self.fill != 0.0:
-                # grid_sample pads with zeros only: shift so that zero means ``fill``.
-                out = warp_affine(x - self.fill, matrices, padding_mode="zeros") + self.fill
-            else:
-                out = warp_affine(x, matrices, padding_mode=padding_mode)
-            out = out.clamp_(0.0, 1.0)
-        else:
-            out = x.clone()
+        return matrices
 
+    def _warp(self, x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+        """Resample the batch once with ``matrices`` (a copy when no geometry is configured)."""
+        uses_geometry = self.crop_and_flip or any(op in _GEOMETRIC_OPS for op in self.ops)
+        if not uses_geometry:
+            return x.clone()
+        padding_mode = self.padding_mode
+        if padding_mode == "zeros" and self.fill != 0.0:
+            # grid_sample pads with zeros only: shift so that zero means ``fill``.
+            out = warp_affine(x - self.fill, matrices, padding_mode="zeros") + self.fill
+        else:
+            out = warp_affine(x, matrices, padding_mode=padding_mode)
+        return out.clamp_(0.0, 1.0)
+
+    def _apply_photometric(
+        self, out: torch.Tensor, op_ids: torch.Tensor, signed: torch.Tensor
+    ) -> torch.Tensor:
+        """Apply the photometric operation of every slot to the images that drew it, in place."""
         photometric = [
             (op_id, op)
             for op_id, op in enumerate(self.ops)
             if op not in _GEOMETRIC_OPS and op != "identity"
         ]
-        if photometric and self.n_ops > 0:
-            op_ids_host = op_ids.cpu()  # one synchronisation for all subsets
-            for slot in range(self.n_ops):
-                for op_id, op in photometric:
-                    members = torch.nonzero(op_ids_host[slot] == op_id).view(-1)
-                    if members.numel() == 0:
-                        continue
-                    members = members.to(device, non_blocking=True)
-                    subset = out.index_select(0, members)
-                    changed = self._photometric(op, subset, signed[slot].index_select(0, members))
-                    out.index_copy_(0, members, changed.to(out.dtype))
-
-        cutout_size = self.cutout_size
-        if cutout_size is None:
-            cutout_size = max(1, round(min(height, width) / 2))
-        if cutout_size > 0 and self.cutout_probability > 0:
-            out = self._cutout(out, cutout_size, generator)
+        if not photometric or self.n_ops == 0:
+            return out
+        op_ids_host = op_ids.cpu()  # one synchronisation for all subsets
+        for slot in range(self.n_ops):
+            for op_id, op in photometric:
+                members = torch.nonzero(op_ids_host[slot] == op_id).view(-1)
+                if members.numel() == 0:
+                    continue
+                members = members.to(out.device, non_blocking=True)
+                subset = out.index_select(0, members)
+                changed = self._photometric(op, subset, signed[slot].index_select(0, members))
+                out.index_copy_(0, members, changed.to(out.dtype))
         return out
 
     def _cutout(

@@ -159,6 +159,56 @@ table { border-collapse: collapse; } td, th { padding: 3px 12px 3px 0; text-alig
 """
 
 
+def _metrics_section(metrics: dict | None) -> list[str]:
+    """The table of scores against the true labels (nothing when there are none)."""
+    if not metrics:
+        return []
+    esc = html.escape
+    header = "".join(f"<th>{esc(k)}</th>" for k in metrics)
+    values = "".join(
+        f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{esc(str(v))}</td>"
+        for v in metrics.values()
+    )
+    return [
+        "<h2>Scores against the true labels</h2>",
+        f"<table><tr>{header}</tr><tr>{values}</tr></table>",
+        '<p class="note">ACC: accuracy under the best one-to-one matching of clusters to '
+        "classes; NMI: normalised mutual information; ARI: adjusted Rand index. The true "
+        "labels were not used for training.</p>",
+    ]
+
+
+def _montage_section(montage_pages: Sequence[bytes], n_hidden_clusters: int) -> list[str]:
+    """The cluster montage pages as embedded PNG images, or a note that there are none."""
+    if not montage_pages:
+        return ['<p class="note">The input has no images (a feature matrix).</p>']
+    out = [
+        '<p class="note">One row per cluster: its most confident images, best first.</p>'
+        '<div class="montage">'
+    ]
+    for page in montage_pages:
+        encoded = base64.b64encode(page).decode("ascii")
+        out.append(f'<img alt="cluster montage" src="data:image/png;base64,{encoded}"><br>')
+    out.append("</div>")
+    if n_hidden_clusters:
+        out.append(
+            f'<p class="note">{n_hidden_clusters} further clusters are not drawn; see '
+            "labels.csv.</p>"
+        )
+    return out
+
+
+def _sizes_section(sizes: np.ndarray) -> list[str]:
+    """The bar chart of cluster sizes with the largest, smallest and empty counts."""
+    n_empty = int(np.sum(np.asarray(sizes) == 0))
+    return [
+        "<h2>Cluster sizes</h2>",
+        bar_chart_svg(sizes),
+        f'<p class="note">{len(sizes)} clusters; largest {int(np.max(sizes))}, smallest '
+        f"{int(np.min(sizes))}, {n_empty} empty.</p>",
+    ]
+
+
 def render_report(
     *,
     title: str,
@@ -200,43 +250,10 @@ def render_report(
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f"<table>{rows}</table>",
-    ]
-    if metrics:
-        header = "".join(f"<th>{esc(k)}</th>" for k in metrics)
-        values = "".join(
-            f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{esc(str(v))}</td>"
-            for v in metrics.values()
-        )
-        out += [
-            "<h2>Scores against the true labels</h2>",
-            f"<table><tr>{header}</tr><tr>{values}</tr></table>",
-            '<p class="note">ACC: accuracy under the best one-to-one matching of clusters to '
-            "classes; NMI: normalised mutual information; ARI: adjusted Rand index. The true "
-            "labels were not used for training.</p>",
-        ]
-    out.append("<h2>Clusters</h2>")
-    if montage_pages:
-        out.append(
-            '<p class="note">One row per cluster: its most confident images, best first.</p>'
-            '<div class="montage">'
-        )
-        for page in montage_pages:
-            encoded = base64.b64encode(page).decode("ascii")
-            out.append(f'<img alt="cluster montage" src="data:image/png;base64,{encoded}"><br>')
-        out.append("</div>")
-        if n_hidden_clusters:
-            out.append(
-                f'<p class="note">{n_hidden_clusters} further clusters are not drawn; see '
-                "labels.csv.</p>"
-            )
-    else:
-        out.append('<p class="note">The input has no images (a feature matrix).</p>')
-    n_empty = int(np.sum(np.asarray(sizes) == 0))
-    out += [
-        "<h2>Cluster sizes</h2>",
-        bar_chart_svg(sizes),
-        f'<p class="note">{len(sizes)} clusters; largest {int(np.max(sizes))}, smallest '
-        f"{int(np.min(sizes))}, {n_empty} empty.</p>",
+        *_metrics_section(metrics),
+        "<h2>Clusters</h2>",
+        *_montage_section(montage_pages, n_hidden_clusters),
+        *_sizes_section(sizes),
         "<h2>Training curves</h2>",
         '<div class="charts">',
         *(_training_charts(history) or ['<p class="note">No training history.</p>']),

@@ -282,6 +282,173 @@ def _assign_faiss(
     return labels, min_sq
 
 
+class _LloydSettings(NamedTuple):
+    """Backend, device and iteration settings shared by every run of :func:`kmeans`."""
+
+    backend: str
+    device: torch.device
+    n_iter: int
+    chunk_size: int
+    allow_empty: bool
+    verbose: bool
+
+
+def _resolve_chunk_size(chunk_size: int | None, n_clusters: int) -> int:
+    """Validated ``chunk_size``, or the default for ``n_clusters`` when it is None."""
+    if chunk_size is None:
+        return _default_chunk_size(n_clusters)
+    return check_positive_int(chunk_size, "chunk_size")
+
+
+def _check_init(init: str | Any, n_init: int, n_clusters: int, n_features: int) -> int:
+    """Validate ``init``; return ``n_init`` (1 when ``init`` is an array)."""
+    if isinstance(init, str):
+        if init not in _INIT_METHODS:
+            raise ValueError(f"init must be one of {_INIT_METHODS} or an array, got {init!r}.")
+        return n_init
+    init_shape = tuple(np.shape(init))
+    if init_shape != (n_clusters, n_features):
+        raise ValueError(
+            f"init array must have shape (n_clusters, n_features) = "
+            f"{(n_clusters, n_features)}, got {init_shape}."
+        )
+    return 1
+
+
+def _training_size(
+    n_samples: int, n_clusters: int, max_points_per_centroid: int | None
+) -> int | None:
+    """Number of points each run trains on when subsampling, None to train on all."""
+    if max_points_per_centroid is not None and n_samples > n_clusters * max_points_per_centroid:
+        return n_clusters * max_points_per_centroid
+    return None
+
+
+def _compute_tensor(X_checked: Any, backend: str, device: torch.device) -> torch.Tensor:
+    """The float32 samples as a tensor: on ``device`` for torch, sharing a CPU array for faiss."""
+    if backend == "faiss":
+        return torch.from_numpy(to_numpy_float32(X_checked))  # shares memory with the array
+    return to_torch(X_checked, device)
+
+
+def _assign_all(
+    points: torch.Tensor, points_sq: torch.Tensor, centroids: torch.Tensor, settings: _LloydSettings
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-centroid labels and squared distances of ``points`` with the chosen backend."""
+    if settings.backend == "faiss":
+        labels_np, min_sq_np = _assign_faiss(
+            points.numpy(), centroids.numpy(), settings.device, settings.chunk_size
+        )
+        return torch.from_numpy(labels_np), torch.from_numpy(min_sq_np)
+    labels, min_sq, _, _ = _assign_chunks(points, centroids, points_sq, settings.chunk_size)
+    return labels, min_sq
+
+
+def _final_assignment(
+    X: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, settings: _LloydSettings
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Inertia, centroids and labels of all samples, with empty clusters repaired if required."""
+    labels, min_sq = _assign_all(X, x_sq, centroids, settings)
+    if not settings.allow_empty:
+        centroids = centroids.clone()
+        _repair_final_assignment(X, centroids, labels, min_sq)
+    return float(min_sq.to(torch.float64).sum()), centroids, labels
+
+
+def _training_sample(
+    X: torch.Tensor, x_sq: torch.Tensor, n_train: int, rng: np.random.RandomState
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_train`` distinct random rows of ``X`` (in their original order) and their norms."""
+    subset = np.sort(rng.choice(X.shape[0], size=n_train, replace=False))
+    subset_t = torch.from_numpy(subset).to(X.device)
+    return X[subset_t].contiguous(), x_sq[subset_t]
+
+
+def _timed_initial_centroids(
+    X: torch.Tensor,
+    x_sq: torch.Tensor,
+    n_clusters: int,
+    init: str | Any,
+    rng: np.random.RandomState,
+    run: int,
+    n_init: int,
+    verbose: bool,
+) -> torch.Tensor:
+    """Initial centroids of one run, printing how long they took when ``verbose``."""
+    start = time.perf_counter()
+    centroids = _initial_centroids(X, x_sq, n_clusters, init, rng)
+    if verbose:
+        init_name = init if isinstance(init, str) else "array"
+        print(
+            f"[kmeans] run {run + 1}/{n_init}: {init_name} init took "
+            f"{time.perf_counter() - start:.3f}s"
+        )
+    return centroids
+
+
+def _run_lloyd(
+    X: torch.Tensor,
+    x_sq: torch.Tensor,
+    centroids: torch.Tensor,
+    rng: np.random.RandomState,
+    settings: _LloydSettings,
+) -> tuple[torch.Tensor, int]:
+    """Lloyd iterations from ``centroids`` with the chosen backend; centroids and count."""
+    if settings.backend == "faiss":
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        centroids_np, n_done = _lloyd_faiss(
+            X.numpy(), centroids.numpy(), settings.n_iter, seed, settings.device, settings.verbose
+        )
+        return torch.from_numpy(centroids_np), n_done
+    return _lloyd_torch(
+        X,
+        x_sq,
+        centroids,
+        settings.n_iter,
+        settings.chunk_size,
+        settings.allow_empty,
+        settings.verbose,
+    )
+
+
+def _best_of_runs(
+    X: torch.Tensor,
+    x_sq: torch.Tensor,
+    n_clusters: int,
+    init: str | Any,
+    n_init: int,
+    n_train: int | None,
+    rng: np.random.RandomState,
+    settings: _LloydSettings,
+) -> tuple[float, torch.Tensor, int, tuple | None]:
+    """Best of ``n_init`` runs: score, centroids, iterations and final assignment (or None)."""
+    # Runs are compared by their inertia on the points they were trained on: all points
+    # normally; with subsampling, the training sample (so that extra runs stay cheap and
+    # only the retained centroids are used to assign every sample).
+    best: tuple[float, torch.Tensor, int, tuple | None] | None = None
+    for run in range(n_init):
+        if n_train is None:
+            X_train, x_sq_train = X, x_sq
+        else:
+            X_train, x_sq_train = _training_sample(X, x_sq, n_train, rng)
+        centroids = _timed_initial_centroids(
+            X_train, x_sq_train, n_clusters, init, rng, run, n_init, settings.verbose
+        )
+        centroids, n_done = _run_lloyd(X_train, x_sq_train, centroids, rng, settings)
+        if n_train is None:
+            final = _final_assignment(X, x_sq, centroids, settings)
+            score = final[0]
+        elif n_init == 1:
+            score, final = 0.0, None
+        else:
+            score = float(_assign_all(X_train, x_sq_train, centroids, settings)[1].sum())
+            final = None
+        if best is None or score < best[0]:
+            best = (score, centroids, n_done, final)
+    assert best is not None
+    return best
+
+
 def kmeans(
     X: Any,
     n_clusters: int,
@@ -359,108 +526,37 @@ def kmeans(
             f"n_clusters={n_clusters} is larger than the number of samples {n_samples}; "
             "use fewer clusters."
         )
-    if isinstance(init, str):
-        if init not in _INIT_METHODS:
-            raise ValueError(f"init must be one of {_INIT_METHODS} or an array, got {init!r}.")
-    else:
-        init_shape = tuple(np.shape(init))
-        if init_shape != (n_clusters, n_features):
-            raise ValueError(
-                f"init array must have shape (n_clusters, n_features) = "
-                f"{(n_clusters, n_features)}, got {init_shape}."
-            )
-        n_init = 1
+    n_init = _check_init(init, n_init, n_clusters, n_features)
     if max_points_per_centroid is not None:
         max_points_per_centroid = check_positive_int(
             max_points_per_centroid, "max_points_per_centroid"
         )
-    chunk_size = (
-        _default_chunk_size(n_clusters)
-        if chunk_size is None
-        else check_positive_int(chunk_size, "chunk_size")
-    )
+    chunk_size = _resolve_chunk_size(chunk_size, n_clusters)
     rng = check_random_state(random_state)
     compute_device = resolve_device(X, device)
-    used_backend = resolve_backend(backend, compute_device)
-
-    if used_backend == "faiss":
-        X_np = to_numpy_float32(X_checked)
-        X_torch = torch.from_numpy(X_np)  # shares memory; used for init and repair
-    else:
-        X_torch = to_torch(X_checked, compute_device)
-    x_sq = squared_norms(X_torch)
-
-    subsample = (
-        max_points_per_centroid is not None and n_samples > n_clusters * max_points_per_centroid
+    settings = _LloydSettings(
+        backend=resolve_backend(backend, compute_device),
+        device=compute_device,
+        n_iter=n_iter,
+        chunk_size=chunk_size,
+        allow_empty=allow_empty,
+        verbose=verbose,
     )
-
-    def assign_all(points: torch.Tensor, points_sq: torch.Tensor, centroids: torch.Tensor):
-        if used_backend == "faiss":
-            labels_np, min_sq_np = _assign_faiss(
-                points.numpy(), centroids.numpy(), compute_device, chunk_size
-            )
-            return torch.from_numpy(labels_np), torch.from_numpy(min_sq_np)
-        labels, min_sq, _, _ = _assign_chunks(points, centroids, points_sq, chunk_size)
-        return labels, min_sq
-
-    def finish(centroids: torch.Tensor):
-        labels, min_sq = assign_all(X_torch, x_sq, centroids)
-        if not allow_empty:
-            centroids = centroids.clone()
-            _repair_final_assignment(X_torch, centroids, labels, min_sq)
-        return float(min_sq.to(torch.float64).sum()), centroids, labels
-
-    # Runs are compared by their inertia on the points they were trained on: all points
-    # normally; with subsampling, the training sample (so that extra runs stay cheap and
-    # only the retained centroids are used to assign every sample).
-    best: tuple[float, torch.Tensor, int, tuple | None] | None = None
-    for run in range(n_init):
-        if subsample:
-            subset = np.sort(
-                rng.choice(n_samples, size=n_clusters * max_points_per_centroid, replace=False)
-            )
-            subset_t = torch.from_numpy(subset).to(X_torch.device)
-            X_train, x_sq_train = X_torch[subset_t].contiguous(), x_sq[subset_t]
-        else:
-            X_train, x_sq_train = X_torch, x_sq
-        start = time.perf_counter()
-        centroids = _initial_centroids(X_train, x_sq_train, n_clusters, init, rng)
-        if verbose:
-            init_name = init if isinstance(init, str) else "array"
-            print(
-                f"[kmeans] run {run + 1}/{n_init}: {init_name} init took "
-                f"{time.perf_counter() - start:.3f}s"
-            )
-        if used_backend == "faiss":
-            seed = int(rng.randint(np.iinfo(np.int32).max))
-            centroids_np, n_done = _lloyd_faiss(
-                X_train.numpy(), centroids.numpy(), n_iter, seed, compute_device, verbose
-            )
-            centroids = torch.from_numpy(centroids_np)
-        else:
-            centroids, n_done = _lloyd_torch(
-                X_train, x_sq_train, centroids, n_iter, chunk_size, allow_empty, verbose
-            )
-        if subsample:
-            if n_init == 1:
-                score, final = 0.0, None
-            else:
-                score, final = float(assign_all(X_train, x_sq_train, centroids)[1].sum()), None
-        else:
-            final = finish(centroids)
-            score = final[0]
-        if best is None or score < best[0]:
-            best = (score, centroids, n_done, final)
-
-    assert best is not None
-    _, centroids, n_done, final = best
-    inertia, centroids, labels = finish(centroids) if final is None else final
+    X_torch = _compute_tensor(X_checked, settings.backend, compute_device)
+    x_sq = squared_norms(X_torch)
+    n_train = _training_size(n_samples, n_clusters, max_points_per_centroid)
+    _, centroids, n_done, final = _best_of_runs(
+        X_torch, x_sq, n_clusters, init, n_init, n_train, rng, settings
+    )
+    inertia, centroids, labels = (
+        _final_assignment(X_torch, x_sq, centroids, settings) if final is None else final
+    )
     return KMeansResult(
         centroids=like_input(centroids.to(torch.float32), X),
         labels=like_input(labels.to(torch.int64), X),
         inertia=inertia,
         n_iter=n_done,
-        backend=used_backend,
+        backend=settings.backend,
     )
 
 
@@ -501,11 +597,7 @@ def assign(
             f"centroids have {C_checked.shape[1]} features but X has {X_checked.shape[1]}."
         )
     n_clusters = C_checked.shape[0]
-    chunk_size = (
-        _default_chunk_size(n_clusters)
-        if chunk_size is None
-        else check_positive_int(chunk_size, "chunk_size")
-    )
+    chunk_size = _resolve_chunk_size(chunk_size, n_clusters)
     compute_device = resolve_device(X, device)
     if resolve_backend(backend, compute_device) == "faiss":
         labels, min_sq = _assign_faiss(

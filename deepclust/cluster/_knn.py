@@ -169,6 +169,65 @@ def _finalise(
     return indices.contiguous(), scores.to(torch.float32).contiguous()
 
 
+def _resolve_chunk_size(chunk_size: int | None, n_database: int) -> int:
+    """Validated ``chunk_size``, or the default for ``n_database`` rows when it is None."""
+    if chunk_size is None:
+        return _default_chunk_size(n_database)
+    return check_positive_int(chunk_size, "chunk_size")
+
+
+def _search_faiss(
+    X_checked: Any,
+    Q_checked: Any | None,
+    n_candidates: int,
+    metric: str,
+    exclude_self: bool,
+    chunk_size: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Float32 candidate search with faiss: raw database, raw queries, indices and scores."""
+    database_np = to_numpy_float32(X_checked)
+    queries_np = database_np if Q_checked is None else to_numpy_float32(Q_checked)
+    database_raw, queries_raw = torch.from_numpy(database_np), torch.from_numpy(queries_np)
+    if metric == "cosine":
+        db_search = torch.nn.functional.normalize(database_raw, dim=1).numpy()
+        q_search = (
+            db_search
+            if Q_checked is None
+            else torch.nn.functional.normalize(queries_raw, dim=1).numpy()
+        )
+    else:
+        db_search, q_search = database_np, queries_np
+    found, found_scores = _knn_faiss(
+        db_search, q_search, n_candidates, metric, exclude_self, chunk_size, device
+    )
+    return database_raw, queries_raw, torch.from_numpy(found), torch.from_numpy(found_scores)
+
+
+def _search_torch(
+    X_checked: Any,
+    Q_checked: Any | None,
+    n_candidates: int,
+    metric: str,
+    exclude_self: bool,
+    chunk_size: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Float32 candidate search with torch: raw database, raw queries, indices and scores."""
+    database_raw = to_torch(X_checked, device)
+    queries_raw = database_raw if Q_checked is None else to_torch(Q_checked, device)
+    db_search, q_search = database_raw, queries_raw
+    if metric == "cosine":
+        db_search = torch.nn.functional.normalize(database_raw, dim=1)
+        q_search = (
+            db_search if Q_checked is None else torch.nn.functional.normalize(queries_raw, dim=1)
+        )
+    indices, scores = _knn_torch(
+        db_search, q_search, n_candidates, metric, exclude_self, chunk_size
+    )
+    return database_raw, queries_raw, indices, scores
+
+
 def knn(
     X: Any,
     k: int,
@@ -239,48 +298,15 @@ def knn(
             f"k={k} is larger than the {n_available} candidate neighbours available "
             f"(n_samples={X_checked.shape[0]}, exclude_self={exclude_self}); use a smaller k."
         )
-    chunk_size = (
-        _default_chunk_size(X_checked.shape[0])
-        if chunk_size is None
-        else check_positive_int(chunk_size, "chunk_size")
-    )
+    chunk_size = _resolve_chunk_size(chunk_size, X_checked.shape[0])
     compute_device = resolve_device(X, device)
     used_backend = resolve_backend(backend, compute_device)
 
     margin = min(max(8, k // 2), n_available - k) if refine else 0
-    n_candidates = k + margin
-
-    if used_backend == "faiss":
-        database_np = to_numpy_float32(X_checked)
-        queries_np = database_np if Q_checked is None else to_numpy_float32(Q_checked)
-        database_raw, queries_raw = torch.from_numpy(database_np), torch.from_numpy(queries_np)
-        if metric == "cosine":
-            db_search = torch.nn.functional.normalize(database_raw, dim=1).numpy()
-            q_search = (
-                db_search
-                if Q_checked is None
-                else torch.nn.functional.normalize(queries_raw, dim=1).numpy()
-            )
-        else:
-            db_search, q_search = database_np, queries_np
-        found, found_scores = _knn_faiss(
-            db_search, q_search, n_candidates, metric, exclude_self, chunk_size, compute_device
-        )
-        indices, scores = torch.from_numpy(found), torch.from_numpy(found_scores)
-    else:
-        database_raw = to_torch(X_checked, compute_device)
-        queries_raw = database_raw if Q_checked is None else to_torch(Q_checked, compute_device)
-        db_search, q_search = database_raw, queries_raw
-        if metric == "cosine":
-            db_search = torch.nn.functional.normalize(database_raw, dim=1)
-            q_search = (
-                db_search
-                if Q_checked is None
-                else torch.nn.functional.normalize(queries_raw, dim=1)
-            )
-        indices, scores = _knn_torch(
-            db_search, q_search, n_candidates, metric, exclude_self, chunk_size
-        )
+    search = _search_faiss if used_backend == "faiss" else _search_torch
+    database_raw, queries_raw, indices, scores = search(
+        X_checked, Q_checked, k + margin, metric, exclude_self, chunk_size, compute_device
+    )
     if margin > 0:
         indices, scores = _refine_near_ties(database_raw, queries_raw, indices, scores, k, metric)
     indices, scores = _finalise(indices, scores, k, metric)

@@ -1,10 +1,11 @@
-"""Turn what a user passes (arrays, tensors, image files, folders) into batches of tensors.
+"""Data sources: images or 2-D feature matrices, served as batches of tensors.
 
-Every estimator reads its input through :func:`as_source`, which returns an
+Every estimator reads its input through :func:`as_source`, which turns what a user passes
+(image arrays or tensors, image files, folders, or an ``(N, D)`` feature matrix) into a
 :class:`DataSource`: something with a length, a per-sample ``shape`` and a
 :meth:`DataSource.load` method that returns a float32 CPU tensor for any set of indices.
-Images come out channels-first ``(B, C, H, W)`` with values in ``[0, 1]``; 2-D
-feature matrices come out as ``(B, D)``.
+Images come out channels-first ``(B, C, H, W)`` with values in ``[0, 1]``; feature
+matrices come out as ``(B, D)``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def open_image(path: str) -> Image.Image:
 
 
 class DataSource:
-    """A collection of samples that can be loaded in batches.
+    """A collection of samples, images or feature vectors, that can be loaded in batches.
+
+    A source serves either images (from arrays, tensors or image files) or the rows of a
+    2-D ``(N, D)`` feature matrix; ``kind`` tells which.
 
     Attributes
     ----------
@@ -407,6 +411,108 @@ def _check_finite(X) -> None:
         )
 
 
+def _path_input(X):
+    """``X`` as a path or a list of paths when it names image files, else None."""
+    if _is_path_like(X):
+        return X
+    if isinstance(X, (list, tuple)) and len(X) > 0 and all(_is_path_like(x) for x in X):
+        return X
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 1 and X.size > 0:
+        values = X.tolist()
+        if all(_is_path_like(v) for v in values):
+            return values
+        raise TypeError(
+            "X is a 1-D array of objects that are not file paths. Pass image file paths, "
+            "a folder, or a numeric array of images or features."
+        )
+    return None
+
+
+def _tensor_source(X: torch.Tensor, image_size, validate_features) -> TensorSource:
+    """Source of a torch tensor: ``(N, D)`` features or ``(N, H, W)``/``(N, C, H, W)`` images."""
+    tensor = X.detach().cpu()
+    if tensor.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"Expected a 2-D (N, D), 3-D (N, H, W) or 4-D (N, C, H, W) tensor; got shape "
+            f"{tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] == 0:
+        raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+    if tensor.ndim > 2 and min(tensor.shape[-2:]) == 0:
+        raise ValueError(f"Images must be at least 1x1 pixel; got shape {tuple(tensor.shape)}.")
+    if tensor.is_complex():
+        raise TypeError("Complex data is not supported; pass real-valued images.")
+    _check_finite(tensor)
+    if tensor.ndim == 2:
+        return _features_source(tensor.numpy(), validate_features)
+    if tensor.ndim == 3:
+        tensor = tensor[:, None]
+    if tensor.shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"Tensors are read channels-first (N, C, H, W) with C in 1, 3 or 4; got shape "
+            f"{tuple(tensor.shape)}. For channels-last data use tensor.permute(0, 3, 1, 2)."
+        )
+    _check_image_values(tensor)
+    if tensor.dtype != torch.uint8:
+        tensor = tensor.float()
+    return TensorSource(tensor.contiguous(), _normalise_image_size(image_size))
+
+
+def _features_source(X: np.ndarray, validate_features) -> TensorSource:
+    """Source of a 2-D ``(N, D)`` feature matrix (lower dimensions only via the validator)."""
+    if validate_features is not None:
+        X = validate_features(X)
+    elif X.ndim != 2:
+        raise ValueError(
+            f"Expected 2-D features or 3-D/4-D images; got a {X.ndim}-D array. "
+            "Reshape a single sample with X.reshape(1, -1)."
+        )
+    X = np.asarray(X)
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(
+            f"Found array with shape {X.shape}; X needs at least one sample and one feature."
+        )
+    _check_finite(X)
+    return TensorSource(torch.from_numpy(np.array(X, dtype=np.float32)))
+
+
+def _check_image_array(X: np.ndarray) -> None:
+    """Check the dimensions, dtype, shape and finiteness of a numpy image array."""
+    if X.ndim > 4:
+        raise ValueError(
+            f"Expected 2-D features, (N, H, W) or (N, H, W, C) images; got a {X.ndim}-D "
+            f"array of shape {X.shape}."
+        )
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"Image arrays must be numeric (uint8 or float); got dtype {X.dtype}.")
+    if X.shape[0] == 0:
+        raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
+    if min(X.shape[1:3]) == 0:
+        raise ValueError(f"Images must be at least 1x1 pixel; got shape {X.shape}.")
+    if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"4-D numpy arrays are read channels-last (N, H, W, C) with C in 1, 3 or 4; got "
+            f"shape {X.shape}. For channels-first data use np.moveaxis(X, 1, -1) or pass a "
+            "torch tensor."
+        )
+    _check_finite(X)
+
+
+def _array_source(X, image_size, validate_features) -> TensorSource:
+    """Source of array-like input: a feature matrix (2-D or less) or numpy images."""
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim <= 2:
+        return _features_source(X, validate_features)
+    _check_image_array(X)
+    if X.dtype != np.uint8:
+        if X.dtype.kind in "iub" and X.max(initial=0) <= 255 and X.min(initial=0) >= 0:
+            X = X.astype(np.uint8)
+        else:
+            _check_image_values(X)
+    return TensorSource(_array_to_tensor(X), _normalise_image_size(image_size))
+
+
 def as_source(
     X,
     *,
@@ -415,7 +521,7 @@ def as_source(
     on_bad_image: str = "raise",
     validate_features=None,
 ) -> DataSource:
-    """Wrap user input in an :class:`DataSource`.
+    """Wrap user input (images or a 2-D feature matrix) in a :class:`DataSource`.
 
     Parameters
     ----------
@@ -441,93 +547,13 @@ def as_source(
     -------
     DataSource
     """
-    if _is_path_like(X):
-        return _paths_source(X, image_size, n_channels).scan(on_bad_image)
-    if isinstance(X, (list, tuple)) and len(X) > 0 and all(_is_path_like(x) for x in X):
-        return _paths_source(X, image_size, n_channels).scan(on_bad_image)
-    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 1 and X.size > 0:
-        values = X.tolist()
-        if all(_is_path_like(v) for v in values):
-            return _paths_source(values, image_size, n_channels).scan(on_bad_image)
-        raise TypeError(
-            "X is a 1-D array of objects that are not file paths. Pass image file paths, "
-            "a folder, or a numeric array of images or features."
-        )
-
+    paths = _path_input(X)
+    if paths is not None:
+        return _paths_source(paths, image_size, n_channels).scan(on_bad_image)
     if isinstance(X, torch.Tensor):
-        tensor = X.detach().cpu()
-        if tensor.ndim not in (2, 3, 4):
-            raise ValueError(
-                f"Expected a 2-D (N, D), 3-D (N, H, W) or 4-D (N, C, H, W) tensor; got shape "
-                f"{tuple(tensor.shape)}."
-            )
-        if tensor.shape[0] == 0:
-            raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
-        if tensor.ndim > 2 and min(tensor.shape[-2:]) == 0:
-            raise ValueError(f"Images must be at least 1x1 pixel; got shape {tuple(tensor.shape)}.")
-        if tensor.is_complex():
-            raise TypeError("Complex data is not supported; pass real-valued images.")
-        _check_finite(tensor)
-        if tensor.ndim == 2:
-            return as_source(tensor.numpy(), validate_features=validate_features)
-        if tensor.ndim == 3:
-            tensor = tensor[:, None]
-        if tensor.shape[1] not in (1, 3, 4):
-            raise ValueError(
-                f"Tensors are read channels-first (N, C, H, W) with C in 1, 3 or 4; got shape "
-                f"{tuple(tensor.shape)}. For channels-last data use tensor.permute(0, 3, 1, 2)."
-            )
-        _check_image_values(tensor)
-        if tensor.dtype != torch.uint8:
-            tensor = tensor.float()
-        return TensorSource(tensor.contiguous(), _normalise_image_size(image_size))
-
+        return _tensor_source(X, image_size, validate_features)
     if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
-        if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
-        if X.ndim == 2 or X.ndim < 2:
-            if validate_features is not None:
-                X = validate_features(X)
-            elif X.ndim != 2:
-                raise ValueError(
-                    f"Expected 2-D features or 3-D/4-D images; got a {X.ndim}-D array. "
-                    "Reshape a single sample with X.reshape(1, -1)."
-                )
-            X = np.asarray(X)
-            if X.shape[0] == 0 or X.shape[1] == 0:
-                raise ValueError(
-                    f"Found array with shape {X.shape}; X needs at least one sample and one "
-                    "feature."
-                )
-            _check_finite(X)
-            return TensorSource(torch.from_numpy(np.array(X, dtype=np.float32)))
-        if X.ndim > 4:
-            raise ValueError(
-                f"Expected 2-D features, (N, H, W) or (N, H, W, C) images; got a {X.ndim}-D "
-                f"array of shape {X.shape}."
-            )
-        if X.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Image arrays must be numeric (uint8 or float); got dtype {X.dtype}."
-            )
-        if X.shape[0] == 0:
-            raise ValueError("Found array with 0 sample(s); X must contain at least one sample.")
-        if min(X.shape[1:3]) == 0:
-            raise ValueError(f"Images must be at least 1x1 pixel; got shape {X.shape}.")
-        if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
-            raise ValueError(
-                f"4-D numpy arrays are read channels-last (N, H, W, C) with C in 1, 3 or 4; got "
-                f"shape {X.shape}. For channels-first data use np.moveaxis(X, 1, -1) or pass a "
-                "torch tensor."
-            )
-        _check_finite(X)
-        if X.dtype != np.uint8:
-            if X.dtype.kind in "iub" and X.max(initial=0) <= 255 and X.min(initial=0) >= 0:
-                X = X.astype(np.uint8)
-            else:
-                _check_image_values(X)
-        return TensorSource(_array_to_tensor(X), _normalise_image_size(image_size))
-
+        return _array_source(X, image_size, validate_features)
     raise TypeError(
         f"Cannot read input of type {type(X).__name__}. Pass a numpy array, a torch tensor, "
         "a folder path or a list of image file paths."

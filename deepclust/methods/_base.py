@@ -127,7 +127,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return validate
 
     def _read_input(self, X, *, reset: bool) -> DataSource:
-        """Validate ``X`` and wrap it in an :class:`DataSource` (before any training)."""
+        """Validate ``X`` and wrap it in a :class:`DataSource` (before any training)."""
         if sp.issparse(X):
             validate_data(self, X, reset=reset)  # raises scikit-learn's sparse-input error
         if reset:

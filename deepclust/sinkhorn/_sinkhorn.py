@@ -465,6 +465,40 @@ def _relax_less(omega: float) -> float:
     return 1.0 if omega < 1.05 else omega
 
 
+@dataclass
+class _SolveState:
+    """Kernel, scalings, relaxation and counters of one solve, updated in place."""
+
+    kernel: torch.Tensor
+    log_shift: torch.Tensor
+    target: torch.Tensor
+    log_target: torch.Tensor
+    log_v: torch.Tensor
+    scale_v: torch.Tensor
+    log_u: torch.Tensor
+    col_sums: torch.Tensor
+    omega_v: float = _OMEGA_V
+    omega_u: float = _OMEGA_U
+    u_is_valid: bool = False  # log_u holds the previous iterate (False after a (re)build)
+    best_error: float = math.inf
+    stalled: int = 0
+    error: float = math.inf
+    converged: bool = False
+    n_iter: int = 0
+    n_builds: int = 1
+
+    def track_progress(self, error: float) -> None:
+        """Reduce the over-relaxation when the error has not improved for a while."""
+        if error < self.best_error:
+            self.best_error, self.stalled = error, 0
+            return
+        self.stalled += 1
+        if self.stalled >= _STALL_ITERATIONS and (self.omega_v > 1.0 or self.omega_u > 1.0):
+            self.omega_v = _relax_less(self.omega_v)
+            self.omega_u = _relax_less(self.omega_u)
+            self.best_error, self.stalled = error, 0
+
+
 class _Solver:
     """Sinkhorn-Knopp on one N x K kernel buffer, see the module docstring."""
 
@@ -567,102 +601,137 @@ class _Solver:
     # -- iterations --------------------------------------------------------------------
 
     def run(self, *, return_plan: bool, warm_start: bool) -> SinkhornResult:
-        n_samples, n_clusters = self.matrix.shape
-        log_shift = torch.zeros(n_clusters, dtype=torch.float64, device=self.device)
-        warm_iter = 0
-        stride = _WARM_STRIDE
-        if warm_start and n_samples // stride >= _WARM_MIN_ROWS_PER_CLUSTER * n_clusters:
-            sub = _Solver(
-                self.matrix[::stride],
-                self.lamb,
-                self.log_input,
-                self.target,
-                self.storage,
-                self.compute,
-                self.rows,
-                max(self.tol, _WARM_TOL),
-                self.max_iter,
-            )
-            sub_result = sub.run(return_plan=False, warm_start=True)
-            log_shift = sub_result.log_v
-            warm_iter = sub_result.n_iter + sub_result.warm_start_iter
-            del sub, sub_result
+        """Solve, optionally from a subsampled warm start, and extract labels and plan."""
+        log_shift, warm_iter = self._warm_start(warm_start)
+        state = self._initial_state(log_shift)
+        self._iterate(state)
+        labels, plan = self._labels_and_plan(state.kernel, state.scale_v, return_plan)
+        total_log_v = state.log_shift + state.log_v.to(torch.float64)
+        return SinkhornResult(
+            labels=labels,
+            plan=plan,
+            log_v=total_log_v - total_log_v.max(),
+            n_iter=state.n_iter,
+            n_builds=state.n_builds,
+            error=state.error,
+            converged=state.converged,
+            warm_start_iter=warm_iter,
+        )
 
+    def _warm_start(self, warm_start: bool) -> tuple[torch.Tensor, int]:
+        """Initial log column shifts (from every ``_WARM_STRIDE``-th row) and their iterations."""
+        n_samples, n_clusters = self.matrix.shape
+        stride = _WARM_STRIDE
+        if not warm_start or n_samples // stride < _WARM_MIN_ROWS_PER_CLUSTER * n_clusters:
+            return torch.zeros(n_clusters, dtype=torch.float64, device=self.device), 0
+        sub = _Solver(
+            self.matrix[::stride],
+            self.lamb,
+            self.log_input,
+            self.target,
+            self.storage,
+            self.compute,
+            self.rows,
+            max(self.tol, _WARM_TOL),
+            self.max_iter,
+        )
+        sub_result = sub.run(return_plan=False, warm_start=True)
+        return sub_result.log_v, sub_result.n_iter + sub_result.warm_start_iter
+
+    def _initial_state(self, log_shift: torch.Tensor) -> _SolveState:
+        """Build the kernel for ``log_shift`` and start from unit row and column scalings."""
+        n_samples, n_clusters = self.matrix.shape
         kernel = torch.empty((n_samples, n_clusters), dtype=self.storage, device=self.device)
         self._build(kernel, log_shift)
-        n_builds = 1
         # Rows have mass 1 each, so cluster k must receive n_samples * target[k].
         target = (self.target * n_samples).to(self.compute)
-        log_target = torch.log(target)
-        log_v = torch.zeros(n_clusters, dtype=self.compute, device=self.device)
-        scale_v = torch.ones(n_clusters, dtype=self.compute, device=self.device)
-        log_u = torch.zeros(n_samples, dtype=self.compute, device=self.device)
-        col_sums = torch.empty(n_clusters, dtype=self.compute, device=self.device)
-        omega_v, omega_u = _OMEGA_V, _OMEGA_U
-        u_is_valid = False  # log_u holds the previous iterate (False after a (re)build)
-        best_error, stalled = math.inf, 0
-        error = math.inf
-        converged = False
-        n_iter = 0
-        while n_iter < self.max_iter:
-            n_iter += 1
-            col_sums.zero_()
-            for start, block in self._blocks(kernel):
-                block_log_u = log_u[start : start + block.shape[0]]
-                row_sums = torch.mv(block, scale_v)
-                if u_is_valid:  # log u <- (1 - w) log u + w log(1 / (K v))
-                    block_log_u.mul_(1.0 - omega_u).sub_(torch.log(row_sums), alpha=omega_u)
-                    col_sums.addmv_(block.T, torch.exp(block_log_u))
-                else:
-                    torch.log(row_sums, out=block_log_u).neg_()
-                    col_sums.addmv_(block.T, row_sums.reciprocal_())
-            u_is_valid = True
-            if n_iter == _ANNEAL_AFTER and self.lamb > _ANNEAL_MIN_LAMB:
-                # Slow progress means duals of large magnitude (clusters that only reach
-                # their target through improbable samples). Solve at lamb / f, whose duals
-                # are about f times smaller, and scale them up (epsilon scaling).
-                log_shift = self._annealed_duals()
-                self._build(kernel, log_shift)
-                n_builds += 1
-                log_v.zero_()
-                scale_v.fill_(1.0)
-                u_is_valid, best_error, stalled = False, math.inf, 0
-                omega_v, omega_u = _OMEGA_V, _OMEGA_U
-                continue
-            # Cluster masses of diag(u) K diag(v) for the current iterate.
-            error = (scale_v * col_sums / target - 1.0).abs_().max().item()
-            if not math.isfinite(error):
-                raise FloatingPointError(
-                    "sinkhorn_knopp produced non-finite scalings; please report this input."
-                )
-            sinkhorn_log_v = log_target - torch.log(col_sums)
-            if error < self.tol:
-                log_v = sinkhorn_log_v  # one last plain update, then stop
-                converged = True
-                break
-            # Safeguard of the over-relaxation: move towards plain Sinkhorn-Knopp when the
-            # error has not improved for a while.
-            if error < best_error:
-                best_error, stalled = error, 0
-            else:
-                stalled += 1
-                if stalled >= _STALL_ITERATIONS and (omega_v > 1.0 or omega_u > 1.0):
-                    omega_v = _relax_less(omega_v)
-                    omega_u = _relax_less(omega_u)
-                    best_error, stalled = error, 0
-            log_v = (1.0 - omega_v) * log_v + omega_v * sinkhorn_log_v
-            log_v -= log_v.max()
-            if -log_v.min().item() > _MAX_LOG_RANGE:
-                log_shift += log_v.to(torch.float64)
-                log_shift -= log_shift.max()
-                log_v.zero_()
-                self._build(kernel, log_shift)
-                n_builds += 1
-                u_is_valid = False
-            torch.exp(log_v, out=scale_v)
-        log_v = log_v - log_v.max()
-        scale_v = torch.exp(log_v)
+        return _SolveState(
+            kernel=kernel,
+            log_shift=log_shift,
+            target=target,
+            log_target=torch.log(target),
+            log_v=torch.zeros(n_clusters, dtype=self.compute, device=self.device),
+            scale_v=torch.ones(n_clusters, dtype=self.compute, device=self.device),
+            log_u=torch.zeros(n_samples, dtype=self.compute, device=self.device),
+            col_sums=torch.empty(n_clusters, dtype=self.compute, device=self.device),
+        )
 
+    def _iterate(self, state: _SolveState) -> None:
+        """Alternate row and column updates until ``tol`` or ``max_iter`` is reached."""
+        while state.n_iter < self.max_iter:
+            state.n_iter += 1
+            self._update_rows(state)
+            if state.n_iter == _ANNEAL_AFTER and self.lamb > _ANNEAL_MIN_LAMB:
+                self._anneal(state)
+                continue
+            if self._update_columns(state):
+                break
+        state.log_v = state.log_v - state.log_v.max()
+        state.scale_v = torch.exp(state.log_v)
+
+    def _update_rows(self, state: _SolveState) -> None:
+        """One pass over the kernel: new row scalings ``u`` and the column sums of diag(u) K."""
+        state.col_sums.zero_()
+        for start, block in self._blocks(state.kernel):
+            block_log_u = state.log_u[start : start + block.shape[0]]
+            row_sums = torch.mv(block, state.scale_v)
+            if state.u_is_valid:  # log u <- (1 - w) log u + w log(1 / (K v))
+                block_log_u.mul_(1.0 - state.omega_u).sub_(torch.log(row_sums), alpha=state.omega_u)
+                state.col_sums.addmv_(block.T, torch.exp(block_log_u))
+            else:
+                torch.log(row_sums, out=block_log_u).neg_()
+                state.col_sums.addmv_(block.T, row_sums.reciprocal_())
+        state.u_is_valid = True
+
+    def _anneal(self, state: _SolveState) -> None:
+        """Restart from the scaled duals of an easier problem (epsilon scaling)."""
+        # Slow progress means duals of large magnitude (clusters that only reach their
+        # target through improbable samples). Solve at lamb / f, whose duals are about f
+        # times smaller, and scale them up.
+        state.log_shift = self._annealed_duals()
+        self._build(state.kernel, state.log_shift)
+        state.n_builds += 1
+        state.log_v.zero_()
+        state.scale_v.fill_(1.0)
+        state.u_is_valid, state.best_error, state.stalled = False, math.inf, 0
+        state.omega_v, state.omega_u = _OMEGA_V, _OMEGA_U
+
+    def _update_columns(self, state: _SolveState) -> bool:
+        """Measure the error and update the column scalings ``v``; True once converged."""
+        # Cluster masses of diag(u) K diag(v) for the current iterate.
+        error = (state.scale_v * state.col_sums / state.target - 1.0).abs_().max().item()
+        state.error = error
+        if not math.isfinite(error):
+            raise FloatingPointError(
+                "sinkhorn_knopp produced non-finite scalings; please report this input."
+            )
+        sinkhorn_log_v = state.log_target - torch.log(state.col_sums)
+        if error < self.tol:
+            state.log_v = sinkhorn_log_v  # one last plain update, then stop
+            state.converged = True
+            return True
+        state.track_progress(error)
+        state.log_v = (1.0 - state.omega_v) * state.log_v + state.omega_v * sinkhorn_log_v
+        state.log_v -= state.log_v.max()
+        if -state.log_v.min().item() > _MAX_LOG_RANGE:
+            self._absorb(state)
+        torch.exp(state.log_v, out=state.scale_v)
+        return False
+
+    def _absorb(self, state: _SolveState) -> None:
+        """Move ``log v`` into the log shift and rebuild the kernel from the input."""
+        state.log_shift += state.log_v.to(torch.float64)
+        state.log_shift -= state.log_shift.max()
+        state.log_v.zero_()
+        self._build(state.kernel, state.log_shift)
+        state.n_builds += 1
+        state.u_is_valid = False
+
+    def _labels_and_plan(
+        self, kernel: torch.Tensor, scale_v: torch.Tensor, return_plan: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hard labels and, when asked for, the row-normalised plan (computed in ``kernel``)."""
+        n_samples, n_clusters = kernel.shape
         labels = torch.empty(n_samples, dtype=torch.int64, device=self.device)
         plan = None
         if return_plan and kernel.dtype != self.compute:
@@ -680,14 +749,4 @@ class _Solver:
                 labels[start:stop] = (block * scale_v).argmax(dim=1)
         if return_plan and plan is None:
             plan = kernel
-        total_log_v = log_shift + log_v.to(torch.float64)
-        return SinkhornResult(
-            labels=labels,
-            plan=plan,
-            log_v=total_log_v - total_log_v.max(),
-            n_iter=n_iter,
-            n_builds=n_builds,
-            error=error,
-            converged=converged,
-            warm_start_iter=warm_iter,
-        )
+        return labels, plan
