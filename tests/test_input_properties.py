@@ -1,34 +1,14 @@
-"""Faults during inference and property-based checks of the input layer."""
+"""Property-based checks of the input layer (:func:`deepclust.data.as_source`)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from deepclust.data import as_source
-from deepclust.data._sources import TensorSource
-from deepclust.training import run_inference
-
-
-def test_out_of_memory_during_inference_retries_with_smaller_batches():
-    source = TensorSource(torch.arange(40, dtype=torch.float32).reshape(20, 2))
-    seen: list[int] = []
-
-    def flaky(batch):
-        seen.append(len(batch))
-        if len(batch) > 4:
-            raise torch.cuda.OutOfMemoryError("simulated")
-        return batch * 2
-
-    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
-        out = run_inference(flaky, source, device=torch.device("cpu"), batch_size=16)
-    torch.testing.assert_close(out, source.load() * 2)
-    assert seen[:3] == [16, 8, 4]
-
 
 SHAPES = st.lists(st.integers(0, 6), min_size=1, max_size=5).map(tuple)
 FLOATS = st.one_of(st.floats(-2, 300, width=32), st.sampled_from([np.nan, np.inf, 0.5, 1.0]))
