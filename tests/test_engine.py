@@ -379,7 +379,7 @@ def test_non_finite_loss_raises_naming_the_stage_and_epoch(bad):
         return loss * bad if len(calls) == 3 else loss
 
     trainer = Trainer(CPU, batch_size=2)
-    message = rf"loss became {bad} in stage 'explode', epoch 2; .* Lower the learning rate"
+    message = rf"stage 'explode', epoch 2: the training loss became {bad}\. Lower the lea"
     with pytest.raises(TrainingDivergedError, match=message):
         trainer.fit([Stage("explode", 3, 4, compute_loss, [model], lr=0.01)], [model])
     assert len(trainer.history) == 1
@@ -464,3 +464,16 @@ def test_progress_bar_shows_each_epoch(monkeypatch):
         assert bar.updates == 3 and bar.closed
         assert len(bar.postfix) == 2
         assert all(re.fullmatch(r"\d+\.\d{4}", p["loss"]) for p in bar.postfix)
+
+
+def test_non_finite_weights_raise_even_when_the_loss_stays_finite():
+    model = nn.Linear(2, 1)
+
+    def compute_loss(indices):
+        with torch.no_grad():
+            model.weight.fill_(math.inf)  # the loss below never sees the weights
+        return (model.bias * 0).sum() + 1.0
+
+    trainer = Trainer(CPU, batch_size=2)
+    with pytest.raises(TrainingDivergedError, match=r"stage 'w', epoch 1: the weight 'weight'"):
+        trainer.fit([Stage("w", 2, 4, compute_loss, [model], lr=0.01)], [model])

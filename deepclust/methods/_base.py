@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import copy
+import random
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.metrics import silhouette_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -19,10 +28,15 @@ from torch import nn
 
 from deepclust._utils import resolve_device, seed_everything, to_numpy
 from deepclust.data import DataSource, as_source
+from deepclust.methods._docs import fill_doc
 from deepclust.networks import ClusteringNetwork, build_backbone
 from deepclust.training import Trainer, run_inference
 
 __all__ = ["BaseDeepClusterer", "FitContext"]
+
+#: Where the documentation is published; the HTML representation of an estimator links to
+#: its API page there.
+DOCS_URL = "https://deepclust.readthedocs.io/en/stable"
 
 
 @dataclass
@@ -78,7 +92,26 @@ class FitContext:
         return trainer
 
 
-class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+@contextmanager
+def _global_random_state_kept():
+    """Restore Python's, NumPy's and torch's global generators on leaving."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    try:
+        with torch.random.fork_rng(devices=_cuda_devices()):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)  # noqa: NPY002
+
+
+@fill_doc
+class BaseDeepClusterer(
+    ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator
+):
     """Shared machinery of the deep-clustering estimators.
 
     A method subclasses it with its parameters, a :class:`~deepclust.methods.MethodSpec`
@@ -107,6 +140,9 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    _doc_link_module = "deepclust"
+    _doc_link_template = DOCS_URL + "/generated/deepclust.{estimator_name}.html"
+
     #: Smallest batch size of gradient-free passes (predict, transform, label passes).
     _min_inference_batch_size = 512
 
@@ -130,12 +166,22 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """Validate ``X`` and wrap it in a :class:`DataSource` (before any training)."""
         if sp.issparse(X):
             validate_data(self, X, reset=reset)  # raises scikit-learn's sparse-input error
+        if isinstance(X, torch.Tensor) and X.device.type == "meta":
+            raise ValueError(
+                "X is a tensor on the 'meta' device, which has shapes but no values; pass a "
+                "tensor with data (e.g. on the CPU) or a numpy array."
+            )
+        validate_features = self._validate_features(reset=reset)
+        if hasattr(X, "columns") and getattr(X, "ndim", None) == 2:
+            # A DataFrame: scikit-learn's validation keeps (or checks) its column names.
+            X = validate_features(X)
+            validate_features = None
         if reset:
             source = as_source(
                 X,
                 image_size=self.image_size,
                 on_bad_image=self.on_bad_image,
-                validate_features=self._validate_features(reset=True),
+                validate_features=validate_features,
             )
             if source.kind == "images":
                 self.n_features_in_ = source.n_features
@@ -145,7 +191,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return source
         check_is_fitted(self)
         if self.input_kind_ == "features":
-            source = as_source(X, validate_features=self._validate_features(reset=False))
+            source = as_source(X, validate_features=validate_features)
             if source.kind != "features":
                 raise ValueError(
                     f"{type(self).__name__} was fitted on 2-D features of width "
@@ -239,7 +285,8 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
         """
         previous = dict(vars(self))
         try:
@@ -269,13 +316,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"y has {y.shape[0]} entries but X has {n_samples} samples."
                 )
         seed = self._seed()
-        seed_everything(seed)
         context = FitContext(
             device=device, seed=seed, y=y, batch_size=self.batch_size,
             inference_batch_size=self._inference_batch_size(),
             verbose=self.verbose, callbacks=list(callbacks or ()), resume_state=resume_from,
         )
-        fitted = self._fit_state_class(self, source, context).run()
+        with _global_random_state_kept():  # the fit seeds them; the caller's stay as they were
+            seed_everything(seed)
+            fitted = self._fit_state_class(self, source, context).run()
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
         fitted.setdefault("input_kind_", source.kind)
         fitted.setdefault("input_shape_", tuple(source.shape))
@@ -315,11 +363,13 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples, n_clusters)
+        proba : ndarray of shape (n_samples, n_clusters)
+            The softmax of the clustering head's logits (of ``best_head_`` where the method
+            has several heads), float64; every row sums to 1.
         """
         logits = self._infer(X, "forward")[self._head_index()]
         return to_numpy(torch.softmax(logits.double(), dim=1))
@@ -329,11 +379,13 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples,), int64
+        labels : ndarray of shape (n_samples,), dtype int64
+            The cluster of each sample, in ``range(n_clusters)``: the argmax of the
+            clustering head (of ``best_head_`` where the method has several heads).
         """
         logits = self._infer(X, "forward")[self._head_index()]
         return to_numpy(logits.argmax(dim=1)).astype(np.int64)
@@ -343,11 +395,13 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_out), float32
+        features : ndarray of shape (n_samples, n_features_out), dtype float32
+            The backbone features of each sample (before the clustering heads and any
+            projection head).
         """
         return to_numpy(self._infer(X, "features")).astype(np.float32, copy=False)
 
@@ -362,12 +416,15 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
-        y : ignored
+        %(X_predict)s
+        y : Ignored
+            Not used; present for API consistency.
 
         Returns
         -------
-        float
+        score : float
+            The cosine silhouette in ``[-1, 1]``; -1 when the prediction has a single
+            cluster (or one cluster per sample).
         """
         source = self._read_input(X, reset=False)
         device = self._inference_device()
@@ -419,8 +476,14 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 setattr(new, attr, copy.deepcopy(getattr(self, attr)))
         return new
 
+    @property
+    def _n_features_out(self) -> int:
+        """Width of :meth:`transform`'s output (for ``get_feature_names_out``)."""
+        return self.network_.n_features
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # (N, H, W) grey images
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         tags.transformer_tags.preserves_dtype = ["float32"]

@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from deepclust.data import DataSource
-from deepclust.training import Stage, Trainer
+from deepclust.networks import ClusteringNetwork
+from deepclust.training import Callback, Stage, Trainer
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepclust.methods._base import BaseDeepClusterer, FitContext
 
-__all__ = ["FitState"]
+__all__ = ["FitState", "OutputCheck"]
 
 #: How a checkpointed field is stored and restored.
 _CHECKPOINT_KINDS = ("tensor", "array", "int")
@@ -61,31 +62,93 @@ class FitState:
         return self.context.seed
 
     def modules(self) -> list[nn.Module]:
-        """Every module whose weights a checkpoint holds (override when there are more)."""
+        """Every module whose weights a checkpoint holds (override when there are more).
+
+        Returns
+        -------
+        list of nn.Module
+            ``[self.network]`` unless overridden.
+        """
         return [self.network]
 
     def stages(self) -> list[Stage]:
-        """The training stages, in order."""
+        """The training stages, in order.
+
+        Built from the shared builders of ``deepclust.methods._stages`` (a contrastive
+        pretext, a pseudo-label stage, ...) or as :class:`~deepclust.training.Stage`
+        objects of the method's own; an empty list trains nothing.
+
+        Returns
+        -------
+        list of Stage
+            The stages :meth:`run` trains, one after the other.
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     def fitted_attributes(self, history: list[dict]) -> dict:
-        """The estimator's fitted attributes once every stage has run."""
+        """The estimator's fitted attributes once every stage has run.
+
+        Parameters
+        ----------
+        history : list of dict
+            One record per trained epoch; a method may add entries to its last record
+            (e.g. a final label step's statistics).
+
+        Returns
+        -------
+        dict
+            Attribute name -> value, with at least ``network_`` and ``labels_``. The
+            estimator sets them only when ``fit`` completes.
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     def run(self) -> dict:
         """Train every stage and return the fitted attributes (``history_``, ``n_iter_``
-        and ``network_`` in eval mode included)."""
+        and ``network_`` in eval mode included).
+
+        Returns
+        -------
+        dict
+            :meth:`fitted_attributes`, with ``history_`` and ``n_iter_`` added when it
+            does not set them.
+        """
         self.trainer = self.context.trainer(state=self)
+        # First, so that no later callback (a checkpoint) sees a diverged epoch.
+        self.trainer.callbacks.insert(0, OutputCheck(self.source))
         history = self.trainer.fit(self.stages(), modules=self.modules())
         fitted = self.fitted_attributes(history)
         fitted.setdefault("history_", history)
         fitted.setdefault("n_iter_", len(history))
+        for name, value in fitted["network_"].state_dict().items():
+            if value.is_floating_point():
+                self.check_finite(value, f"the fitted network's weight {name!r}")
         fitted["network_"].eval()
         return fitted
 
+    def check_finite(self, values: torch.Tensor | list[torch.Tensor], what: str) -> None:
+        """Raise :class:`~deepclust.training.TrainingDivergedError` naming the current
+        stage when ``values`` hold a NaN or an infinity.
+
+        Parameters
+        ----------
+        values : Tensor or list of Tensor
+            Outputs or weights computed by the fit.
+        what : str
+            What they are, for the message (e.g. ``"the features for k-means"``).
+        """
+        tensors = values if isinstance(values, (list, tuple)) else [values]
+        if not all(bool(torch.isfinite(t.detach()).all()) for t in tensors):
+            raise self.trainer.diverged(None, f"{what} became NaN or infinite")
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """The :attr:`checkpoint_fields` as tensors and plain values (``None`` left out)."""
+        """The :attr:`checkpoint_fields` as tensors and plain values (``None`` left out).
+
+        Returns
+        -------
+        dict
+            Field name -> a CPU tensor (``'tensor'`` and ``'array'`` fields) or an int.
+        """
         state = {}
         for name, kind in self.checkpoint_fields.items():
             value = getattr(self, name)
@@ -100,7 +163,13 @@ class FitState:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the fields saved by :meth:`state_dict` (absent ones are left as they are)."""
+        """Restore the fields saved by :meth:`state_dict` (absent ones are left as they are).
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned, read back from a checkpoint.
+        """
         for name, kind in self.checkpoint_fields.items():
             if name not in state:
                 continue
@@ -121,3 +190,43 @@ class FitState:
                 f"{cls.__name__}.checkpoint_fields kinds must be among {_CHECKPOINT_KINDS}; "
                 f"got {bad}."
             )
+
+
+class OutputCheck(Callback):
+    """After every epoch, run each network of the stage on a few fixed samples in eval mode
+    and raise :class:`~deepclust.training.TrainingDivergedError` if an output is NaN or
+    infinite (weights can stay finite while their products overflow).
+
+    Parameters
+    ----------
+    source : DataSource
+        The training data; its first ``n_probe`` samples are the probe.
+    n_probe : int
+        Samples in the probe batch.
+    """
+
+    def __init__(self, source: DataSource, n_probe: int = 64):
+        self.source = source
+        self.n_probe = n_probe
+        self._probe: torch.Tensor | None = None
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        if self._probe is None:
+            self._probe = self.source.load(slice(0, min(self.n_probe, len(self.source))))
+        for module in trainer.stage.modules:
+            if isinstance(module, ClusteringNetwork) and not _finite_outputs(
+                module, self._probe.to(trainer.device)
+            ):
+                raise trainer.diverged(trainer.stage, "the network's outputs became NaN or "
+                                       "infinite in eval mode")
+
+
+def _finite_outputs(network: ClusteringNetwork, batch: torch.Tensor) -> bool:
+    training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            outputs = [network.features(batch), *network(batch)]
+    finally:
+        network.train(training)
+    return all(bool(torch.isfinite(o.float()).all()) for o in outputs)

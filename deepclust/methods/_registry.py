@@ -105,6 +105,15 @@ def register_method(cls: type) -> type:
     -------
     cls : type
         Unchanged, so the function works as a decorator.
+
+    Raises
+    ------
+    TypeError
+        When ``cls`` is not a :class:`~deepclust.methods.BaseDeepClusterer` subclass or
+        does not define its own ``method_spec``.
+    ValueError
+        When another class is registered under the same method name or has the same class
+        name (model files name classes).
     """
     from deepclust.methods._base import BaseDeepClusterer
 
@@ -132,22 +141,57 @@ def register_method(cls: type) -> type:
 
 
 def unregister_method(name: str) -> None:
-    """Remove the method registered as ``name`` (for tests and plug-ins)."""
+    """Remove the method registered as ``name`` (for tests and plug-ins).
+
+    Parameters
+    ----------
+    name : str
+        A method name; one that is not registered is ignored.
+    """
     _REGISTRY.pop(name, None)
 
 
 def registered_methods() -> dict[str, type]:
-    """The registered estimator classes by method name, in registration order."""
+    """The registered estimator classes by method name, in registration order.
+
+    Returns
+    -------
+    dict of str to type
+        A copy: changing it changes nothing registered.
+    """
     return dict(_REGISTRY)
 
 
 def method_names() -> list[str]:
-    """The registered method names, sorted."""
+    """The registered method names, sorted.
+
+    Returns
+    -------
+    list of str
+        The names ``deepclust cluster --method`` accepts.
+    """
     return sorted(_REGISTRY)
 
 
 def get_method(name: str) -> type:
-    """The estimator class registered as method ``name``, by method or class name."""
+    """The estimator class registered as method ``name``, by method or class name.
+
+    Parameters
+    ----------
+    name : str
+        A method name (``'scan'``) or the name of a registered class
+        (``'SCANClusterer'``).
+
+    Returns
+    -------
+    type
+        The registered estimator class.
+
+    Raises
+    ------
+    ValueError
+        When no registered method has that name.
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
     for cls in _REGISTRY.values():
@@ -157,7 +201,24 @@ def get_method(name: str) -> type:
 
 
 def method_spec(estimator) -> MethodSpec:
-    """The :class:`MethodSpec` of a registered estimator (an instance or its class)."""
+    """The :class:`MethodSpec` of a registered estimator (an instance or its class).
+
+    Parameters
+    ----------
+    estimator : estimator or type
+        An instance of a registered estimator class, or the class.
+
+    Returns
+    -------
+    MethodSpec
+        The ``method_spec`` its class declares.
+
+    Raises
+    ------
+    TypeError
+        When the class is not registered (a subclass of a registered class is not,
+        unless it is registered itself).
+    """
     cls = estimator if isinstance(estimator, type) else type(estimator)
     spec = vars(cls).get("method_spec")
     if spec is None or _REGISTRY.get(spec.name) is not cls:

@@ -15,6 +15,7 @@ from torch import nn
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._docs import fill_doc
 from deepclust.methods._feature_source import FeatureSource, resolve_feature_source
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
@@ -85,7 +86,9 @@ class ClusterFitFit(FitState):
     def cluster(self) -> None:
         """The pseudo-labels: k-means (or merged k-means) of N_pre's normalised features."""
         est = self.estimator
-        features = nn.functional.normalize(self.pretrained_features().float(), dim=1)
+        features = self.pretrained_features().float()
+        self.check_finite(features, "the features for k-means")
+        features = nn.functional.normalize(features, dim=1)
         if est.pca_dim is not None:
             features = PCAWhitening(
                 min(est.pca_dim, features.shape[1]), l2_normalize=True
@@ -114,6 +117,7 @@ class ClusterFitFit(FitState):
 
 
 @register_method
+@fill_doc
 class ClusterFitTransformer(BaseDeepClusterer):
     """ClusterFit (Yan, Misra, Gupta, Ghadiyaram & Mahajan, CVPR 2020).
 
@@ -130,59 +134,66 @@ class ClusterFitTransformer(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int, default=100
-        k-means clusters. ClusterFit over-clusters (the paper uses thousands of clusters on
-        ImageNet), so the default is large relative to typical class counts.
-    pretrained : None, nn.Module, callable or fitted deepclust estimator, default=None
-        The feature source ``N_pre``. An ``nn.Module`` or a callable maps a ``(B, C, H, W)``
-        float batch in ``[0, 1]`` to ``(B, F)`` features; a fitted estimator contributes its
-        ``transform``. ``None`` trains a SimCLR pretext network (``pretext_epochs``) first.
-    backbone : str or nn.Module, default='auto'
-        Architecture of the fresh network (a given module is copied and re-initialised).
+        %(n_clusters_desc)s
+        The k-means clusters, i.e. the pseudo-labels. ClusterFit over-clusters (the paper
+        uses thousands of clusters on ImageNet), so the default is large relative to
+        typical class counts.
+    %(pretrained)s
+        ClusterFit calls this feature source ``N_pre`` and clusters its features; with
+        ``None``, the pretext network trained first is ``pretext_network_``.
+    %(backbone)s
+        Here the architecture of the fresh network, trained from scratch (a given module is
+        copied and re-initialised).
     pca_dim : int or None, default=None
-        PCA-whiten features to this many dims before k-means (``None``: no PCA).
+        PCA-whiten the L2-normalised features to this many dimensions (``>= 1``) before
+        k-means (``None``: no PCA).
     n_subclusters : int or None, default=None
         When set, k-means first splits the features into this many sub-clusters and then
         merges them into ``n_clusters`` (:func:`deepclust.cluster.merged_kmeans`), which
         gives steadier pseudo-labels across seeds than one k-means run; ``None`` runs
-        plain k-means, as the paper.
+        plain k-means, as the paper. Must lie between ``n_clusters`` and the number of
+        samples.
     pretext_epochs : int, default=50
-        Epochs of the SimCLR pretext when ``pretrained`` is None.
-    pretext_lr : float, default=0.1
-    temperature : float, default=0.1
-    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
-        Augmentation of the two pretext views (SimCLR's, as the paper; ``'strong'`` adds
-        RandAugment-style operations and cutout).
+        %(pretext_epochs_desc)s
+    %(pretext_lr)s
+    %(temperature)s
+    %(pretext_augmentation)s
     augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
         Augmentation while fitting the fresh network.
-        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
-        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
-    device : str, default='auto'
-    batch_size : int, default=256
+        %(augmentation_desc)s
+    %(device)s
+    %(batch_size)s
     max_epochs : int, default=30
-        Epochs of training the fresh network.
+        Epochs (``>= 0``) of training the fresh network.
     lr : float, default=0.05
-        SGD (momentum 0.9, cosine) learning rate of the fresh network.
-    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
-        Optimiser of the fresh network's training; ``None`` uses the reference's (SGD).
-    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
-        Learning-rate schedule of the fresh network's training; ``None``: the reference's
-        (cosine).
-        ``'step'`` divides the rate by 10 at 50% and 75% of training.
-    image_size : int or None, default=None
-    on_bad_image : {'raise', 'skip'}, default='raise'
-    random_state : int, RandomState or None, default=None
-    verbose : bool or int, default=False
+        Learning rate (``> 0``) of the fresh network's training: SGD with Nesterov
+        momentum 0.9, weight decay 1e-5 and, by default, a cosine schedule.
+    %(optimizer)s
+        the fresh network's training, SGD.
+    %(lr_schedule)s
+        the fresh network's training, ``'cosine'``.
+    %(image_size)s
+    %(on_bad_image)s
+    %(random_state)s
+    %(verbose)s
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        The k-means pseudo-labels of the ``N_pre`` features.
+        The k-means pseudo-labels of the ``N_pre`` features (what the fresh network was
+        trained to predict; ``predict`` gives the fresh network's clusters).
     pretext_network_ : ClusteringNetwork or None
         The SimCLR pretext network trained during the fit when ``pretrained`` is None
-        (``N_pre`` then); ``None`` otherwise.
-    network_ : ClusteringNetwork
-        The fresh network.
-    history_ : list of dict
+        (``N_pre`` then), without its projection head; ``None`` otherwise.
+    %(network_)s
+        This is the fresh network, whose features :meth:`transform` returns.
+    %(history_)s
+        ClusterFit's stages are ``'pretext'`` (when trained) and ``'clusterfit'``.
+    %(n_iter_)s
+    %(n_features_in_)s
+    %(input_shape_)s
+    %(input_kind_)s
+    %(device_)s
     """
 
     method_spec = MethodSpec(
@@ -279,11 +290,12 @@ class ClusterFitTransformer(BaseDeepClusterer):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples, n_pretrained_features), float32
+        features : ndarray of shape (n_samples, n_pretrained_features), dtype float32
+            The features ``N_pre`` gives each sample.
         """
         source = self._read_input(X, reset=False)
         features_of = resolve_feature_source(self.pretext_network_ or self.pretrained)

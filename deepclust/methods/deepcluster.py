@@ -15,6 +15,7 @@ from torch import nn
 from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, assign, kmeans
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import balanced_sampler, extract_features, pseudo_label_stage
@@ -54,10 +55,12 @@ class DeepClusterFit(FitState):
 
     def features(self, progress: str | None = None) -> torch.Tensor:
         """Backbone features of every sample."""
-        return extract_features(
+        features = extract_features(
             self.network, self.source, self.device, self.context.inference_batch_size,
             progress=self.context.progress(progress) if progress else None,
         )
+        self.check_finite(features, "the features for k-means")
+        return features
 
     def recluster(self, epoch: int) -> dict:
         """New k-means labels of the current features; the head starts afresh."""
@@ -96,6 +99,7 @@ class DeepClusterFit(FitState):
 
 
 @register_method
+@fill_doc
 class DeepClusterEstimator(BaseDeepClusterer):
     """DeepCluster (Caron, Bojanowski, Joulin & Douze, ECCV 2018).
 
@@ -107,49 +111,71 @@ class DeepClusterEstimator(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int, default=10
-        k-means clusters. The paper over-clusters (e.g. 10x the number of classes).
-    backbone : str or nn.Module, default='auto'
+        %(n_clusters_desc)s
+        The clusters of every k-means. The paper over-clusters (10,000 clusters for
+        ImageNet's 1,000 classes) because it targets features; for clustering, use the
+        expected number of groups.
+    %(backbone)s
     pca_dim : int, default=256
-        Whitened dimensions (fewer when the features are smaller).
+        Dimensions (``>= 1``) the features are PCA-whitened to before k-means (fewer when
+        the features are smaller); the reference code whitens to 256.
     kmeans_iter : int, default=20
-        k-means iterations per epoch.
+        k-means (Lloyd) iterations per clustering (``>= 1``); the reference uses 20 with
+        faiss. k-means++ initialisation up to 256 clusters, random samples above.
     sobel : bool, default=False
-        Feed the network fixed Sobel edges of the grayscale image instead of the image.
+        Feed the network fixed Sobel edges of the grayscale image instead of the image, as
+        the paper does to keep the network from clustering by colour (useful on colour
+        photographs; images only).
     augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='weak'
-        Training augmentation (the paper: random resized crop and flip).
-        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
-        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
+        Training augmentation; ``'weak'`` is the closest policy to the paper's random
+        resized crop and flip.
+        %(augmentation_desc)s
     kmeans_backend : {'auto', 'faiss', 'torch'}, default='auto'
-    device : str, default='auto'
-    batch_size : int, default=256
+        k-means implementation: ``'auto'`` uses faiss when it is installed and can run on
+        the training device (the CPU, or CUDA with a GPU build of faiss), else the
+        pure-torch k-means; ``'faiss'`` requires faiss; ``'torch'`` never uses it. Both
+        start from the same centroids for a given seed.
+    %(device)s
+    %(batch_size)s
     max_epochs : int, default=30
-        Epochs, i.e. clusterings of the data.
+        Epochs (``>= 0``), each preceded by a clustering of the data; one more clustering
+        after the last gives ``labels_``.
     lr : float, default=0.05
-        SGD learning rate (the reference code's value), momentum 0.9, constant.
-    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
-        Optimiser of the training; ``None`` uses the reference's (SGD).
-    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
-        Learning-rate schedule of the training; ``None``: the reference's
-        (constant).
-        ``'step'`` divides the rate by 10 at 50% and 75% of training.
-    weight_decay : float, default=1e-5
-    image_size : int or None, default=None
-    on_bad_image : {'raise', 'skip'}, default='raise'
-    random_state : int, RandomState or None, default=None
-    verbose : bool or int, default=False
+        SGD learning rate (``> 0``; the reference code's value), with Nesterov momentum
+        0.9, constant by default.
+    %(optimizer)s
+        the per-epoch training, SGD.
+    %(lr_schedule)s
+        the per-epoch training, ``'constant'`` (the head is re-initialised every epoch and
+        must still fit the new labels late in training).
+    %(weight_decay)s
+    %(image_size)s
+    %(on_bad_image)s
+    %(random_state)s
+    %(verbose)s
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Final k-means assignment of the trained network's whitened features.
+        Final k-means assignment of the trained network's whitened features (the nearest
+        centroid, so ``predict`` reproduces it on the training data).
     cluster_centers_ : ndarray of shape (n_clusters, pca_dim)
         Centroids in the whitened space.
     whitening_ : PCAWhitening
         The fitted whitening, used by :meth:`predict`.
-    network_ : ClusteringNetwork
-    history_ : list of dict
-        Per epoch: loss, ``nmi_previous`` (NMI between consecutive assignments, the paper's
-        stability curve), k-means ``inertia``, seconds.
+    %(network_)s
+        Its classification head is re-initialised every epoch and not used by
+        :meth:`predict` (see Notes).
+    %(history_)s
+        DeepCluster's only stage is ``'deepcluster'``. Every record holds the ``inertia``
+        of the k-means it trained on and, from the second on, ``nmi_previous`` (the NMI
+        between consecutive assignments, the paper's stability curve); the last record
+        holds ``final_nmi_previous`` (against the final assignment).
+    %(n_iter_)s
+    %(n_features_in_)s
+    %(input_shape_)s
+    %(input_kind_)s
+    %(device_)s
 
     Notes
     -----
@@ -257,11 +283,13 @@ class DeepClusterEstimator(BaseDeepClusterer):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples,), int64
+        labels : ndarray of shape (n_samples,), dtype int64
+            The nearest centroid (``cluster_centers_``) of each sample's whitened features;
+            ``labels_`` on the training data.
         """
         features = torch.as_tensor(self.transform(X))
         return to_numpy(self._labels_from_outputs(features, None)).astype(np.int64)
@@ -271,11 +299,14 @@ class DeepClusterEstimator(BaseDeepClusterer):
 
         Parameters
         ----------
-        X : images or features, as for :meth:`fit`.
+        %(X_predict)s
 
         Returns
         -------
-        ndarray of shape (n_samples, n_clusters)
+        proba : ndarray of shape (n_samples, n_clusters)
+            The softmax over clusters of the cosine similarities between each sample's
+            whitened features and the centroids, divided by 0.1; float64, every row sums
+            to 1.
         """
         features = torch.as_tensor(self.transform(X))
         whitened = self.whitening_.transform(features)

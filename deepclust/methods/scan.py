@@ -16,6 +16,7 @@ from deepclust._utils import to_numpy
 from deepclust.cluster import kmeans, knn
 from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._docs import fill_doc
 from deepclust.methods._feature_source import resolve_feature_source
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
@@ -233,6 +234,7 @@ class SCANFit(FitState):
             self.network, self.source, self.device, self.context.inference_batch_size,
             progress=self.context.progress("mining neighbours"),
         )
+        self.check_finite(features, "the features for the neighbour search")
         normalized = nn.functional.normalize(features, dim=1)
         indices, _ = knn(
             normalized, self.estimator.n_neighbors, metric="cosine", device=self.device
@@ -281,9 +283,10 @@ class SCANFit(FitState):
     def choose_head(self) -> None:
         """Keep the head with the lowest SCAN loss over the data set; note its labels."""
         neighbors = torch.as_tensor(self.neighbors)
+        probs = self.head_probabilities()
+        self.check_finite(probs, "the clustering heads' probabilities")
         self.head_losses = [
-            scan_objective(p, neighbors, self.estimator.entropy_weight)
-            for p in self.head_probabilities()
+            scan_objective(p, neighbors, self.estimator.entropy_weight) for p in probs
         ]
         self.best_head = int(np.argmin(self.head_losses))
         self.scan_labels = self.current_labels()
@@ -346,6 +349,7 @@ class SCANFit(FitState):
 
 
 @register_method
+@fill_doc
 class SCANClusterer(BaseDeepClusterer):
     """SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., 2020).
 
@@ -371,61 +375,79 @@ class SCANClusterer(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int, default=10
-    backbone : str or nn.Module, default='auto'
-    pretrained : None, nn.Module, callable, fitted transformer, fitted deepclust estimator \
-or fitted skorch net, default=None
-        Features for the neighbour search and, when a network, the initial weights of the
-        backbone; ``None`` trains a SimCLR pretext. With a transformer or callable the
-        SCAN step trains only the clustering heads on its fixed features.
+        %(n_clusters_desc)s
+        Every head has ``n_clusters`` outputs.
+    %(backbone)s
+        Ignored when ``pretrained`` is given: its network (or fixed features) is the
+        backbone then.
+    %(pretrained)s
+        SCAN mines its neighbours on these features and, when they come from a network,
+        starts its backbone from that network's weights (trained further in the SCAN and
+        self-labelling steps unless ``update_cluster_head_only``); the pretext stage is
+        skipped. With a transformer or a callable, only the clustering heads are trained,
+        on its fixed features.
     n_neighbors : int, default=20
+        Neighbours mined per sample (``>= 1`` and fewer than the samples), by cosine
+        similarity of the L2-normalised pretext (or ``pretrained``) features; each SCAN
+        step pairs every anchor with one of its neighbours, drawn at random. 20 is the
+        paper's value.
     n_heads : int, default=5
-        Clustering heads trained in the SCAN step; the lowest-loss one is kept.
+        Clustering heads trained in the SCAN step (``>= 1``); the lowest-loss one is kept.
     entropy_weight : float, default=5.0
+        Weight (``>= 0``) of the entropy of the batch-mean prediction in the SCAN loss,
+        which keeps the samples from collapsing into a few clusters: larger spreads them
+        more evenly over the clusters. 5.0 is the paper's value.
     n_head_candidates : int, default=0
         Candidate heads searched before the SCAN step (see above); the ``n_heads``
         lowest-loss ones start it. ``0`` starts from random heads, as the paper; when set,
         it must be at least ``n_heads``. The search uses Adam at ``1e-3`` with a constant
         rate and the SCAN step's batch size.
     head_search_epochs : int, default=20
-        Epochs of the candidate search (over the precomputed features).
+        Epochs (``>= 1``) of the candidate search (over the precomputed features).
     confidence_threshold : float, default=0.99
+        Probability, in ``(0, 1)``, that a sample's prediction on a weak view must exceed
+        for the sample to be self-labelled in the self-labelling stage; 0.99 is the
+        paper's value. A :class:`UserWarning` says so when no sample ever exceeds it.
     update_cluster_head_only : bool, default=False
-        Freeze the backbone in the SCAN step.
+        Freeze the backbone in the SCAN and self-labelling steps and train only the
+        clustering heads (the paper's ablation; faster, usually worse).
     head_warmup_epochs : int, default=0
         First epochs of the SCAN step that train only the clustering heads (the backbone
         frozen) before the whole network is updated, so that randomly initialised heads do
-        not pull the pretext features apart while they settle.
-    temperature : float, default=0.1
-        NT-Xent temperature of the pretext.
-    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
-        Augmentation of the two pretext views (SimCLR's, as the paper; ``'strong'`` adds
-        RandAugment-style operations and cutout).
+        not pull the pretext features apart while they settle. 0 is the paper's choice.
+    %(temperature)s
+    %(pretext_augmentation)s
     augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='weak'
         Augmentation of anchors and neighbours in the SCAN step (``'strong'`` is the
-        reference's choice for natural images; see the user guide for small images).
+        reference's choice for natural images; see the user guide for small images). The
+        self-labelling step always compares a ``'weak'`` and a ``'strong'`` view.
+        %(augmentation_desc)s
     pretext_epochs : int, default=100
+        %(pretext_epochs_desc)s
+        SCAN's reference trains its pretext for 500 epochs on a GPU.
     max_epochs : int, default=50
-        Epochs of the SCAN step.
+        Epochs of the SCAN step (``>= 0``).
     selflabel_epochs : int, default=20
-    pretext_lr : float, default=0.1
-        SGD (momentum 0.9, cosine) learning rate of the pretext.
+        Epochs of the self-labelling stage (``>= 0``; ``0`` skips it); the paper trains
+        200.
+    %(pretext_lr)s
     lr : float, default=1e-4
-        Learning rate of the SCAN step (the paper's Adam value).
+        Learning rate of the SCAN step (``> 0``; the paper's Adam value), and of
+        self-labelling when ``selflabel_lr`` is ``None``; both steps use weight decay
+        1e-4.
     selflabel_lr : float or None, default=1e-4
         Learning rate of self-labelling (the paper's value); ``None`` uses ``lr``. Keep it
         small: at the SCAN step's larger rates the confident set drifts and collapses.
-    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
-        Optimiser of the SCAN and self-labelling steps; ``None`` uses the reference's (Adam).
-    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
-        Learning-rate schedule of the SCAN and self-labelling steps; ``None``: the reference's
-        (constant).
-        ``'step'`` divides the rate by 10 at 50% and 75% of training.
-    device : str, default='auto'
-    batch_size : int, default=256
-    image_size : int or None, default=None
-    on_bad_image : {'raise', 'skip'}, default='raise'
-    random_state : int, RandomState or None, default=None
-    verbose : bool or int, default=False
+    %(optimizer)s
+        the SCAN and self-labelling steps, Adam.
+    %(lr_schedule)s
+        the SCAN and self-labelling steps, ``'constant'``.
+    %(device)s
+    %(batch_size)s
+    %(image_size)s
+    %(on_bad_image)s
+    %(random_state)s
+    %(verbose)s
 
     Attributes
     ----------
@@ -437,6 +459,8 @@ or fitted skorch net, default=None
         Fraction of mined neighbours sharing their anchor's ``y`` (only when ``fit`` got
         ``y``; ``y`` is never used for training).
     best_head_ : int
+        Index of the head kept after the SCAN step (the lowest of ``head_losses_``), used
+        by self-labelling, ``labels_``, ``predict`` and ``predict_proba``.
     stage_labels_ : dict of str to ndarray
         Labels of the training data after each stage: ``'pretext_kmeans'`` (k-means on the
         pretext features), ``'scan'`` and ``'selflabel'``, for comparing the stages.
@@ -445,8 +469,18 @@ or fitted skorch net, default=None
     candidate_losses_ : ndarray of shape (n_head_candidates,)
         SCAN loss over the data set of every searched candidate head, in the order they
         were drawn (only with ``n_head_candidates``).
-    network_ : ClusteringNetwork
-    history_ : list of dict
+    %(network_)s
+        Without ``pretrained`` it also holds the pretext's 128-d projection head.
+    %(history_)s
+        SCAN's stages are ``'pretext'`` (when trained), ``'head_search'`` (with
+        ``n_head_candidates``), ``'scan'`` and ``'selflabel'``; the self-labelling records
+        hold ``confident_fraction`` (the fraction of samples above
+        ``confidence_threshold`` in the epoch).
+    %(n_iter_)s
+    %(n_features_in_)s
+    %(input_shape_)s
+    %(input_kind_)s
+    %(device_)s
     """
 
     method_spec = MethodSpec(

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from deepclust._utils import resolve_device, to_numpy
 from deepclust.methods._base import BaseDeepClusterer
+from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import head_probabilities, pseudo_label_stage
@@ -54,6 +55,7 @@ class SeLaFit(FitState):
     network: ClusteringNetwork = field(init=False)
     labels: torch.Tensor = field(init=False)
     head_log_likelihoods: list[float] = field(init=False, default_factory=list)
+    head_argmax: list[torch.Tensor] = field(init=False, default_factory=list)
 
     def __post_init__(self):
         est = self.estimator
@@ -87,11 +89,13 @@ class SeLaFit(FitState):
             self.network, self.source, self.device, self.context.inference_batch_size,
             output_device=self.device, progress=self.context.progress("label update"),
         )
+        self.check_finite(probs, "the label step's probabilities")
         new = torch.stack(
             [self.estimator._label_step(p, self.marginals) for p in probs]
         ).to(self.device)
         changed = float((new != self.labels).float().mean())
         self.labels = new
+        self.head_argmax = [p.argmax(1) for p in probs]
         self.head_log_likelihoods = [
             float(p.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean())
             for p, labels in zip(probs, new, strict=True)
@@ -104,6 +108,10 @@ class SeLaFit(FitState):
             history[-1]["final_label_change"] = final["label_change"]
         labels = to_numpy(self.labels).astype(np.int64)
         best_head = int(np.argmax(self.head_log_likelihoods))
+        if history:  # how often predict (the head's argmax) gives the self-label
+            history[-1]["labels_predict_agreement"] = float(
+                np.mean(to_numpy(self.head_argmax[best_head]) == labels[best_head])
+            )
         return {
             "network_": self.network,
             "labels_per_head_": labels,
@@ -114,6 +122,7 @@ class SeLaFit(FitState):
 
 
 @register_method
+@fill_doc
 class SelfLabelClusterer(BaseDeepClusterer):
     """Self-labelling by optimal transport (SeLa; Asano, Rupprecht & Vedaldi, ICLR 2020).
 
@@ -126,65 +135,75 @@ class SelfLabelClusterer(BaseDeepClusterer):
     Parameters
     ----------
     n_clusters : int, default=10
-        Number of clusters ``K`` of every head.
-    backbone : str or nn.Module, default='auto'
-        ``'auto'`` picks an MLP for 2-D features, a small conv net for images up to 32 px
-        and ResNet-18 above; see :data:`deepclust.networks.BACKBONES`.
+        %(n_clusters_desc)s
+        Every head has ``n_clusters`` outputs.
+    %(backbone)s
     n_heads : int, default=1
-        Number of clustering heads trained together (SeLa's ``hc``); each has its own
-        labels. ``labels_`` and ``predict`` use the best head: the one whose final labels
-        have the highest mean log-probability under the network (SeLa's objective).
+        Number of clustering heads trained together (``>= 1``; SeLa's ``hc``); each has
+        its own labels. ``labels_`` and ``predict`` use the best head: the one whose final
+        labels have the highest mean log-probability under the network (SeLa's objective).
     n_label_updates : int or None, default=None
-        Label recomputations over training (SeLa's ``nopts``); ``None`` uses
-        ``max(1, max_epochs // 2)``. Spread quadratically, denser early.
+        Label recomputations over training (``>= 0``; SeLa's ``nopts``); ``None`` uses
+        ``max(1, max_epochs // 2)``. Spread quadratically, denser early, as in the
+        reference code; ``0`` trains on the random initial labels throughout. The labels
+        are computed once more after the last epoch (``labels_``).
     lamb : float, default=25.0
-        Sinkhorn power ``lambda``: larger is closer to the exact transport problem.
+        Sinkhorn power ``lambda`` of the label step (``> 0``): larger is closer to the
+        exact (hard) transport problem and needs more Sinkhorn iterations; lower it if the
+        label step warns that it did not converge.
     cluster_sizes : array-like of shape (n_clusters,) or None, default=None
-        Target relative cluster sizes (uniform when ``None``), for data known to be
-        imbalanced.
+        Target relative cluster sizes, positive numbers normalised to sum to 1 (uniform
+        when ``None``), for data known to be imbalanced.
     augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, default='simclr'
-        Augmentation of training images (ignored for 2-D features).
-        A module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) maps a
-        ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
-    device : str, default='auto'
-        ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
-    batch_size : int, default=256
+        Augmentation of the training images (SeLa trains under SimCLR-strength
+        augmentation).
+        %(augmentation_desc)s
+    %(device)s
+    %(batch_size)s
     max_epochs : int, default=50
-        Training epochs.
+        Training epochs (``>= 0``). A CPU-sized default; the paper trains for hundreds of
+        epochs on ImageNet.
     lr : float, default=0.05
-        SGD learning rate (SeLa's reference value), dropped tenfold at 50% and 75% of
-        training; momentum 0.9 and weight decay 1e-5 as in the reference.
-    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
-        Optimiser of the self-labelling training; ``None`` uses the reference's (SGD).
-    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
-        Learning-rate schedule of the self-labelling training; ``None``: the reference's
-        (step).
-        ``'step'`` divides the rate by 10 at 50% and 75% of training.
+        SGD learning rate (``> 0``; SeLa's reference value), dropped tenfold at 50%% and
+        75%% of training by the default schedule; momentum 0.9 and weight decay 1e-5 as in
+        the reference.
+    %(optimizer)s
+        the self-labelling training, SGD with ``momentum``.
+    %(lr_schedule)s
+        the self-labelling training, ``'step'``.
     momentum : float, default=0.9
-    weight_decay : float, default=1e-5
-    image_size : int or None, default=None
-        Side length images are resized to (``None``: the array's own size, 64 for files).
-    on_bad_image : {'raise', 'skip'}, default='raise'
-        What to do with image files that cannot be decoded.
-    random_state : int, RandomState or None, default=None
-        Seeds everything: initial labels, sampling, augmentation and weights.
-    verbose : bool or int, default=False
-        Progress bars and per-epoch lines.
+        Momentum (Nesterov, in ``[0, 1)``) of the SGD optimiser, as the reference; unused
+        with ``optimizer='adam'`` or ``'adamw'``.
+    %(weight_decay)s
+        1e-5 is the reference's value.
+    %(image_size)s
+    %(on_bad_image)s
+    %(random_state)s
+    %(verbose)s
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Final self-labels of the best head (an equal-size partition).
+        Final self-labels of the best head: the label step on the trained network's
+        predictions (an equal-size, or ``cluster_sizes``-shaped, partition).
     labels_per_head_ : ndarray of shape (n_heads, n_samples)
+        Final self-labels of every head.
     best_head_ : int
         Head used by ``labels_``, ``predict`` and ``predict_proba``.
     head_log_likelihoods_ : ndarray of shape (n_heads,)
         Mean log-probability of every head's final labels (the highest is ``best_head_``).
-    network_ : ClusteringNetwork
-    history_ : list of dict
-        Per epoch: loss, learning rate, seconds and, at label updates, ``label_change``.
-    n_features_in_ : int
-    input_shape_ : tuple of int
+    %(network_)s
+    %(history_)s
+        SeLa's only stage is ``'selflabel'``. Records of epochs that began with a label
+        update hold ``label_change`` (the fraction of labels it changed); the last record
+        holds ``final_label_change`` (that of the final label step) and
+        ``labels_predict_agreement`` (how often the best head's argmax, i.e. ``predict``,
+        gives the final self-label).
+    %(n_iter_)s
+    %(n_features_in_)s
+    %(input_shape_)s
+    %(input_kind_)s
+    %(device_)s
 
     Examples
     --------

@@ -415,7 +415,9 @@ class Trainer:
         }
 
     def _end_epoch(self, stage: Stage, record: dict, started: float) -> dict:
-        """Finish the record: ``stage.on_epoch_end``'s entries, then ``seconds``."""
+        """Check the weights, then finish the record: ``stage.on_epoch_end``'s entries and
+        ``seconds``."""
+        self._check_weights(stage)
         if stage.on_epoch_end is not None:
             record.update(stage.on_epoch_end(self.epoch) or {})
         record["seconds"] = time.perf_counter() - started
@@ -436,11 +438,38 @@ class Trainer:
     def _check_loss(self, stage: Stage, value: float) -> None:
         """Raise :class:`TrainingDivergedError` if ``value`` is NaN or infinite."""
         if not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"The training loss became {value} in stage {stage.name!r}, epoch "
-                f"{self.epoch + 1}; the network diverged. Lower the learning rate "
-                f"(lr={stage.lr:g} now) or the batch size's effect, then fit again."
-            )
+            raise self.diverged(stage, f"the training loss became {value}")
+
+    def _check_weights(self, stage: Stage) -> None:
+        """Raise :class:`TrainingDivergedError` if a weight of the stage's modules is NaN or
+        infinite (a loss can stay finite while the weights overflow)."""
+        for module in stage.modules:
+            for name, value in _float_state(module):
+                if not bool(torch.isfinite(value.detach()).all()):
+                    raise self.diverged(stage, f"the weight {name!r} became NaN or infinite")
+
+    def diverged(self, stage: Stage | None, what: str) -> TrainingDivergedError:
+        """The error for a fit that diverged in ``stage`` (the current one when ``None``).
+
+        Parameters
+        ----------
+        stage : Stage or None
+            The stage that diverged.
+        what : str
+            What became non-finite, e.g. ``"the label step's probabilities"``.
+
+        Returns
+        -------
+        TrainingDivergedError
+        """
+        stage = stage if stage is not None else self.stage
+        where = "" if stage is None else (
+            f" in stage {stage.name!r}, epoch {min(self.epoch + 1, stage.n_epochs)}"
+        )
+        lr = "" if stage is None else f" (lr={stage.lr:g} now)"
+        return TrainingDivergedError(
+            f"Training diverged{where}: {what}. Lower the learning rate{lr}, then fit again."
+        )
 
     def _optimizer_step(self, loss: torch.Tensor, lr: float) -> None:
         """Back-propagate ``loss`` and step the optimiser at learning rate ``lr``."""
@@ -454,6 +483,13 @@ class Trainer:
         else:
             loss.backward()
             self._optimizer.step()
+
+
+def _float_state(module: nn.Module):
+    """``(name, tensor)`` of a module's parameters and floating-point buffers (BatchNorm's
+    running statistics included)."""
+    yield from module.named_parameters()
+    yield from ((n, b) for n, b in module.named_buffers() if b.is_floating_point())
 
 
 # Random-generator states are stored as tensors and plain values so checkpoints load

@@ -1,0 +1,356 @@
+"""Shared parameter and attribute descriptions of the estimators' docstrings.
+
+A parameter or fitted attribute that several estimators share is described once, in
+:data:`docdict`, and a docstring names it with a ``%(name)s`` placeholder on a line of its
+own. :func:`fill_doc`, a class decorator, fills the placeholders of the class docstring and
+of its public methods' docstrings when the class is defined, by ``%``-formatting with
+:data:`docdict`. The text is indented like the placeholder line, so a placeholder at the
+indentation of a numpydoc entry's header inserts a whole entry, and one at the indentation
+of a description inserts a description. Lines after the placeholder, indented as a
+description, add a method's own remarks to a shared entry.
+
+Because the docstrings of a decorated class go through ``%``-formatting, a literal ``%``
+in them is written ``%%``. A placeholder that names no entry raises a :class:`KeyError`
+at import time, so a misspelt one cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+
+__all__ = ["docdict", "fill_doc"]
+
+
+def _entry(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+#: The augmentation policies, shared by ``augmentation`` and ``pretext_augmentation``.
+_AUGMENTATION_FORMS = _entry(
+    """
+    A policy of :func:`deepclust.augment.make_augmentation`: ``'weak'`` (random
+    translation by a padded crop, and horizontal flip), ``'simclr'`` (random resized
+    crop, flip, colour jitter and random grayscale, SimCLR's), ``'strong'``
+    (RandAugment-style operations and cutout, SCAN's strong policy) or ``'none'``; or a
+    module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) mapping a
+    ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
+    Ignored for 2-D features.
+    """
+)
+
+#: Parameter or attribute name -> its numpydoc entry: the header line ``name : type``
+#: (``, default=...`` for parameters) and the description, indented by four spaces.
+#: ``<name>_desc`` keys hold only the description of a parameter whose default differs
+#: between estimators; the class writes the header line itself.
+docdict: dict[str, str] = {}
+
+# ---------------------------------------------------------------------- parameters
+docdict["n_clusters_desc"] = _entry(
+    """
+    Number of clusters ``K``, at least 2 and at most the number of samples: the outputs
+    of the clustering head, so ``labels_`` and ``predict`` take values in
+    ``range(n_clusters)`` (some clusters may stay empty).
+    """
+)
+
+docdict["backbone"] = _entry(
+    """
+    backbone : str or nn.Module, default='auto'
+        The network that maps a sample to features. ``'auto'`` picks an MLP for 2-D
+        features, a small VGG-style conv net (``'convnet'``, 128 features) for images up to
+        32 px and a ResNet-18 above. The other names are ``'convnet-small'`` (64 features),
+        ``'resnet18'``, ``'resnet50'``, ``'alexnet'`` and ``'mlp'``
+        (:data:`deepclust.networks.BACKBONES`, which
+        :func:`deepclust.networks.register_backbone` extends). A :class:`torch.nn.Module`
+        mapping a batch of samples to ``(B, F)`` features is copied, never trained in
+        place; an estimator with a module backbone cannot be written as a model file
+        (:func:`deepclust.io.save_model`), only pickled.
+    """
+)
+
+docdict["pretrained"] = _entry(
+    """
+    pretrained : None, nn.Module, callable, fitted transformer, fitted deepclust \
+estimator or fitted skorch net, default=None
+        Where the method's starting features come from; ``None`` trains a SimCLR pretext
+        network in ``fit`` (``pretext_epochs``). Otherwise one of:
+
+        - an :class:`torch.nn.Module` mapping a ``(B, C, H, W)`` batch in ``[0, 1]`` to
+          ``(B, F)`` features (a copy is used, never trained in place);
+        - a callable doing the same (a fixed function, without weights);
+        - a fitted scikit-learn transformer (e.g. a fitted
+          :class:`~sklearn.decomposition.PCA`), applied to the flattened samples;
+        - a fitted deepclust estimator: its backbone, with the input normalisation (and
+          Sobel filter) it was trained with;
+        - a fitted skorch net: its ``module_``.
+
+        Anything else raises a :class:`TypeError` and an unfitted estimator or transformer
+        a :class:`~sklearn.exceptions.NotFittedError`, both before any training.
+        :func:`sklearn.base.clone` keeps this object rather than cloning it (a clone would
+        be unfitted), so a cloned estimator, e.g. in a grid search, starts from the same
+        features. An estimator with a ``pretrained`` object cannot be written as a model
+        file (:func:`deepclust.io.save_model`), only pickled.
+    """
+)
+
+docdict["augmentation_desc"] = _AUGMENTATION_FORMS
+
+docdict["pretext_augmentation"] = _entry(
+    """
+    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, \
+default='simclr'
+        Augmentation of the two views of every image in the SimCLR pretext (``'simclr'``,
+        as SimCLR and the paper).
+    """
+) + "\n" + textwrap.indent(_AUGMENTATION_FORMS, "    ")
+
+docdict["pretext_epochs_desc"] = _entry(
+    """
+    Epochs of the SimCLR pretext stage (``>= 0``), trained only when ``pretrained`` is
+    ``None``; every epoch sees two augmented views of each image. ``0`` skips it: the
+    method then starts from the untrained network's features.
+    """
+)
+
+docdict["pretext_lr"] = _entry(
+    """
+    pretext_lr : float, default=0.1
+        Learning rate (``> 0``) of the SimCLR pretext: SGD with Nesterov momentum 0.9,
+        weight decay 1e-4 and a cosine schedule over ``pretext_epochs``, whatever
+        ``optimizer`` and ``lr_schedule`` say.
+    """
+)
+
+docdict["temperature"] = _entry(
+    """
+    temperature : float, default=0.1
+        Temperature (``> 0``) of the pretext's NT-Xent loss on the 128-d projection: lower
+        values weigh the hardest negatives of a batch more. 0.1 is the value of SCAN's
+        SimCLR setup.
+    """
+)
+
+docdict["device"] = _entry(
+    """
+    device : str, torch.device or None, default='auto'
+        Where training and inference run: ``'auto'`` (or ``None``) picks CUDA when it is
+        available and the CPU otherwise; or ``'cpu'``, ``'cuda'``, ``'cuda:N'``. ``fit``
+        raises a :class:`ValueError` for a device that is not available; ``predict`` and
+        ``transform`` fall back to the CPU with a :class:`RuntimeWarning` (a model fitted
+        on a GPU, used on a laptop). On CUDA the forward passes run in mixed precision
+        (bfloat16 where supported, else float16 with loss scaling). ``device_`` is the
+        device ``fit`` used.
+    """
+)
+
+docdict["batch_size"] = _entry(
+    """
+    batch_size : int, default=256
+        Samples per optimiser step in every training stage (``>= 1``). The passes over the
+        data without gradients (feature extraction, label updates, ``predict``,
+        ``transform``) use batches of ``max(batch_size, 512)``.
+    """
+)
+
+docdict["weight_decay"] = _entry(
+    """
+    weight_decay : float, default=1e-5
+        Weight decay (``>= 0``) of the main training step's optimiser: an L2 penalty with
+        SGD and Adam, decoupled with ``optimizer='adamw'``.
+    """
+)
+
+docdict["optimizer"] = _entry(
+    """
+    optimizer : {'sgd', 'adam', 'adamw'} or None, default=None
+        Optimiser of the method's main training step: SGD with Nesterov momentum, Adam or
+        AdamW. ``None`` uses the optimiser of the method's reference code. Which step,
+        and the reference's choice:
+    """
+)
+
+docdict["lr_schedule"] = _entry(
+    """
+    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+        Learning-rate schedule of the method's main training step, updated at every batch:
+        ``'cosine'`` decays the rate from ``lr`` to zero over the stage, ``'step'`` divides
+        it by 10 at 50% and 75% of the stage, ``'constant'`` keeps it. ``None`` uses the
+        schedule of the method's reference code. Which step, and the reference's
+        choice:
+    """
+)
+
+docdict["image_size"] = _entry(
+    """
+    image_size : int, tuple of (int, int) or None, default=None
+        Size images are resized to, in pixels: a side length (``>= 4``) or ``(height,
+        width)``. ``None`` keeps an array's or tensor's own size and resizes image files to
+        64 px. Ignored for 2-D features. ``predict`` and ``transform`` resize new images to
+        the fitted size (``input_shape_``).
+    """
+)
+
+docdict["on_bad_image"] = _entry(
+    """
+    on_bad_image : {'raise', 'skip'}, default='raise'
+        What to do with image files that cannot be decoded (file input only): ``'raise'``
+        raises a :class:`ValueError` listing them; ``'skip'`` leaves them out with a
+        warning that lists them, so the fit (and ``labels_``) covers the other files.
+    """
+)
+
+docdict["random_state"] = _entry(
+    """
+    random_state : int, RandomState instance or None, default=None
+        Seed of everything random in ``fit``: weight initialisation, initial labels,
+        sample order, augmentation, k-means and neighbour draws. An int fixes the seed, a
+        :class:`~numpy.random.RandomState` draws it, ``None`` draws a new one from NumPy's
+        global generator at every ``fit``.
+    """
+)
+
+docdict["verbose"] = _entry(
+    """
+    verbose : bool or int, default=False
+        When true (any true value), show a progress bar per training epoch and per pass
+        over the data (:class:`~deepclust.training.ProgressBar`) and print one line per
+        epoch with its ``history_`` record (:class:`~deepclust.training.EpochLogger`).
+    """
+)
+
+# ---------------------------------------------------------------------- fitted attributes
+docdict["network_"] = _entry(
+    """
+    network_ : ClusteringNetwork
+        The trained network, in eval mode: input normalisation (the training data's
+        per-channel mean and standard deviation), backbone and clustering head(s).
+        ``transform`` returns its backbone features.
+    """
+)
+
+docdict["history_"] = _entry(
+    """
+    history_ : list of dict
+        One record per training epoch of every stage, in training order: ``'stage'`` (the
+        stage's name), ``'epoch'`` (the epoch's index within its stage), ``'loss'`` (the
+        mean over the epoch's batches), ``'lr'`` (the rate of its last batch),
+        ``'skipped_batches'``, ``'seconds'``, and the method's own entries (below).
+    """
+)
+
+docdict["n_iter_"] = _entry(
+    """
+    n_iter_ : int
+        Number of training epochs run, over all stages: ``len(history_)``.
+    """
+)
+
+docdict["n_features_in_"] = _entry(
+    """
+    n_features_in_ : int
+        Number of input features seen in ``fit``: the width of 2-D features, or
+        ``C * H * W`` of the (resized) images.
+    """
+)
+
+docdict["input_shape_"] = _entry(
+    """
+    input_shape_ : tuple of int
+        Shape of one sample as the network reads it: ``(C, H, W)`` for images (after
+        resizing), ``(n_features_in_,)`` for 2-D features.
+    """
+)
+
+docdict["input_kind_"] = _entry(
+    """
+    input_kind_ : {'images', 'features'}
+        What ``fit`` received: images, or a 2-D feature matrix. ``predict`` and
+        ``transform`` expect the same kind.
+    """
+)
+
+docdict["device_"] = _entry(
+    """
+    device_ : torch.device
+        The device ``fit`` trained on (``device`` resolved); a pickled or loaded estimator
+        reports the CPU.
+    """
+)
+
+# ---------------------------------------------------------------------- method parameters
+docdict["X_predict"] = _entry(
+    """
+    X : array-like, torch.Tensor, folder or list of image paths
+        Samples of the kind the estimator was fitted on (see :meth:`fit`): images, resized
+        to the fitted size and with its number of channels, or 2-D features of width
+        ``n_features_in_``.
+    """
+)
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _fill(doc: str | None, where: str) -> str | None:
+    """``doc`` with its placeholders replaced by :data:`docdict` entries."""
+    if not doc:
+        return doc
+    indents: dict[str, str] = {}
+    for line in doc.splitlines():
+        for match in _PLACEHOLDER.finditer(line):
+            prefix = line[: match.start()]
+            name = match.group(1)
+            if prefix.strip() or line[match.end() :].strip():
+                raise ValueError(
+                    f"{where}: the placeholder %({name})s must stand on a line of its own."
+                )
+            if name not in docdict:
+                raise KeyError(
+                    f"{where}: no shared docstring text named {name!r} in "
+                    "deepclust.methods._docs.docdict."
+                )
+            if indents.setdefault(name, prefix) != prefix:
+                raise ValueError(f"{where}: %({name})s is used at two indentations.")
+    filled = {
+        name: textwrap.indent(docdict[name], indent).lstrip(" \t")
+        for name, indent in indents.items()
+    }
+    try:
+        return doc % filled
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where}: the docstring cannot be filled ({exc}); write a literal % as %%."
+        ) from exc
+
+
+def fill_doc(cls: type) -> type:
+    """Fill the ``%(name)s`` placeholders of a class's docstrings (a class decorator).
+
+    The class docstring and the docstrings of the public methods the class defines are
+    ``%``-formatted with :data:`docdict`, each entry indented like its placeholder line.
+
+    Parameters
+    ----------
+    cls : type
+        The class whose docstrings to fill.
+
+    Returns
+    -------
+    cls : type
+        The same class, its docstrings filled in place.
+    """
+    cls.__doc__ = _fill(cls.__doc__, cls.__name__)
+    for name, member in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        function = getattr(member, "__func__", getattr(member, "fget", member))
+        if not inspect.isfunction(function) or not function.__doc__:
+            continue
+        doc = _fill(function.__doc__, f"{cls.__name__}.{name}")
+        while function is not None:  # the function and what it wraps (e.g. fit)
+            function.__doc__ = doc
+            function = getattr(function, "__wrapped__", None)
+        if isinstance(member, (classmethod, staticmethod)):
+            member.__doc__ = doc
+    return cls
