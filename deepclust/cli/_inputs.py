@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepclust.data import FileSource, list_image_files, open_image
-from deepclust.data._sources import IMAGE_EXTENSIONS
+from deepclust.data import FileSource, open_image, read_image, scan_image_folder
+from deepclust.data._files import IMAGE_EXTENSIONS, describe_left_out
 
 __all__ = ["BUILTIN_DATASETS", "LoadedInput", "load_input", "auto_image_size"]
 
@@ -47,6 +47,12 @@ class LoadedInput:
         ``image_size`` for the estimator (``None``: the data's own size).
     paths : list of str or None
         Full paths of the files (folders only), for thumbnails.
+    extra : dict
+        Folders only: ``'size'`` (the ``(H, W)`` files are resized to), ``'channels'``
+        and ``'skipped'`` (counts of files left out, by reason).
+    summary : str
+        Folders only: one line on what was read and left out, e.g. ``'1,200 images; left
+        out: 3 hidden, 2 AppleDouble, 1 unreadable'``; empty for arrays and data sets.
     """
 
     data: object
@@ -57,6 +63,7 @@ class LoadedInput:
     image_size: tuple[int, int] | None = None
     paths: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    summary: str = ""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -69,14 +76,17 @@ class LoadedInput:
         return np.ndim(self.data) >= 3
 
     def thumbnails(self, indices: np.ndarray) -> list[Image.Image]:
-        """The images at ``indices`` as PIL images (originals for files)."""
+        """The images at ``indices`` as PIL images.
+
+        Files are shown at their own size, upright (EXIF orientation applied) and with
+        16-bit, 32-bit and float pixels scaled to 8 bits as for training.
+        """
         if self.paths is not None:
             out = []
             for i in indices:
                 try:
-                    with open_image(self.paths[int(i)]) as img:
-                        img.load()
-                        out.append(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+                    img, _ = read_image(self.paths[int(i)])
+                    out.append(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
                 except Exception:  # noqa: BLE001 - an unreadable file shows as a grey tile
                     out.append(Image.new("L", (8, 8), 128))
             return out
@@ -125,8 +135,8 @@ class _ProgressFileSource(FileSource):
 
     progress = None
 
-    def _decode_many(self, paths):
-        out = super()._decode_many(paths)
+    def _decode_many(self, paths, channels=None):
+        out = super()._decode_many(paths, channels)
         if self.progress is not None:
             self.progress.update(len(paths))
         return out
@@ -140,16 +150,20 @@ def _load_folder(
     on_bad_image: str,
     progress: Callable | None,
 ) -> LoadedInput:
-    files = list_image_files(folder)
+    files, skipped = scan_image_folder(folder)
     if not files:
+        left_out = describe_left_out(skipped)
         raise ValueError(
             f"The folder {folder!r} contains no image files (searched recursively for "
-            f"{', '.join(IMAGE_EXTENSIONS)}). Point SOURCE at a folder of images."
+            f"{', '.join(IMAGE_EXTENSIONS)}{'; left out: ' + left_out if left_out else ''}"
+            "). Point SOURCE at a folder of images."
         )
     if image_size is None:
         image_size = auto_image_size(files, device)
     height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
-    source = _ProgressFileSource(files, (height, width), n_channels, root=folder)
+    source = _ProgressFileSource(
+        files, (height, width), n_channels, root=folder, skipped=skipped
+    )
     if progress is not None:
         source.progress = progress(total=len(files), desc="reading images", unit="img")
     try:
@@ -168,7 +182,9 @@ def _load_folder(
         data=data, names=names, y=None, kind="folder",
         description=f"{len(names)} images from {folder} at {width}x{height} px",
         image_size=estimator_size, paths=list(source.paths),
-        extra={"size": (height, width), "channels": int(source.shape[0])},
+        extra={"size": (height, width), "channels": int(source.shape[0]),
+               "skipped": dict(source.skipped)},
+        summary=source.summary(),
     )
 
 

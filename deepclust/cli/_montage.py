@@ -8,6 +8,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from deepclust.data._decode import upright
+
 __all__ = ["CLUSTERS_PER_PAGE", "MAX_PAGES", "render_montage_pages", "representatives"]
 
 #: Rows (clusters) per montage image; more clusters go on further pages.
@@ -41,8 +43,11 @@ def representatives(
 
 
 def _tile(image: Image.Image, size: int) -> Image.Image:
-    """``image`` fitted into a ``size`` x ``size`` square (pixelated when enlarged a lot)."""
-    image = image.convert("RGB")
+    """``image``, upright, fitted into a ``size`` x ``size`` square (pixelated when enlarged a lot).
+
+    Images opened straight from files are turned as their EXIF orientation tag says.
+    """
+    image = upright(image).convert("RGB")
     scale = size / max(image.size)
     new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     method = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.BILINEAR

@@ -1,5 +1,7 @@
 """Input handling: arrays, tensors, image files and folders as batches of tensors."""
 
+from deepclust.data._decode import read_image
+from deepclust.data._files import ImageFolderScan, scan_image_folder
 from deepclust.data._sources import (
     DEFAULT_FILE_IMAGE_SIZE,
     IMAGE_EXTENSIONS,
@@ -17,9 +19,12 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "FileSource",
     "DataSource",
+    "ImageFolderScan",
     "TensorSource",
     "as_source",
     "list_image_files",
     "open_image",
+    "read_image",
     "resize_images",
+    "scan_image_folder",
 ]

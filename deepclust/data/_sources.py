@@ -11,16 +11,23 @@ matrices come out as ``(B, D)``.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from deepclust.data._decode import is_colour_mode, open_image, read_image
+from deepclust.data._files import (
+    IMAGE_EXTENSIONS,
+    describe_left_out,
+    list_image_files,
+    scan_image_folder,
+    summarise_images,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -30,31 +37,15 @@ __all__ = [
     "FileSource",
     "as_source",
     "list_image_files",
+    "open_image",
+    "scan_image_folder",
 ]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-"""File name endings searched for when a folder is given (case-insensitive)."""
 
 DEFAULT_FILE_IMAGE_SIZE = 64
 """Side length files are resized to when ``image_size`` is not given."""
 
 #: Decoded file collections up to this many bytes are kept in memory after the first pass.
 FILE_CACHE_BYTES = 1 << 30
-
-
-_OPEN_LOCK = threading.Lock()
-
-
-def open_image(path: str) -> Image.Image:
-    """Open an image lazily, refusing decompression bombs with an error.
-
-    PIL only warns between 1x and 2x its ``MAX_IMAGE_PIXELS``; the warning is turned into
-    an error here. ``warnings.catch_warnings`` changes process-wide state, so the (cheap,
-    header-only) open is serialised; decoding happens outside the lock, in parallel.
-    """
-    with _OPEN_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(path)
 
 
 class DataSource:
@@ -78,23 +69,56 @@ class DataSource:
         raise NotImplementedError
 
     def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
-        """Return the samples at ``indices`` as a float32 CPU tensor."""
+        """Return the samples at ``indices`` as a float32 CPU tensor.
+
+        Parameters
+        ----------
+        indices : ndarray, slice or None
+            Samples to load; ``None`` loads all of them.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, H, W)`` images in ``[0, 1]`` or ``(B, D)`` features.
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     @property
     def n_features(self) -> int:
-        """Number of values per sample."""
+        """Number of values per sample.
+
+        Returns
+        -------
+        int
+            The product of :attr:`shape`.
+        """
         return int(np.prod(self.shape))
 
     @property
     def n_channels(self) -> int | None:
-        """Channel count of images, ``None`` for features."""
+        """Channel count of images, ``None`` for features.
+
+        Returns
+        -------
+        int or None
+            ``shape[0]`` for images.
+        """
         return self.shape[0] if self.kind == "images" else None
 
     def channel_stats(self, max_samples: int = 10_000, seed: int = 0) -> tuple[np.ndarray, ...]:
         """Per-channel (images) or per-feature (features) mean and standard deviation.
 
-        At most ``max_samples`` samples, drawn without replacement with ``seed``, are read.
+        Parameters
+        ----------
+        max_samples : int
+            At most this many samples are read, drawn without replacement.
+        seed : int
+            Seed of the draw.
+
+        Returns
+        -------
+        mean, std : ndarray
+            Per channel or feature; a standard deviation below 1e-6 is replaced by 1.
         """
         n = len(self)
         if n > max_samples:
@@ -163,9 +187,14 @@ class TensorSource(DataSource):
 class FileSource(DataSource):
     """Images read from files, decoded in batches and resized to a common size.
 
-    The files are decoded once by :meth:`scan` (which also finds unreadable ones). When the
-    decoded collection is small (up to 1 GiB), it is kept in memory; otherwise each
-    :meth:`load` decodes its batch again, so the whole collection is never in memory at once.
+    The files are decoded once by :meth:`scan` (which also finds unreadable ones and decides
+    the channel count). When the decoded collection is small (up to 1 GiB), it is kept in
+    memory; otherwise each :meth:`load` decodes its batch again, so the whole collection is
+    never in memory at once.
+
+    Files are decoded upright (their EXIF orientation applied) and with 8 bits per channel:
+    16-bit, 32-bit and float images are scaled to ``[0, 1]`` as :func:`read_image`
+    describes, then kept at 8-bit precision.
 
     Parameters
     ----------
@@ -174,9 +203,20 @@ class FileSource(DataSource):
     image_size : tuple of int
         ``(H, W)`` every image is resized to.
     n_channels : int or None
-        1 (grayscale) or 3 (RGB); ``None`` decides from the first files during :meth:`scan`.
+        1 (grayscale) or 3 (RGB); ``None`` decides during :meth:`scan`: RGB when any file
+        is in colour (grey files are then repeated over the three channels), else grey.
     root : str or None
         Folder the paths were found in (used to report relative names).
+    skipped : mapping of str to int, optional
+        Counts of files left out before this source was made (see
+        :func:`scan_image_folder`); :meth:`scan` adds ``'unreadable'`` files it skips.
+
+    Attributes
+    ----------
+    modes : dict of str to str
+        PIL mode of each file read by :meth:`scan` (e.g. ``'L'``, ``'RGB'``, ``'I;16'``).
+    skipped : dict of str to int
+        Counts of files left out, by reason.
     """
 
     def __init__(
@@ -185,11 +225,14 @@ class FileSource(DataSource):
         image_size: tuple[int, int],
         n_channels: int | None = None,
         root: str | None = None,
+        skipped: Mapping[str, int] | None = None,
     ):
         self.paths = [os.fspath(p) for p in paths]
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.root = root
         self.kind = "images"
+        self.skipped = dict(skipped or {})
+        self.modes: dict[str, str] = {}
         self._n_channels = n_channels
         self._cache: torch.Tensor | None = None
         self.shape = (n_channels or 0, *self.image_size)
@@ -197,90 +240,147 @@ class FileSource(DataSource):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _decode(self, path: str) -> np.ndarray:
-        mode = "L" if self.shape[0] == 1 else "RGB"
-        with open_image(path) as img:
-            img = img.convert(mode)
-            if img.size != (self.image_size[1], self.image_size[0]):
-                img = img.resize(
-                    (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
-                )
-            array = np.asarray(img, dtype=np.uint8)
-        return array[:, :, None] if array.ndim == 2 else array
+    def summary(self) -> str:
+        """One line on the files, e.g. ``'1,200 images; left out: 3 hidden, 1 unreadable'``.
 
-    def _decode_many(self, paths: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        out = np.zeros((len(paths), *self.image_size, self.shape[0]), dtype=np.uint8)
+        Returns
+        -------
+        str
+            The number of images and the counts of :attr:`skipped`, when any.
+        """
+        return summarise_images(len(self.paths), self.skipped)
+
+    def _decode(self, path: str, channels: int | None) -> tuple[np.ndarray, str]:
+        """``(H, W, C)`` uint8 pixels of one file and its PIL mode.
+
+        ``channels=None`` keeps the file's own kind: 3 for colour files, 1 for grey ones.
+        """
+        image, mode = read_image(path)
+        if channels is None:
+            channels = 3 if is_colour_mode(mode) else 1
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (self.image_size[1], self.image_size[0]):
+            image = image.resize(
+                (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
+            )
+        array = np.asarray(image, dtype=np.uint8)
+        return (array[:, :, None] if array.ndim == 2 else array), mode
+
+    def _decode_many(
+        self, paths: Sequence[str], channels: int | None = None
+    ) -> tuple[np.ndarray, list[tuple[str, str]], list[str | None]]:
+        """Decode ``paths`` in parallel.
+
+        Returns the ``(N, H, W, C)`` uint8 pixels (zeros for unreadable files), the
+        ``(path, reason)`` of unreadable files, and each file's PIL mode (``None`` when
+        unreadable). With ``channels=None``, ``C`` is 3 when any file is in colour (grey
+        files repeated over the channels), else 1.
+        """
+        arrays: list[np.ndarray | None] = [None] * len(paths)
+        modes: list[str | None] = [None] * len(paths)
         errors: list[tuple[str, str]] = []
 
         def work(i_path):
             i, path = i_path
             try:
-                out[i] = self._decode(path)
+                arrays[i], modes[i] = self._decode(path, channels)
             except Exception as exc:  # noqa: BLE001 - every decoding failure is reported
                 errors.append((path, f"{type(exc).__name__}: {exc}"))
 
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             list(pool.map(work, enumerate(paths)))
-        return out, errors
+        depth = channels or max((a.shape[2] for a in arrays if a is not None), default=1)
+        out = np.zeros((len(paths), *self.image_size, depth), dtype=np.uint8)
+        for i, array in enumerate(arrays):
+            if array is not None:
+                out[i] = array  # a grey (H, W, 1) array fills all three channels
+        return out, errors, modes
 
-    def _detect_channels(self) -> int:
-        for path in self.paths[:16]:
-            try:
-                with open_image(path) as img:
-                    if img.mode not in ("L", "1", "I", "I;16", "F", "LA"):
-                        return 3
-            except Exception:  # noqa: BLE001 - unreadable files are reported by scan()
-                continue
-        return 1
+    def _decode_all(self, batch_size: int) -> tuple[list[np.ndarray] | None, list]:
+        """Decode every file once, recording its mode in :attr:`modes`.
+
+        Returns the decoded batches of readable files (``None`` when the collection is
+        too large to keep) and the ``(path, reason)`` of unreadable files.
+        """
+        channels = self._n_channels
+        pixels_per_channel = len(self.paths) * self.image_size[0] * self.image_size[1]
+        decoded: list[np.ndarray] | None = []
+        bad: list[tuple[str, str]] = []
+        depth = channels or 1
+        for start in range(0, len(self.paths), batch_size):
+            chunk = self.paths[start : start + batch_size]
+            arrays, errors, modes = self._decode_many(chunk, channels)
+            self.modes.update((p, m) for p, m in zip(chunk, modes) if m is not None)
+            bad.extend(errors)
+            depth = max(depth, arrays.shape[3])
+            if decoded is not None:
+                if pixels_per_channel * depth > FILE_CACHE_BYTES:
+                    decoded = None  # too large to keep: load() decodes batch by batch
+                else:
+                    failed = {path for path, _ in errors}
+                    decoded.append(arrays[[p not in failed for p in chunk]])
+        return decoded, bad
 
     def scan(self, on_bad_image: str = "raise", batch_size: int = 512) -> FileSource:
         """Decode every file once, report unreadable ones, and cache small collections.
+
+        Without ``n_channels``, the collection is RGB when any file is in colour (the mode
+        of every file is looked at, not just the first ones), else grey. With
+        ``n_channels=1``, colour files are read as grey with a warning that says so.
 
         Parameters
         ----------
         on_bad_image : {'raise', 'skip'}
             ``'raise'`` raises a :class:`ValueError` naming the unreadable files; ``'skip'``
-            drops them with a warning that lists them.
+            drops them with a warning that lists them, and counts them in
+            ``skipped['unreadable']``.
         batch_size : int
             Number of files decoded at a time.
 
         Returns
         -------
-        self
+        self : FileSource
+            This source, scanned.
         """
-        if self._n_channels is None:
-            self._n_channels = self._detect_channels()
-        self.shape = (self._n_channels, *self.image_size)
-        n_bytes = len(self.paths) * int(np.prod(self.shape))
-        keep = n_bytes <= FILE_CACHE_BYTES
-        decoded: list[np.ndarray] = []
-        bad: list[tuple[str, str]] = []
-        for start in range(0, len(self.paths), batch_size):
-            chunk = self.paths[start : start + batch_size]
-            arrays, errors = self._decode_many(chunk)
-            bad.extend(errors)
-            if keep:
-                failed = {path for path, _ in errors}
-                decoded.append(arrays[[p not in failed for p in chunk]])
+        decoded, bad = self._decode_all(batch_size)
         if bad:
-            listing = "\n".join(f"  {self._name(path)}: {why}" for path, why in sorted(bad))
-            if on_bad_image == "raise":
-                raise ValueError(
-                    f"{len(bad)} image file(s) could not be read:\n{listing}\n"
-                    "Remove or repair them, or pass on_bad_image='skip' to leave them out."
-                )
-            warnings.warn(
-                f"Skipping {len(bad)} unreadable image file(s):\n{listing}", UserWarning,
-                stacklevel=3,
-            )
-            failed = {path for path, _ in bad}
-            self.paths = [p for p in self.paths if p not in failed]
+            self._leave_out_unreadable(bad, on_bad_image)
         if not self.paths:
             raise ValueError("None of the image files could be read; nothing to cluster.")
-        if keep:
-            array = np.concatenate(decoded) if decoded else np.zeros((0, *self.shape), np.uint8)
+        n_colour = sum(is_colour_mode(self.modes[p]) for p in self.paths)
+        if self._n_channels is None:
+            self._n_channels = 3 if n_colour else 1
+        elif self._n_channels == 1 and n_colour:
+            warnings.warn(
+                f"{n_colour} of {len(self.paths)} image files are in colour but are read as "
+                "greyscale (n_channels=1, e.g. for a model fitted on greyscale images), so "
+                "their colour is lost. Pass n_channels=3 (or fit on colour images) to keep "
+                "it, or convert the files to greyscale to silence this warning.",
+                UserWarning, stacklevel=3,
+            )
+        self.shape = (self._n_channels, *self.image_size)
+        if decoded is not None:
+            array = np.concatenate(
+                [np.broadcast_to(a, (*a.shape[:3], self._n_channels)) for a in decoded]
+            )
             self._cache = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
         return self
+
+    def _leave_out_unreadable(self, bad: list[tuple[str, str]], on_bad_image: str) -> None:
+        """Raise on unreadable files, or drop them from :attr:`paths` with a warning."""
+        listing = "\n".join(f"  {self._name(path)}: {why}" for path, why in sorted(bad))
+        if on_bad_image == "raise":
+            raise ValueError(
+                f"{len(bad)} image file(s) could not be read:\n{listing}\n"
+                "Remove or repair them, or pass on_bad_image='skip' to leave them out."
+            )
+        warnings.warn(
+            f"Skipping {len(bad)} unreadable image file(s):\n{listing}", UserWarning,
+            stacklevel=4,
+        )
+        failed = {path for path, _ in bad}
+        self.paths = [p for p in self.paths if p not in failed]
+        self.skipped["unreadable"] = self.skipped.get("unreadable", 0) + len(bad)
 
     def _name(self, path: str) -> str:
         if self.root is not None:
@@ -291,7 +391,13 @@ class FileSource(DataSource):
         return path
 
     def relative_names(self) -> list[str]:
-        """File names relative to the folder they were found in (or as given)."""
+        """File names relative to the folder they were found in (or as given).
+
+        Returns
+        -------
+        list of str
+            One name per file of :attr:`paths`, in the same order.
+        """
         return [self._name(p) for p in self.paths]
 
     def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
@@ -304,7 +410,7 @@ class FileSource(DataSource):
         paths = self.paths[indices] if isinstance(indices, slice) else [
             self.paths[i] for i in np.asarray(indices)
         ]
-        arrays, errors = self._decode_many(paths)
+        arrays, errors, _ = self._decode_many(paths, self.shape[0])
         if errors:
             listing = ", ".join(self._name(p) for p, _ in errors)
             raise ValueError(f"Image file(s) could not be read: {listing}")
@@ -312,22 +418,24 @@ class FileSource(DataSource):
 
 
 def resize_images(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a float ``(B, C, H, W)`` batch with bilinear interpolation (antialiased)."""
+    """Resize a float ``(B, C, H, W)`` batch with bilinear interpolation (antialiased).
+
+    Parameters
+    ----------
+    batch : torch.Tensor
+        Images in ``[0, 1]``.
+    size : tuple of int
+        ``(H, W)`` to resize to.
+
+    Returns
+    -------
+    torch.Tensor
+        The resized batch, clamped to ``[0, 1]``.
+    """
     antialias = size[0] < batch.shape[2] or size[1] < batch.shape[3]
     return F.interpolate(
         batch, size=size, mode="bilinear", align_corners=False, antialias=antialias
     ).clamp_(0.0, 1.0)
-
-
-def list_image_files(folder: str | os.PathLike) -> list[str]:
-    """All image files below ``folder`` (recursively), in a stable sorted order."""
-    root = Path(folder)
-    files = [
-        str(p)
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    ]
-    return sorted(files, key=lambda p: Path(p).relative_to(root).as_posix())
 
 
 def _is_path_like(value) -> bool:
@@ -347,13 +455,16 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
     if _is_path_like(X):
         path = os.fspath(X)
         if os.path.isdir(path):
-            files = list_image_files(path)
+            files, skipped = scan_image_folder(path)
             if not files:
+                left_out = describe_left_out(skipped)
                 raise ValueError(
                     f"The folder {path!r} contains no image files (searched recursively for "
-                    f"{', '.join(IMAGE_EXTENSIONS)}). Point to a folder that holds images."
+                    f"{', '.join(IMAGE_EXTENSIONS)}"
+                    f"{'; left out: ' + left_out if left_out else ''}). Point to a folder "
+                    "that holds images."
                 )
-            return FileSource(files, size, n_channels, root=path)
+            return FileSource(files, size, n_channels, root=path, skipped=skipped)
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"No such file or folder: {path!r}. Pass an existing image folder, a list of "
@@ -529,14 +640,16 @@ def as_source(
         - numpy ``(N, H, W)`` grayscale or ``(N, H, W, C)`` channels-last with ``C`` in
           1/3/4, uint8 (0..255) or float (0..1);
         - torch ``(N, C, H, W)`` channels-first (or ``(N, H, W)`` grayscale);
-        - a folder (searched recursively for image files), one image file, or a sequence
-          of image file paths;
+        - a folder (searched recursively for image files, see :func:`scan_image_folder`
+          for what is left out), one image file, or a sequence of image file paths; files
+          are decoded upright and at 8 bits as :func:`~deepclust.data.read_image` says;
         - a 2-D ``(N, D)`` matrix of features.
     image_size : int or (int, int), optional
         Size images are resized to; ``None`` keeps an array's own size and uses
         :data:`DEFAULT_FILE_IMAGE_SIZE` for files.
     n_channels : int, optional
-        Channel count to convert files to (``None``: decided from the files).
+        Channel count to convert files to (``None``: RGB when any file is in colour, else
+        grey; see :meth:`FileSource.scan`).
     on_bad_image : {'raise', 'skip'}
         What to do with files that cannot be decoded.
     validate_features : callable, optional
@@ -546,6 +659,8 @@ def as_source(
     Returns
     -------
     DataSource
+        A :class:`TensorSource` for arrays and tensors, a scanned :class:`FileSource` for
+        files.
     """
     paths = _path_input(X)
     if paths is not None:
