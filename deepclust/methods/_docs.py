@@ -101,8 +101,8 @@ docdict["pretext_augmentation"] = _entry(
     """
     pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, \
 default='simclr'
-        Augmentation of the two views of every image in the SimCLR pretext (``'simclr'``,
-        as SimCLR and the paper).
+        Augmentation of the two views of every image in the SimCLR pretext (``'simclr'``:
+        SimCLR's own, as in the paper).
     """
 ) + "\n" + textwrap.indent(_AUGMENTATION_FORMS, "    ")
 

@@ -139,6 +139,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         uses thousands of clusters on ImageNet), so the default is large relative to
         typical class counts.
     %(pretrained)s
+
         ClusterFit calls this feature source ``N_pre`` and clusters its features; with
         ``None``, the pretext network trained first is ``pretext_network_``.
     %(backbone)s

@@ -381,6 +381,7 @@ class SCANClusterer(BaseDeepClusterer):
         Ignored when ``pretrained`` is given: its network (or fixed features) is the
         backbone then.
     %(pretrained)s
+
         SCAN mines its neighbours on these features and, when they come from a network,
         starts its backbone from that network's weights (trained further in the SCAN and
         self-labelling steps unless ``update_cluster_head_only``); the pretext stage is
