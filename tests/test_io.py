@@ -118,6 +118,7 @@ def _rewrite(tensors_path, metadata_path, tensors):
     tensors_path.write_bytes(blob)
     metadata = json.loads(metadata_path.read_text())
     metadata["tensors"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    metadata["tensors"]["n_bytes"] = len(blob)
     metadata_path.write_text(json.dumps(metadata))
 
 

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from deepclust.networks._backbones import BACKBONES, build_backbone
+from deepclust.networks._backbones import BACKBONES, build_backbone, feature_dim
 from deepclust.networks._filters import SobelFilter
 from deepclust.networks._model import ClusteringNetwork
 
-__all__ = ["describe_network", "network_from_description"]
+__all__ = [
+    "check_description",
+    "describe_network",
+    "description_state_shapes",
+    "network_from_description",
+]
 
 #: Input filters a description may name, by name.
 INPUT_FILTERS = {"sobel": SobelFilter}
+
+#: Upper bounds of a description's fields: a description beyond them is refused before
+#: anything is allocated (they are far above what any model of this library needs).
+MAX_CLUSTERS = 1_000_000
+MAX_HEADS = 1_000
+MAX_DIM = 65_536  #: each input dimension, and the projection size
+MAX_INPUT_VALUES = 2**24  #: values per input sample (C * H * W or D)
+MAX_FEATURES = 2**20  #: backbone feature size
+
+#: The fields of a description, in the order :func:`describe_network` writes them.
+DESCRIPTION_FIELDS = (
+    "backbone", "input_shape", "n_features", "n_clusters", "n_heads", "projection_dim",
+    "input_filter",
+)
 
 
 def _filter_name(network: ClusteringNetwork) -> str | None:
@@ -62,65 +86,212 @@ def describe_network(network: nn.Module, backbone, input_shape) -> dict:
     }
 
 
-def _read_description(spec: dict) -> tuple:
-    try:
-        return (
-            spec["backbone"], tuple(int(s) for s in spec["input_shape"]),
-            int(spec["n_clusters"]), int(spec["n_heads"]), spec["projection_dim"],
-            spec["input_filter"], int(spec["n_features"]),
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bounded_int(value: Any, field: str, low: int, high: int) -> int:
+    if not (_is_int(value) and low <= value <= high):
+        raise ValueError(
+            f"{field} must be an integer between {low} and {high}; got {_shown(value)}"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"Model file's network description is incomplete: {exc!r}.") from exc
+    return value
 
 
-def network_from_description(spec: dict) -> ClusteringNetwork:
+def _input_shape(value: Any, field: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) not in (1, 3):
+        raise ValueError(
+            f"{field} must be a list of 1 or 3 integers (features (D,) or images (C, H, W)); "
+            f"got {_shown(value)}"
+        )
+    shape = tuple(_bounded_int(s, f"{field}[{i}]", 1, MAX_DIM) for i, s in enumerate(value))
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise ValueError(
+            f"{field} must hold at most {MAX_INPUT_VALUES} values per sample; got "
+            f"{list(shape)} ({math.prod(shape)} values)"
+        )
+    return shape
+
+
+def check_description(spec: Any, where: str = "network") -> dict:
+    """Check every field of a network description without building anything.
+
+    Parameters
+    ----------
+    spec : object
+        A description as read from a model file (any JSON value).
+    where : str, default='network'
+        The description's name in the file, used in error messages
+        (``network.n_clusters must be ...``).
+
+    Returns
+    -------
+    dict
+        The fields, with ``input_shape`` as a tuple.
+
+    Raises
+    ------
+    ValueError
+        Naming the first field that is missing, of the wrong type or out of range
+        (``n_clusters`` <= 1,000,000, ``n_heads`` <= 1,000, each input dimension and
+        ``projection_dim`` <= 65,536, at most 2**24 values per input sample). Whether
+        ``backbone`` is registered is not checked here.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a JSON object; got {_shown(spec)}")
+    missing = [key for key in DESCRIPTION_FIELDS if key not in spec]
+    if missing:
+        raise ValueError(f"{where}.{missing[0]} is missing")
+    unknown = sorted(set(spec) - set(DESCRIPTION_FIELDS))
+    if unknown:
+        raise ValueError(f"{where} has unknown entries {unknown}")
+    if not isinstance(spec["backbone"], str):
+        raise ValueError(
+            f"{where}.backbone must be a string naming a registered backbone; got "
+            f"{_shown(spec['backbone'])}"
+        )
+    projection = spec["projection_dim"]
+    if projection is not None:
+        _bounded_int(projection, f"{where}.projection_dim", 1, MAX_DIM)
+    if spec["input_filter"] is not None and spec["input_filter"] not in INPUT_FILTERS:
+        raise ValueError(
+            f"{where}.input_filter must be null or one of {sorted(INPUT_FILTERS)}; got "
+            f"{_shown(spec['input_filter'])}"
+        )
+    return {
+        "backbone": spec["backbone"],
+        "input_shape": _input_shape(spec["input_shape"], f"{where}.input_shape"),
+        "n_features": _bounded_int(spec["n_features"], f"{where}.n_features", 1, MAX_FEATURES),
+        "n_clusters": _bounded_int(spec["n_clusters"], f"{where}.n_clusters", 2, MAX_CLUSTERS),
+        "n_heads": _bounded_int(spec["n_heads"], f"{where}.n_heads", 1, MAX_HEADS),
+        "projection_dim": projection,
+        "input_filter": spec["input_filter"],
+    }
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Tensors created from a shape (parameters, buffers, dry-run inputs) go to the meta
+    device, which holds shapes but no memory; tensors created from data stay on the CPU
+    (``MLP`` sizes itself with ``torch.tensor(shape).prod()``)."""
+
+    _FROM_SHAPE = frozenset({
+        torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
+        torch.randn, torch.randint, torch.eye,
+    })
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._FROM_SHAPE and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _registered(backbone: str, where: str) -> None:
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"{where}.backbone {backbone!r} is not registered here. Register it with "
+            "deepclust.networks.register_backbone(name, factory) before loading"
+        )
+
+
+def _filter_shape(filter_name: str | None, input_shape: tuple[int, ...], where: str) -> tuple:
+    """Shape of one sample after the input filter, found without memory."""
+    if filter_name is None:
+        return input_shape
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"{where}.input_filter {filter_name!r} needs images, but {where}.input_shape is "
+            f"{list(input_shape)}"
+        )
+    with torch.device("meta"):
+        return tuple(INPUT_FILTERS[filter_name]()(torch.zeros(1, *input_shape)).shape[1:])
+
+
+def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
+    """The network of checked description ``values``: with ``shapes_only`` on the meta
+    device (no memory), else on the CPU. Its feature size is found by a dry run on the
+    meta device (for real only for a backbone that cannot run there)."""
+    backbone, input_shape = values["backbone"], values["input_shape"]
+    filter_name = values["input_filter"]
+    filter_shape = _filter_shape(filter_name, input_shape, where)
+    module = None
+    with _ShapesOnly():
+        try:
+            n_features = feature_dim(BACKBONES[backbone](filter_shape), filter_shape)
+        except Exception:  # noqa: BLE001 - a backbone that cannot run on the meta device
+            n_features = values["n_features"] if shapes_only else None
+    if n_features is None:
+        module, n_features = build_backbone(backbone, filter_shape)
+    if n_features != values["n_features"]:
+        raise ValueError(
+            f"The model's backbone {backbone!r} gives {n_features} features here but "
+            f"{where}.n_features is {values['n_features']}; the file does not match this "
+            "version of the backbone"
+        )
+    stats_shape = (input_shape[0],)
+    with _ShapesOnly() if shapes_only else contextlib.nullcontext():
+        return ClusteringNetwork(
+            module if module is not None else BACKBONES[backbone](filter_shape), n_features,
+            values["n_clusters"], values["n_heads"], mean=np.zeros(stats_shape, np.float32),
+            std=np.ones(stats_shape, np.float32), projection_dim=values["projection_dim"],
+            input_filter=INPUT_FILTERS[filter_name]() if filter_name else None,
+        )
+
+
+def description_state_shapes(spec: Any, where: str = "network") -> dict:
+    """The ``state_dict`` the described network has, as shapes, without allocating it.
+
+    Parameters
+    ----------
+    spec : object
+        A network description, checked with :func:`check_description`.
+    where : str, default='network'
+        The description's name in the file, used in error messages.
+
+    Returns
+    -------
+    dict of str to (torch.dtype, tuple of int)
+        Each ``state_dict`` entry's dtype and shape, found by building the network on the
+        meta device (parameters without memory).
+
+    Raises
+    ------
+    ValueError
+        As :func:`network_from_description`.
+    """
+    values = check_description(spec, where)
+    _registered(values["backbone"], where)
+    network = _build(values, where, shapes_only=True)
+    return {key: (value.dtype, tuple(value.shape)) for key, value in network.state_dict().items()}
+
+
+def network_from_description(spec: dict, where: str = "network") -> ClusteringNetwork:
     """A fresh :class:`ClusteringNetwork` (unit input statistics) from its description.
 
     Parameters
     ----------
     spec : dict
         Written by :func:`describe_network`.
+    where : str, default='network'
+        The description's name, used in error messages.
 
     Returns
     -------
     ClusteringNetwork
+        On the CPU, with freshly initialised weights (load the saved ``state_dict`` next).
 
     Raises
     ------
     ValueError
-        When the description is incomplete, names an unknown backbone or filter, or does
-        not match this version of the backbone.
+        When a field is missing, of the wrong type or out of range (see
+        :func:`check_description`), the backbone is not registered, or the description
+        does not match this version of the backbone.
     """
-    backbone, input_shape, n_clusters, n_heads, projection_dim, filter_name, n_saved = (
-        _read_description(spec)
-    )
-    if not isinstance(backbone, str) or backbone not in BACKBONES:
-        raise ValueError(
-            f"The model uses backbone {backbone!r}, which is not registered here. Register it "
-            "with deepclust.networks.register_backbone(name, factory) before loading."
-        )
-    if filter_name is not None and filter_name not in INPUT_FILTERS:
-        raise ValueError(f"Unknown input filter {filter_name!r} in the model file.")
-    if n_clusters < 2 or n_heads < 1 or len(input_shape) not in (1, 3) or min(input_shape) < 1:
-        raise ValueError(
-            f"Invalid network description in the model file: {n_clusters} clusters, "
-            f"{n_heads} heads, input shape {input_shape}."
-        )
-    input_filter = INPUT_FILTERS[filter_name]() if filter_name else None
-    filter_shape = input_shape
-    if input_filter is not None:
-        with torch.no_grad():
-            filter_shape = tuple(input_filter(torch.zeros(1, *input_shape)).shape[1:])
-    module, n_features = build_backbone(backbone, filter_shape)
-    if n_features != n_saved:
-        raise ValueError(
-            f"The model's backbone {backbone!r} gives {n_features} features here but the file "
-            f"says {n_saved}; the file does not match this version of the backbone."
-        )
-    stats_shape = (input_shape[0],)
-    return ClusteringNetwork(
-        module, n_features, n_clusters, n_heads, mean=np.zeros(stats_shape, np.float32),
-        std=np.ones(stats_shape, np.float32),
-        projection_dim=int(projection_dim) if projection_dim else None,
-        input_filter=input_filter,
-    )
+    values = check_description(spec, where)
+    _registered(values["backbone"], where)
+    return _build(values, where, shapes_only=False)
