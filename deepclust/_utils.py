@@ -1,9 +1,11 @@
-"""Small helpers shared across deepclust: devices, seeding, atomic writes."""
+"""Small helpers shared across deepclust: devices, seeding, atomic writes, terminals."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ __all__ = [
     "seed_everything",
     "to_numpy",
     "atomic_write",
+    "stderr_is_terminal",
 ]
 
 
@@ -61,11 +64,42 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+
+    The temporary file, ``<path>.tmp-<pid>``, is removed when writing or renaming fails
+    (a full disk, say), so a failure leaves ``path`` as it was and nothing else behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    data : bytes
+
+    Raises
+    ------
+    OSError
+        When writing or renaming fails; its ``filename`` names ``path`` when the error
+        came from writing the data (which names no file).
+    """
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = path
+        raise
+
+
+def stderr_is_terminal() -> bool:
+    """Whether ``sys.stderr`` is a terminal: progress bars are shown only then."""
+    stream = sys.stderr
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False

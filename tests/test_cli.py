@@ -45,11 +45,14 @@ def folder_run(image_folder, tmp_path_factory):
 
 
 def test_cluster_writes_every_output(folder_run, image_folder):
+    from deepclust.io import load_model
+
     names = {p.name for p in folder_run.iterdir()}
     assert {"labels.csv", "clusters.png", "report.html", "model.json",
             "model.safetensors", "run.json"} <= names
     assert "metrics.json" not in names  # no true labels for a folder
     assert not any("checkpoint" in n or ".tmp-" in n for n in names)  # cleaned up
+    assert ".deepclust.lock" not in names  # the lock is released
 
     rows = read_labels(folder_run / "labels.csv")
     expected = [
@@ -60,8 +63,10 @@ def test_cluster_writes_every_output(folder_run, image_folder):
     assert any("/" in name for name in expected)  # nested sub-folders are named as such
     clusters = np.array([int(r["cluster"]) for r in rows])
     confidence = np.array([float(r["confidence"]) for r in rows])
-    assert set(clusters) <= {0, 1, 2}
-    assert np.all((confidence > 1 / 3 - 1e-6) & (confidence <= 1.0))
+    # The clusters are SeLa's own (equal-size) labels of the fitted images; the confidence
+    # is the network's probability of that cluster, which need not be its argmax.
+    np.testing.assert_array_equal(clusters, load_model(folder_run).labels_)
+    assert np.all((confidence > 0) & (confidence <= 1.0))
 
 
 def test_montage_and_report(folder_run):
@@ -78,18 +83,27 @@ def test_montage_and_report(folder_run):
     assert "selflabel: loss" in report
 
 
-def test_predict_reproduces_labels_csv(folder_run, image_folder, tmp_path):
+def test_predict_uses_the_models_predict(folder_run, image_folder, tmp_path):
+    from deepclust.io import load_model
+
     out = tmp_path / "predicted.csv"
     assert run_cli("predict", folder_run, image_folder, "--out", out, "--quiet") == 0
-    assert read_labels(out) == read_labels(folder_run / "labels.csv")
+    rows = read_labels(out)
+    assert [r["source"] for r in rows] == [
+        r["source"] for r in read_labels(folder_run / "labels.csv")
+    ]
+    model = load_model(folder_run)
+    expected = model.predict(list_image_files(image_folder))
+    assert [int(r["cluster"]) for r in rows] == expected.tolist()
 
 
 def test_predict_with_model_json_on_a_sub_folder(folder_run, image_folder, tmp_path):
-    out = tmp_path / "part.csv"
+    whole, out = tmp_path / "whole.csv", tmp_path / "part.csv"
+    assert run_cli("predict", folder_run, image_folder, "--out", whole, "--quiet") == 0
     code = run_cli("predict", folder_run / "model.json", image_folder / "part1", "--out", out,
                    "--device", "cpu", "--quiet")
     assert code == 0
-    full = {r["source"]: r["cluster"] for r in read_labels(folder_run / "labels.csv")}
+    full = {r["source"]: r["cluster"] for r in read_labels(whole)}
     part = read_labels(out)
     assert len(part) == 20
     for row in part:

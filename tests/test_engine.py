@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -405,7 +406,8 @@ def test_verbose_prints_one_line_per_epoch(capsys, verbose):
     if not verbose:
         assert captured.out == captured.err == ""
         return
-    lines = captured.out.splitlines()
+    assert captured.out == ""  # epoch lines are status, on stderr
+    lines = captured.err.splitlines()
     assert len(lines) == 3
     for i, line in enumerate(lines, start=1):
         assert re.fullmatch(
@@ -420,7 +422,7 @@ def test_epoch_logger_line(capsys):
     }
     trainer = SimpleNamespace(stage=SimpleNamespace(n_epochs=3))
     EpochLogger().on_epoch_end(trainer, record)
-    assert capsys.readouterr().out == (
+    assert capsys.readouterr().err == (
         "[scan] epoch 2/3: loss=0.1235, lr=0.05, skipped_batches=2, label_change=0.25, "
         "seconds=12.35, note=x\n"
     )
@@ -448,6 +450,7 @@ def test_progress_bar_shows_each_epoch(monkeypatch):
 
     monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
     monkeypatch.setattr(FakeBar, "bars", [])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # bars only on a terminal
     model = nn.Linear(2, 1)
     X = torch.randn(5, 2)
 

@@ -4,18 +4,23 @@ and ``demo`` (clusters scikit-learn's digits).
 ``deepclust cluster SOURCE --method M --n-clusters K --out DIR`` writes into ``DIR``:
 
 - ``labels.csv``: ``source,cluster,confidence`` per input, in input order (``source`` is
-  the file's path relative to SOURCE, or the row index for arrays; ``cluster`` is the saved
-  model's ``predict``; ``confidence`` its ``predict_proba`` for that cluster);
+  the file's path relative to SOURCE, or the row index for arrays; ``cluster`` is the
+  method's own clustering of the images it was fitted on, its ``labels_`` (e.g. SeLa's
+  equal-size self-labels); ``confidence`` the network's ``predict_proba`` for that
+  cluster). ``metrics.json`` and the report give the fraction of samples on which
+  ``predict``, which ``deepclust predict`` uses for new images, agrees with ``labels_``;
 - ``clusters.png`` (+ ``clusters-2.png``... beyond 50 clusters): one row per cluster with
   its most confident images;
 - ``model.safetensors`` + ``model.json``: the fitted model (:mod:`deepclust.io`);
 - ``metrics.json`` when true labels are known (data sets, ``.npz`` with ``y``);
 - ``report.html``: montage, cluster sizes and training curves in one offline page;
-- ``run.json``: the settings of the run; ``checkpoint.pt`` while training (removed at the
-  end), which ``--resume`` continues from.
+- ``run.json``: the settings of the run, written when training starts; ``checkpoint.pt``
+  while training (removed at the end), which ``--resume`` continues from.
 
 Every output is written to a temporary name and renamed, so a crash never leaves a
-half-written file.
+half-written file. Arguments and ``DIR`` are checked before SOURCE is read, and a refused
+run creates nothing; a run holds a lock on ``DIR`` (:mod:`deepclust.cli._outdir`) and never
+overwrites files of deepclust's names that no deepclust run wrote.
 
 ``--epochs E`` sets each method's main training length, and each method has its own
 command-line defaults; both are declared in the method's ``method_spec``
@@ -25,11 +30,16 @@ command-line defaults; both are declared in the method's ``method_spec``
 Precedence: these defaults, then ``--config FILE`` (a JSON object of estimator
 parameters), then the explicit options (``--epochs``, ``--batch-size``, ``--image-size``,
 ``--n-clusters``, ``--seed``, ``--device``).
+
+Status and per-epoch lines go to stderr (silenced by ``--quiet``), progress bars too when
+it is a terminal; results (summary, scores) go to stdout. User errors exit with status 2
+and one line ``deepclust: error: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import io
@@ -37,21 +47,28 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from deepclust.cli._errors import CommandError, one_line, os_error_message
+from deepclust.cli._outdir import (
+    CHECKPOINT_NAME,
+    RUN_NAME,
+    OutputFolderLock,
+    check_output_file,
+    check_output_folder,
+    check_user_files,
+    remove_stale_temporaries,
+)
+from deepclust.training import Callback, TrainingDivergedError
+
 __all__ = ["main", "build_parser"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-RUN_NAME = "run.json"
 LABELS_NAME = "labels.csv"
 _LABEL_CHUNK = 4096
-
-
-class CommandError(ValueError):
-    """A problem the user can fix; printed without a traceback, exit status 2."""
-
+_DEVICE_KINDS = ("auto", "cpu", "cuda")
 
 # ---------------------------------------------------------------------- helpers
 def _estimator_class(method: str):
@@ -77,7 +94,10 @@ def _epochs_help() -> str:
 
 
 def _progress_factory(quiet: bool):
-    if quiet:
+    """A tqdm factory for progress bars on stderr, or None when quiet or not a terminal."""
+    from deepclust._utils import stderr_is_terminal
+
+    if quiet or not stderr_is_terminal():
         return None
     from tqdm.auto import tqdm
 
@@ -87,9 +107,20 @@ def _progress_factory(quiet: bool):
     return factory
 
 
-def _say(args, message: str) -> None:
+def _status(args, message: str) -> None:
+    """A status line on stderr, unless ``--quiet``."""
     if not getattr(args, "quiet", False):
-        print(message, flush=True)
+        print(message, file=sys.stderr, flush=True)
+
+
+def _result(message: str) -> None:
+    """A result line on stdout (printed with ``--quiet`` too)."""
+    print(message, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command: one plain line, no Python source."""
+    print(f"deepclust: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -117,9 +148,21 @@ def _read_config(path: str | None) -> dict:
 
 
 def resolve_cli_device(device: str):
-    """The torch device for ``--device``, or a :class:`CommandError` saying why not."""
+    """The torch device for ``--device``, or a :class:`CommandError` saying why not.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; other kinds (``mps``...) are refused.
+
+    Returns
+    -------
+    torch.device
+    """
     from deepclust._utils import resolve_device
 
+    if str(device).split(":", 1)[0].strip().lower() not in _DEVICE_KINDS:
+        raise CommandError(f"--device {device} is not supported; use cpu, cuda or auto.")
     try:
         return resolve_device(device)
     except ValueError as exc:
@@ -127,7 +170,18 @@ def resolve_cli_device(device: str):
 
 
 def estimator_params(args, method: str) -> dict:
-    """All parameters given to the estimator: defaults < ``--config`` < explicit options."""
+    """All parameters given to the estimator: defaults < ``--config`` < explicit options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    method : str
+
+    Returns
+    -------
+    dict
+        A list ``image_size`` of ``--config`` is made a tuple.
+    """
     cls = _estimator_class(method)
     valid = set(cls().get_params(deep=False))
     params = dict(cls.method_spec.recipe)
@@ -153,24 +207,89 @@ def estimator_params(args, method: str) -> dict:
     return params
 
 
-def label_samples(estimator, data, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """``predict`` and the probability of the predicted cluster, in chunks with progress."""
+def _requested_image_size(args, params: dict):
+    """The image size asked for: ``--image-size``, else ``--config``'s side or (H, W)."""
+    if args.image_size is not None:
+        return args.image_size
+    size = params.get("image_size")
+    sides = size if isinstance(size, tuple) else (size,)
+    if size is not None and not (
+        len(sides) in (1, 2)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 4 for v in sides)
+    ):
+        raise CommandError(
+            f"--config: image_size must be a side length of at least 4 px or a list "
+            f"[height, width] of them; got {list(sides) if len(sides) > 1 else size!r}."
+        )
+    return size
+
+
+def _check_estimator(cls, params: dict) -> None:
+    """Refuse invalid estimator parameters (from ``--config``) before any work."""
+    try:
+        cls(**params)._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--config: {exc}") from exc
+
+
+def _load_input(args, **kwargs):
+    """``load_input`` for the command: its hints name the command's options."""
+    from deepclust.cli import _inputs
+
+    try:
+        return _inputs.load_input(
+            args.source, on_bad_image="skip" if args.skip_bad_images else "raise",
+            progress=_progress_factory(args.quiet), **kwargs,
+        )
+    except ValueError as exc:
+        raise CommandError(
+            str(exc).replace("pass on_bad_image='skip'", "pass --skip-bad-images")
+        ) from exc
+
+
+def label_samples(
+    estimator, data, progress=None, fit_labels=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, their confidence and ``predict``, in chunks with progress.
+
+    Parameters
+    ----------
+    estimator : fitted deepclust estimator
+    data : images or features, as for ``predict``
+    progress : callable, optional
+        A tqdm-like factory.
+    fit_labels : ndarray of shape (n_samples,), optional
+        The estimator's ``labels_`` when ``data`` is what it was fitted on: these are the
+        labels returned; else ``predict``'s.
+
+    Returns
+    -------
+    labels : ndarray of int64
+    confidence : ndarray
+        ``predict_proba`` at each label.
+    predicted : ndarray of int64
+        ``predict``.
+    """
     n = len(data)
     bar = progress(total=n, desc="labelling", unit="img") if progress else None
-    labels, confidence = [], []
+    labels, confidence, predictions = [], [], []
     try:
         for start in range(0, n, _LABEL_CHUNK):
             part = data[start : start + _LABEL_CHUNK]
             predicted = np.asarray(estimator.predict(part), dtype=np.int64)
             proba = np.asarray(estimator.predict_proba(part))
-            labels.append(predicted)
-            confidence.append(proba[np.arange(len(predicted)), predicted])
+            chosen = predicted if fit_labels is None else np.asarray(
+                fit_labels[start : start + len(predicted)], dtype=np.int64
+            )
+            labels.append(chosen)
+            predictions.append(predicted)
+            confidence.append(proba[np.arange(len(chosen)), chosen])
             if bar is not None:
                 bar.update(len(predicted))
     finally:
         if bar is not None:
             bar.close()
-    return np.concatenate(labels), np.concatenate(confidence)
+    return np.concatenate(labels), np.concatenate(confidence), np.concatenate(predictions)
 
 
 def labels_csv(names, labels, confidence) -> str:
@@ -189,15 +308,27 @@ def _json_safe(params: dict) -> dict:
     return {k: _json_value(v) for k, v in params.items()}
 
 
-def _check_resume(run_path: Path, run_info: dict) -> None:
+def _run_info(estimator, *, method: str, source: str, n_samples: int | None) -> dict:
+    """The content of ``run.json``."""
+    return {
+        "method": method,
+        "estimator": type(estimator).__name__,
+        "source": source,
+        "n_samples": n_samples,
+        "params": _json_safe(estimator.get_params(deep=False)),
+    }
+
+
+def _check_resume(run_path: Path, run_info: dict, skip: tuple[str, ...] = ()) -> None:
+    """Refuse to resume when the settings differ from ``run_path``'s (but ``skip``)."""
     try:
         previous = json.loads(run_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"Cannot read {run_path} to resume: {exc}") from exc
-    ignored = {"verbose", "device"}
+    ignored = {"verbose", "device", *skip}
     differences = []
     for key in ("method", "source", "n_samples"):
-        if previous.get(key) != run_info[key]:
+        if key not in ignored and previous.get(key) != run_info[key]:
             differences.append(f"{key}: {previous.get(key)!r} then, {run_info[key]!r} now")
     old, new = previous.get("params", {}), run_info["params"]
     for key in sorted(set(old) | set(new)):
@@ -211,71 +342,133 @@ def _check_resume(run_path: Path, run_info: dict) -> None:
         )
 
 
+@contextlib.contextmanager
+def _output_folder(out_dir: Path):
+    """Hold the lock on ``out_dir`` (checked already) and clear what killed runs left."""
+    with OutputFolderLock(out_dir):
+        check_user_files(out_dir)
+        remove_stale_temporaries(out_dir)
+        yield
+
+
+def prepare_resume(
+    out_dir: Path, estimator, *, method: str, source: str, resume: bool, say, fresh=False
+) -> dict | None:
+    """The checkpoint state to resume from, checked before SOURCE is read.
+
+    Parameters
+    ----------
+    out_dir : Path
+    estimator : unfitted estimator of the run
+        Its parameters are compared with ``run.json`` (but ``image_size``, which may
+        depend on the images).
+    method, source : str
+    resume : bool
+        ``--resume``.
+    say : callable
+        Prints a status line.
+    fresh : bool
+        Remove a checkpoint instead (the demo always starts anew).
+
+    Returns
+    -------
+    dict or None
+    """
+    from deepclust.training import load_state
+
+    checkpoint = out_dir / CHECKPOINT_NAME
+    if fresh:
+        checkpoint.unlink(missing_ok=True)
+        return None
+    if not resume:
+        if checkpoint.is_file():
+            raise CommandError(
+                f"{out_dir} holds the checkpoint of an unfinished run ({checkpoint}). Add "
+                "--resume to continue it, delete the file to start over, or choose another "
+                "--out folder."
+            )
+        return None
+    if not checkpoint.is_file():
+        say(f"No checkpoint in {out_dir}: starting from the beginning.")
+        return None
+    run_path = out_dir / RUN_NAME
+    if run_path.is_file():
+        info = _run_info(estimator, method=method, source=source, n_samples=None)
+        _check_resume(run_path, info, skip=("n_samples", "image_size"))
+    state = load_state(checkpoint)
+    say(f"Resuming from {checkpoint} (after {state['epochs_done_total']} epoch(s)).")
+    return state
+
+
+class _RunRecord(Callback):
+    """Writes ``run.json`` once: when training starts, or when called after the fit.
+
+    Parameters
+    ----------
+    path : Path
+    info : dict
+    """
+
+    def __init__(self, path: Path, info: dict):
+        self.path, self.info, self.written = path, info, False
+
+    def __call__(self) -> None:
+        """Write ``run.json`` unless it is written already."""
+        if not self.written:
+            _atomic_write_text(self.path, json.dumps(self.info, indent=1))
+            self.written = True
+
+    def on_train_begin(self, trainer) -> None:
+        """Write ``run.json``: the run now leaves a checkpoint to resume from.
+
+        Parameters
+        ----------
+        trainer : Trainer
+        """
+        self()
+
+
 # ---------------------------------------------------------------------- pipeline
 def run_pipeline(
-    estimator,
-    loaded,
-    out_dir: Path,
-    *,
-    method: str,
-    source: str,
-    resume: bool,
-    quiet: bool,
-    say,
-    fresh: bool = False,
+    estimator, loaded, out_dir: Path, *, method: str, source: str, quiet: bool, say,
+    resume_state: dict | None = None,
 ) -> dict:
-    """Fit with checkpoints, then write every output into ``out_dir``.
+    """Fit with checkpoints, then write every output into ``out_dir`` (locked, existing).
+
+    ``run.json`` is written when training starts, so a fit refused by the estimator's own
+    checks leaves nothing behind.
 
     Returns
     -------
     dict
-        ``labels``, ``confidence``, ``metrics`` (or None), ``fit_seconds``, ``paths``.
+        ``labels`` (``labels_``), ``confidence``, ``agreement`` (the fraction of samples on
+        which ``predict`` gives the same cluster), ``metrics`` (or None), ``fit_seconds``,
+        ``paths``, ``sizes``.
     """
-    from deepclust.training import Checkpoint, load_state
+    from deepclust.training import Checkpoint
 
     progress = _progress_factory(quiet)
-    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_NAME
     run_path = out_dir / RUN_NAME
-    run_info = {
-        "method": method,
-        "estimator": type(estimator).__name__,
-        "source": source,
-        "n_samples": len(loaded),
-        "params": _json_safe(estimator.get_params(deep=False)),
-    }
-    resume_state = None
-    if fresh:
-        checkpoint.unlink(missing_ok=True)
-    if resume:
-        if checkpoint.is_file():
-            if run_path.is_file():
-                _check_resume(run_path, run_info)
-            resume_state = load_state(checkpoint)
-            say(
-                f"Resuming from {checkpoint} (after {resume_state['epochs_done_total']} "
-                "epoch(s))."
-            )
-        else:
-            say(f"No checkpoint in {out_dir}: starting from the beginning.")
-    elif checkpoint.is_file():
-        raise CommandError(
-            f"{out_dir} holds the checkpoint of an unfinished run ({checkpoint}). Add --resume "
-            "to continue it, delete the file to start over, or choose another --out folder."
-        )
-    _atomic_write_text(run_path, json.dumps(run_info, indent=1))
-
+    run_info = _run_info(estimator, method=method, source=source, n_samples=len(loaded))
+    if resume_state is not None and run_path.is_file():
+        _check_resume(run_path, run_info)
+    record = _RunRecord(run_path, run_info)
     started = time.perf_counter()
     estimator.fit(
-        loaded.data, loaded.y, callbacks=[Checkpoint(checkpoint)], resume_from=resume_state
+        loaded.data, loaded.y, callbacks=[record, Checkpoint(checkpoint)],
+        resume_from=resume_state,
     )
+    record()  # a method without a training loop never calls on_train_begin
     fit_seconds = time.perf_counter() - started
     say(f"Trained in {fit_seconds:.0f} s.")
-    labels, confidence = label_samples(estimator, loaded.data, progress)
-    n_clusters = int(estimator.n_clusters)
-    sizes = np.bincount(labels, minlength=n_clusters)
+    fit_labels = getattr(estimator, "labels_", None)
+    if fit_labels is not None and len(fit_labels) != len(loaded):
+        fit_labels = None
+    labels, confidence, predicted = label_samples(estimator, loaded.data, progress, fit_labels)
+    sizes = np.bincount(labels, minlength=int(estimator.n_clusters))
     paths = write_outputs(
-        estimator, loaded, out_dir, labels, confidence, sizes,
+        estimator, loaded, out_dir, labels, confidence, sizes, predicted=predicted,
         fit_seconds=fit_seconds, method=method, source=source, progress=progress,
     )
     checkpoint.unlink(missing_ok=True)
@@ -284,21 +477,63 @@ def run_pipeline(
         metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
         "labels": labels, "confidence": confidence, "metrics": metrics,
-        "fit_seconds": fit_seconds, "paths": paths, "sizes": sizes,
+        "agreement": float(np.mean(labels == predicted)), "fit_seconds": fit_seconds,
+        "paths": paths, "sizes": sizes,
     }
+
+
+def _write_metrics(out_dir: Path, y, labels, predicted, method: str) -> dict:
+    """``metrics.json``: scores of ``labels`` and, when it differs, of ``predict``."""
+    from deepclust.metrics import evaluate_clustering
+
+    names = ("acc", "nmi", "ari")
+    metrics = evaluate_clustering(y, labels, metrics=names)
+    agreement = float(np.mean(labels == predicted))
+    record = {**metrics, "n_samples": len(labels), "method": method,
+              "predict_agreement": agreement}
+    if agreement < 1:
+        record["predict"] = evaluate_clustering(y, predicted, metrics=names)
+    _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
+    return metrics
+
+
+def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement) -> dict:
+    summary = {
+        "source": source,
+        "input": loaded.description,
+        "method": f"{method} ({type(estimator).__name__})",
+        "clusters": int(estimator.n_clusters),
+        "training time": f"{fit_seconds:.1f} s",
+        "device": str(getattr(estimator, "device_", "cpu")),
+        "parameters": ", ".join(
+            f"{k}={v}" for k, v in sorted(_json_safe(estimator.get_params()).items())
+            if k != "verbose"
+        ),
+    }
+    if agreement < 1:
+        summary["labels"] = (
+            "labels.csv and the montage show the method's own clustering (labels_); the "
+            f"network's predict, used for new images, agrees on {100 * agreement:.1f}% of "
+            "the samples"
+        )
+    return summary
 
 
 def write_outputs(
     estimator, loaded, out_dir: Path, labels, confidence, sizes, *, fit_seconds: float,
-    method: str, source: str, progress=None,
+    method: str, source: str, progress=None, predicted=None,
 ) -> list[Path]:
-    """Model, ``labels.csv``, ``metrics.json``, montage and ``report.html``, atomically."""
+    """Model, ``labels.csv``, ``metrics.json``, montage and ``report.html``, atomically.
+
+    ``predicted`` (``predict`` of the same samples, default ``labels``) gives the
+    agreement recorded in ``metrics.json`` and the report.
+    """
     from deepclust._utils import atomic_write
     from deepclust.cli._montage import CLUSTERS_PER_PAGE, MAX_PAGES, render_montage_pages
     from deepclust.cli._report import render_report
     from deepclust.io import save_model
-    from deepclust.metrics import evaluate_clustering
 
+    predicted = labels if predicted is None else predicted
     n_clusters = len(sizes)
     n_rows = min(n_clusters, CLUSTERS_PER_PAGE * MAX_PAGES) if loaded.is_images else 0
     bar = progress(total=4 + n_rows, desc="writing outputs") if progress else None
@@ -312,12 +547,7 @@ def write_outputs(
         step()
         metrics = None
         if loaded.y is not None:
-            metrics = evaluate_clustering(loaded.y, labels, metrics=("acc", "nmi", "ari"))
-            fit_labels = getattr(estimator, "labels_", None)
-            record = {**metrics, "n_samples": len(labels), "method": method}
-            if fit_labels is not None and len(fit_labels) == len(labels):
-                record["fit_labels"] = evaluate_clustering(loaded.y, fit_labels)
-            _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
+            metrics = _write_metrics(out_dir, loaded.y, labels, predicted, method)
             written.append(out_dir / "metrics.json")
         step()
         pages, n_hidden = [], 0
@@ -330,18 +560,10 @@ def write_outputs(
                 atomic_write(out_dir / name, page)
                 written.append(out_dir / name)
         step()
-        summary = {
-            "source": source,
-            "input": loaded.description,
-            "method": f"{method} ({type(estimator).__name__})",
-            "clusters": n_clusters,
-            "training time": f"{fit_seconds:.1f} s",
-            "device": str(getattr(estimator, "device_", "cpu")),
-            "parameters": ", ".join(
-                f"{k}={v}" for k, v in sorted(_json_safe(estimator.get_params()).items())
-                if k != "verbose"
-            ),
-        }
+        summary = _report_summary(
+            estimator, loaded, source=source, method=method, fit_seconds=fit_seconds,
+            agreement=float(np.mean(labels == predicted)),
+        )
         report = render_report(
             title=f"deepclust: {n_clusters} clusters of {len(labels)} samples",
             summary=summary, metrics=metrics, sizes=sizes,
@@ -370,56 +592,64 @@ def _cluster(args: argparse.Namespace) -> int:
     _set_threads(args)
     device = resolve_cli_device(args.device)
     params = estimator_params(args, method)
-    say = functools.partial(_say, args)
-    from deepclust.cli._inputs import load_input
-
-    image_size = args.image_size
-    if image_size is None and isinstance(params.get("image_size"), int):
-        image_size = params["image_size"]  # from --config
-    loaded = load_input(
-        args.source, image_size=image_size, device=device,
-        on_bad_image="skip" if args.skip_bad_images else "raise",
-        progress=_progress_factory(args.quiet),
-    )
-    if loaded.kind == "folder" or loaded.image_size is not None:
-        params["image_size"] = loaded.image_size
-    estimator = _estimator_class(method)(**params)
-    epochs = {k: v for k, v in params.items() if k.endswith("epochs")}
-    say(
-        f"Clustering {loaded.description} into {args.n_clusters} clusters with "
-        f"{type(estimator).__name__} on {device} ("
-        + ", ".join(f"{k}={v}" for k, v in epochs.items()) + ")."
-    )
+    image_size = _requested_image_size(args, params)
+    cls = _estimator_class(method)
+    _check_estimator(cls, params)
     out_dir = Path(args.out)
+    check_output_folder(out_dir, source=args.source)
+    say = functools.partial(_status, args)
     source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
-    result = run_pipeline(
-        estimator, loaded, out_dir, method=method, source=source, resume=args.resume,
-        quiet=args.quiet, say=say,
-    )
-    _summarise(args, result, out_dir)
+    with _output_folder(out_dir):
+        resume_state = prepare_resume(
+            out_dir, cls(**params), method=method, source=source, resume=args.resume, say=say,
+        )
+        if not os.path.isdir(args.source) and not isinstance(image_size, int):
+            image_size = None  # arrays: the estimator resizes to a (height, width) itself
+        loaded = _load_input(args, image_size=image_size, device=device)
+        if loaded.summary:
+            say(f"Read {loaded.summary}.")
+        if loaded.kind == "folder" or loaded.image_size is not None:
+            params["image_size"] = loaded.image_size
+        estimator = cls(**params)
+        epochs = {k: v for k, v in params.items() if k.endswith("epochs")}
+        say(
+            f"Clustering {loaded.description} into {args.n_clusters} clusters with "
+            f"{type(estimator).__name__} on {device} ("
+            + ", ".join(f"{k}={v}" for k, v in epochs.items()) + ")."
+        )
+        result = run_pipeline(
+            estimator, loaded, out_dir, method=method, source=source, quiet=args.quiet,
+            say=say, resume_state=resume_state,
+        )
+    _summarise(result, out_dir, type(estimator).__name__)
     return 0
 
 
-def _summarise(args, result: dict, out_dir: Path) -> None:
+def _summarise(result: dict, out_dir: Path, estimator_name: str) -> None:
     sizes = result["sizes"]
-    _say(
-        args,
+    _result(
         f"{len(result['labels'])} samples in {int((sizes > 0).sum())} non-empty clusters "
-        f"(largest {int(sizes.max())}, smallest {int(sizes.min())}).",
+        f"(largest {int(sizes.max())}, smallest {int(sizes.min())})."
     )
+    if result["agreement"] < 1:
+        _result(
+            f"labels.csv holds {estimator_name}'s own clustering (labels_); its predict, "
+            f"used for new images, agrees on {100 * result['agreement']:.1f}% of them."
+        )
     if result["metrics"]:
         m = result["metrics"]
-        _say(args, f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
-                   f"ARI {m['ari']:.3f}")
-    _say(args, f"Wrote {out_dir / LABELS_NAME}; open {out_dir / 'report.html'} to look at "
-               "the clusters.")
+        _result(f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
+                f"ARI {m['ari']:.3f}")
+    _result(f"Wrote {out_dir / LABELS_NAME}; open {out_dir / 'report.html'} to look at "
+            "the clusters.")
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from deepclust.cli._inputs import load_input
     from deepclust.io import load_model
 
     device = resolve_cli_device(args.device)
+    out = Path(args.out)
+    check_output_file(out)
     _set_threads(args)
     model = load_model(args.model)
     model.set_params(device=str(device), verbose=False)
@@ -429,23 +659,22 @@ def _predict(args: argparse.Namespace) -> int:
     if model.input_kind_ == "images":
         channels, height, width = model.input_shape_
         image_size = (height, width)
-    loaded = load_input(
-        args.source, image_size=image_size if os.path.isdir(args.source) else None,
+    loaded = _load_input(
+        args, image_size=image_size if os.path.isdir(args.source) else None,
         n_channels=channels, device=device,
-        on_bad_image="skip" if args.skip_bad_images else "raise",
-        progress=_progress_factory(args.quiet),
     )
-    labels, confidence = label_samples(model, loaded.data, _progress_factory(args.quiet))
-    out = Path(args.out)
+    if loaded.summary:
+        _status(args, f"Read {loaded.summary}.")
+    labels, confidence, _ = label_samples(model, loaded.data, _progress_factory(args.quiet))
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out, labels_csv(loaded.names, labels, confidence))
     if loaded.y is not None:
         from deepclust.metrics import evaluate_clustering
 
         m = evaluate_clustering(loaded.y, labels)
-        _say(args, f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
-                   f"ARI {m['ari']:.3f}")
-    _say(args, f"Labelled {len(labels)} samples with {type(model).__name__}; wrote {out}.")
+        _result(f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
+                f"ARI {m['ari']:.3f}")
+    _result(f"Labelled {len(labels)} samples with {type(model).__name__}; wrote {out}.")
     return 0
 
 
@@ -453,37 +682,42 @@ def _demo(args: argparse.Namespace) -> int:
     from sklearn.cluster import KMeans
 
     from deepclust import SCANClusterer
-    from deepclust.cli._inputs import load_input
     from deepclust.metrics import evaluate_clustering
 
     device = resolve_cli_device(args.device)
     _set_threads(args)
-    loaded = load_input("digits")
-    say = functools.partial(_say, args)
-    say(f"Clustering {len(loaded)} 8x8 digit images from scikit-learn into 10 clusters "
-        f"(SCAN) on {device}...")
+    out_dir = Path(args.out)
+    check_output_folder(out_dir)
+    say = functools.partial(_status, args)
     # SimCLR pretext + SCAN step; self-labelling is left out until it helps on 8x8 images.
     estimator = SCANClusterer(
         n_clusters=10, pretext_epochs=args.epochs, max_epochs=30, selflabel_epochs=0,
         lr=1e-3, batch_size=128, device=args.device, random_state=args.seed,
         verbose=not args.quiet,
     )
-    out_dir = Path(args.out)
-    result = run_pipeline(
-        estimator, loaded, out_dir, method="scan", source="digits", resume=False,
-        quiet=args.quiet, say=say, fresh=True,
-    )
+    with _output_folder(out_dir):
+        prepare_resume(out_dir, estimator, method="scan", source="digits", resume=False,
+                       say=say, fresh=True)
+        from deepclust.cli._inputs import load_input
+
+        loaded = load_input("digits")
+        say(f"Clustering {len(loaded)} 8x8 digit images from scikit-learn into 10 clusters "
+            f"(SCAN) on {device}...")
+        result = run_pipeline(
+            estimator, loaded, out_dir, method="scan", source="digits", quiet=args.quiet,
+            say=say,
+        )
     scores = result["metrics"]
     pixels = loaded.data.reshape(len(loaded), -1).astype(np.float32) / 255.0
     baseline = evaluate_clustering(
         loaded.y, KMeans(10, n_init=1, random_state=args.seed).fit_predict(pixels)
     )
-    print(f"SCAN     ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}  ARI {scores['ari']:.3f}"
-          f"  ({result['fit_seconds']:.0f} s)")
-    print(f"k-means  ACC {baseline['acc']:.3f}  NMI {baseline['nmi']:.3f}  "
-          f"ARI {baseline['ari']:.3f}  (raw pixels)")
-    print(f"Outputs in {out_dir}/: labels.csv, clusters.png, metrics.json, model.json; open "
-          f"{out_dir / 'report.html'} in a browser.")
+    _result(f"SCAN     ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}  "
+            f"ARI {scores['ari']:.3f}  ({result['fit_seconds']:.0f} s)")
+    _result(f"k-means  ACC {baseline['acc']:.3f}  NMI {baseline['nmi']:.3f}  "
+            f"ARI {baseline['ari']:.3f}  (raw pixels)")
+    _result(f"Outputs in {out_dir}/: labels.csv, clusters.png, metrics.json, model.json; open "
+            f"{out_dir / 'report.html'} in a browser.")
     return 0
 
 
@@ -513,39 +747,83 @@ def _image_size(text: str) -> int | None:
     return None if text == "auto" else _pixels(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``deepclust`` command."""
-    parser = argparse.ArgumentParser(
-        prog="deepclust", description="Label unlabelled images by deep clustering."
-    )
-    # Options every subcommand takes.
-    runtime = argparse.ArgumentParser(add_help=False)
-    runtime.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    runtime.add_argument("--quiet", action="store_true", help="no progress output")
-    runtime.add_argument(
-        "--threads", type=_positive_int, metavar="N",
-        help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
-        "images on a busy machine)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``deepclust: error: ...``."""
 
+    def error(self, message: str):
+        """Print the error on one line and exit with status 2.
+
+        Parameters
+        ----------
+        message : str
+        """
+        self.exit(2, f"deepclust: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the descriptions' line breaks and shows each option's default, if it has one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+_CLUSTER_DESCRIPTION = """\
+Cluster SOURCE (a folder of images, searched recursively; a .npy or .npz array
+file; or a data set) and write into the folder DIR:
+
+  labels.csv         one line per input, in input order: source (path relative
+                     to SOURCE, or row number), cluster (the method's own
+                     clustering of these images) and confidence (the network's
+                     probability of that cluster)
+  clusters.png       one row per cluster with its most confident images
+                     (clusters-2.png and on beyond 50 clusters)
+  model.safetensors  the fitted model, with model.json; deepclust predict
+                     reads them
+  metrics.json       scores against the true labels, when they are known
+  report.html        montage, cluster sizes and training curves in one page
+  run.json           the settings of the run
+  checkpoint.pt      written during training and removed at the end; --resume
+                     continues an interrupted run from it
+
+DIR may be new, or the folder of an earlier run (its outputs are replaced);
+files of these names that deepclust did not write are never overwritten. Each
+method has its own defaults; --config FILE (a JSON object of estimator
+parameters) overrides them, and the options below override both.
+"""
+_DEMO_DESCRIPTION = """\
+Cluster scikit-learn's 1,797 8x8 digits with SCAN (about 2 minutes on 2 CPU
+cores), print ACC, NMI and ARI next to k-means on the raw pixels, and write the
+outputs of deepclust cluster into the --out folder.
+"""
+_PREDICT_DESCRIPTION = """\
+Label SOURCE with a model written by deepclust cluster (its --out folder, or
+its model.json), and write a CSV file like labels.csv: source, cluster (the
+model's predict) and confidence.
+"""
+
+
+def _add_demo(commands, runtime) -> None:
     demo = commands.add_parser(
-        "demo", parents=[runtime],
+        "demo", parents=[runtime], formatter_class=_HelpFormatter,
         help="cluster scikit-learn's digits, print scores, write a report",
-        description="Cluster scikit-learn's 1,797 8x8 digits with SCAN (about 2 minutes on "
-        "2 CPU cores), print ACC/NMI/ARI next to k-means, and write the outputs of "
-        "`deepclust cluster` into --out.",
+        description=_DEMO_DESCRIPTION,
     )
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=_non_negative_int, default=60, help="pretext epochs")
-    demo.add_argument("--out", default="deepclust-demo", help="output folder")
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument("--epochs", type=_non_negative_int, default=60, metavar="E",
+                      help="epochs of the self-supervised (SimCLR) pretext training")
+    demo.add_argument("--out", default="deepclust-demo", metavar="DIR", help="output folder")
     demo.set_defaults(run=_demo)
 
+
+def _add_cluster(commands, runtime) -> None:
+    from deepclust.methods import method_names
+
     cluster = commands.add_parser(
-        "cluster", parents=[runtime],
+        "cluster", parents=[runtime], formatter_class=_HelpFormatter,
         help="cluster a folder of images, an array file or a data set",
-        description=__doc__.split("\n\n", 1)[1].split("Precedence")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_CLUSTER_DESCRIPTION,
     )
     cluster.add_argument(
         "source", metavar="SOURCE",
@@ -553,61 +831,127 @@ def build_parser() -> argparse.ArgumentParser:
         "feature matrix; .npz may hold true labels as 'y'), or a data set: digits, "
         "fashion-mnist, fashion-mnist-train, fashion-mnist-test",
     )
-    from deepclust.methods import method_names
-
-    cluster.add_argument("--method", required=True, choices=method_names())
-    cluster.add_argument("--n-clusters", required=True, type=_n_clusters, metavar="K")
+    cluster.add_argument("--method", required=True, choices=method_names(),
+                         help="clustering method")
+    cluster.add_argument("--n-clusters", required=True, type=_n_clusters, metavar="K",
+                         help="number of clusters")
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    cluster.add_argument(
-        "--epochs", type=_non_negative_int, metavar="E", help=_epochs_help(),
-    )
+    cluster.add_argument("--seed", type=int, default=0, help="random seed")
+    cluster.add_argument("--epochs", type=_non_negative_int, metavar="E", help=_epochs_help())
     cluster.add_argument(
         "--image-size", type=_image_size, metavar="PX",
-        help="side length images are resized to; default for folders: the images' own size, "
-        "at most 32 px on CPU and 64 px on CUDA; arrays keep their size",
+        help="side length images are resized to; by default folders keep the images' own "
+        "size, at most 32 px on CPU and 64 px on CUDA, and arrays keep theirs",
     )
-    cluster.add_argument("--batch-size", type=_positive_int, metavar="B")
+    cluster.add_argument("--batch-size", type=_positive_int, metavar="B",
+                         help="training batch size (default: the method's)")
     cluster.add_argument(
         "--resume", action="store_true",
         help="continue an interrupted run from DIR's checkpoint (same options)",
     )
-    cluster.add_argument("--config", metavar="FILE", help="JSON object of estimator parameters")
+    cluster.add_argument(
+        "--config", metavar="FILE",
+        help='JSON file holding an object of estimator parameters, e.g. {"lr": 0.001}; '
+        "image_size may be a side or [height, width]",
+    )
     cluster.add_argument(
         "--skip-bad-images", action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
     )
     cluster.set_defaults(run=_cluster)
 
+
+def _add_predict(commands, runtime) -> None:
     predict = commands.add_parser(
-        "predict", parents=[runtime], help="label images with a saved model",
-        description="Label SOURCE with a model written by `deepclust cluster` (its --out "
-        "folder, or model.json). Writes a CSV like labels.csv.",
+        "predict", parents=[runtime], formatter_class=_HelpFormatter,
+        help="label images with a saved model",
+        description=_PREDICT_DESCRIPTION,
     )
     predict.add_argument("model", metavar="MODEL", help="model folder, prefix or model.json")
-    predict.add_argument("source", metavar="SOURCE", help="as for `deepclust cluster`")
-    predict.add_argument("--out", required=True, metavar="FILE.csv")
-    predict.add_argument("--batch-size", type=_positive_int, metavar="B")
-    predict.add_argument("--skip-bad-images", action="store_true")
+    predict.add_argument("source", metavar="SOURCE", help="as for deepclust cluster")
+    predict.add_argument("--out", required=True, metavar="FILE.csv",
+                         help="CSV file to write (a file name, not a folder)")
+    predict.add_argument("--batch-size", type=_positive_int, metavar="B",
+                         help="inference batch size (default: the model's)")
+    predict.add_argument("--skip-bad-images", action="store_true",
+                         help="leave out unreadable image files (with a warning)")
     predict.set_defaults(run=_predict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``deepclust`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from deepclust import __version__
+
+    parser = _Parser(
+        prog="deepclust", description="Label unlabelled images by deep clustering.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
+    # Options every subcommand takes.
+    runtime = _Parser(add_help=False)
+    runtime.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    runtime.add_argument(
+        "--quiet", action="store_true",
+        help="no progress bars, status or per-epoch lines (results and errors still show)",
+    )
+    runtime.add_argument(
+        "--threads", type=_positive_int, metavar="N",
+        help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
+        "images on a busy machine)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo(commands, runtime)
+    _add_cluster(commands, runtime)
+    _add_predict(commands, runtime)
     return parser
 
 
+def _error(message: str) -> int:
+    print(f"deepclust: error: {one_line(message)}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _interrupted(args) -> int:
+    out = getattr(args, "out", None)
+    hint = ""
+    if args.command == "cluster" and out and (Path(out) / CHECKPOINT_NAME).is_file():
+        hint = " Run the same command with --resume to continue from the last checkpoint."
+    print(f"deepclust: interrupted.{hint}", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``deepclust`` command."""
+    """Entry point of the ``deepclust`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a user error (one line on stderr), 130 when interrupted.
+    """
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        out = getattr(args, "out", None)
-        hint = ""
-        if args.command == "cluster" and out and (Path(out) / CHECKPOINT_NAME).is_file():
-            hint = " Run the same command with --resume to continue from the last checkpoint."
-        print(f"deepclust: interrupted.{hint}", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"deepclust: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            return _interrupted(args)
+        except (ValueError, TypeError, FileNotFoundError, TrainingDivergedError) as exc:
+            return _error(str(exc))
+        except OSError as exc:
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            return _error(message)
 
 
 if __name__ == "__main__":  # pragma: no cover

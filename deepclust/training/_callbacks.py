@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
 
-from deepclust._utils import atomic_write
+from deepclust._utils import atomic_write, stderr_is_terminal
 
 if TYPE_CHECKING:
     from deepclust.training._engine import Stage, Trainer
@@ -140,7 +142,11 @@ class Checkpoint(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar per epoch, with the last batch's loss as postfix."""
+    """A tqdm progress bar per epoch on stderr, with the last batch's loss as postfix.
+
+    Bars are drawn only when stderr is a terminal: redirected to a file or a pipe, stderr
+    keeps only the :class:`EpochLogger` lines.
+    """
 
     def __init__(self):
         self._bar = None
@@ -154,9 +160,11 @@ class ProgressBar(Callback):
         stage : Stage
         epoch : int
         """
+        self._close()
+        if not stderr_is_terminal():
+            return
         from tqdm.auto import tqdm
 
-        self._close()
         self._bar = tqdm(
             total=trainer.n_batches, leave=False, desc=f"{stage.name} {epoch + 1}/{stage.n_epochs}"
         )
@@ -196,7 +204,9 @@ class ProgressBar(Callback):
 
 
 class EpochLogger(Callback):
-    """Print one line per epoch to stdout: ``[stage] epoch i/n: loss=..., lr=..., ...``.
+    """Print one line per epoch to stderr: ``[stage] epoch i/n: loss=..., lr=..., ...``.
+
+    Progress reports go to stderr so that stdout keeps only results.
 
     Floats are shown with 4 significant digits; every record entry but ``stage`` and
     ``epoch`` is listed, in the record's order.
@@ -217,7 +227,7 @@ class EpochLogger(Callback):
             if k not in ("stage", "epoch")
         )
         position = f"epoch {record['epoch'] + 1}/{trainer.stage.n_epochs}"
-        print(f"[{record['stage']}] {position}: {shown}", flush=True)
+        print(f"[{record['stage']}] {position}: {shown}", file=sys.stderr, flush=True)
 
 
 def save_state(state: dict, path: str | os.PathLike) -> None:
@@ -234,6 +244,13 @@ def save_state(state: dict, path: str | os.PathLike) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+# Entries of every Trainer.state_dict(); a checkpoint without them is not one.
+_STATE_KEYS = (
+    "stage_index", "epoch", "epochs_done_total", "history", "modules", "optimizer",
+    "torch_rng", "numpy_rng", "numpy_global_rng", "python_rng", "extra",
+)
+
+
 def load_state(path: str | os.PathLike) -> dict:
     """Load a checkpoint written by :class:`Checkpoint` without executing code from it.
 
@@ -245,5 +262,39 @@ def load_state(path: str | os.PathLike) -> dict:
     -------
     dict
         The state, with tensors on the CPU, for :meth:`Trainer.resume_from`.
+
+    Raises
+    ------
+    ValueError
+        When the file is damaged or is not a deepclust checkpoint: not a torch file, a
+        file holding objects other than tensors and plain values, or a state without the
+        trainer's entries.
+    OSError
+        When the file cannot be opened (missing, no permission).
     """
-    return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            # A foreign pickle makes torch warn about its protocol before refusing it.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        # torch's own message is left out: it suggests weights_only=False, which would run
+        # whatever code the file holds.
+        raise ValueError(_bad_checkpoint(path, "it cannot be read as a torch file of "
+                                               "tensors and plain values")) from exc
+    if not isinstance(state, dict):
+        raise ValueError(_bad_checkpoint(path, f"it holds a {type(state).__name__}"))
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise ValueError(_bad_checkpoint(path, "it has no " + ", ".join(missing)))
+    return state
+
+
+def _bad_checkpoint(path: str, reason: str) -> str:
+    return (
+        f"The checkpoint {path} is damaged or is not a deepclust checkpoint ({reason}). "
+        "Delete it to start over, or start again without --resume (or resume_from)."
+    )

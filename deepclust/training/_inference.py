@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from deepclust._utils import stderr_is_terminal
 from deepclust.data import DataSource
 
 __all__ = ["run_inference"]
@@ -39,7 +40,7 @@ def run_inference(
     autocast : bool
         Use mixed precision on CUDA.
     progress : str, optional
-        Show a progress bar with this description.
+        Show a progress bar with this description (on stderr, when it is a terminal).
 
     Returns
     -------
@@ -52,7 +53,7 @@ def run_inference(
     start, size, n = 0, int(batch_size), len(source)
     use_amp = autocast and device.type == "cuda"
     bar = None
-    if progress:
+    if progress and stderr_is_terminal():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=progress, unit="img", leave=False)
