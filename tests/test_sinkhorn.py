@@ -149,6 +149,70 @@ def test_float32_lamb25_tiny_probabilities_match_float64():
     assert size_ratio(labels32, 12) < 1.5
 
 
+@pytest.mark.parametrize(
+    ("input_dtype", "scale", "storage"),
+    [
+        # float64 scales whose float32 copy overflows to inf or underflows to zero.
+        (torch.float64, 1e39, None),
+        (torch.float64, 1e-45, None),
+        (torch.float64, 1e39, "bfloat16"),
+        (torch.float64, 1e-45, "bfloat16"),
+        (torch.float64, 1e300, None),
+        (torch.float64, 1e-300, "float64"),
+        # Scales representable in float32 and bfloat16 (powers of two: the input is exact).
+        (torch.float32, 2.0**100, None),
+        (torch.float32, 2.0**-120, None),
+        (torch.float32, 2.0**-100, "bfloat16"),
+        (torch.bfloat16, 2.0**100, None),
+        (torch.bfloat16, 2.0**-100, "bfloat16"),
+    ],
+)
+def test_extreme_common_scale_gives_the_unscaled_result(input_dtype, scale, storage):
+    probs = torch.from_numpy(softmax_inputs(600, 7, seed=7, dtype=np.float64)[0])
+    probs = probs.to(input_dtype)
+    labels, plan = sinkhorn_knopp(probs, return_plan=True, dtype=storage)
+    scaled = probs * scale
+    assert torch.isfinite(scaled).all() and (scaled.amax(1) > 0).all()
+    labels_s, plan_s = sinkhorn_knopp(scaled, return_plan=True, dtype=storage)
+    torch.testing.assert_close(labels_s, labels, rtol=0, atol=0)
+    torch.testing.assert_close(plan_s, plan, rtol=0, atol=2e-4)
+
+
+def test_extreme_row_scales_give_the_unscaled_result():
+    # Every row its own factor between 1e-300 and 1e300; the warm start and chunking apply.
+    probs, _ = softmax_inputs(2400, 20, seed=8, dtype=np.float64)
+    factors = 10.0 ** np.random.default_rng(8).uniform(-300, 300, (2400, 1))
+    reference = sinkhorn_solve(probs, return_plan=True)
+    for kwargs in ({}, {"chunk_size": 7}):
+        result = sinkhorn_solve(probs * factors, return_plan=True, **kwargs)
+        assert result.converged and result.warm_start_iter > 0
+        torch.testing.assert_close(result.labels, reference.labels, rtol=0, atol=0)
+        torch.testing.assert_close(result.plan, reference.plan, rtol=0, atol=2e-4)
+
+
+def test_log_input_with_large_row_offsets_keeps_its_precision():
+    # float64 logits offset by +-1e6 per row: a float32 copy would round them to 1/16.
+    probs, logits = softmax_inputs(3000, 30, seed=1, dtype=np.float64)
+    offsets = 1e6 * np.random.default_rng(9).choice([-1.0, 1.0], (3000, 1))
+    labels = sinkhorn_knopp(probs)
+    labels_l = sinkhorn_knopp(logits + offsets, log_input=True)
+    assert (labels_l == labels).mean() >= 0.999
+
+
+@pytest.mark.parametrize("scale", [1e45, 1e-45])
+def test_round_to_sizes_ignores_an_extreme_common_scale(scale):
+    from deepclust.sinkhorn import round_to_sizes, target_counts
+
+    rng = np.random.default_rng(10)
+    probs = torch.softmax(torch.from_numpy(rng.normal(0, 0.01, (400, 4))), 1)
+    marginals = [0.4, 0.3, 0.2, 0.1]
+    result = sinkhorn_solve(probs, 25.0, marginals=marginals)
+    counts = target_counts(400, marginals)
+    labels = round_to_sizes(probs, result.log_v, 25.0, counts)
+    labels_s = round_to_sizes(probs * scale, result.log_v, 25.0, counts)
+    torch.testing.assert_close(labels_s, labels, rtol=0, atol=0)
+
+
 def test_bfloat16_storage_matches_float32(medium):
     probs, _, ref_labels = medium
     labels_bf16, plan = sinkhorn_knopp(probs, dtype="bfloat16", return_plan=True)
@@ -279,6 +343,17 @@ def test_cuda_matches_cpu(medium, dtype):
     assert labels.is_cuda and plan.is_cuda and labels.dtype == torch.int64
     assert (labels.cpu().numpy() == ref_labels).mean() >= 0.99
     np.testing.assert_allclose(plan.sum(0).cpu().numpy(), 100.0, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scale", [1e39, 1e-45])
+def test_cuda_extreme_common_scale_matches_cpu(scale):
+    probs = torch.from_numpy(softmax_inputs(600, 7, seed=7, dtype=np.float64)[0])
+    labels, plan = sinkhorn_knopp(probs, return_plan=True)
+    labels_c, plan_c = sinkhorn_knopp((probs * scale).cuda(), return_plan=True)
+    torch.testing.assert_close(labels_c.cpu(), labels, rtol=0, atol=0)
+    torch.testing.assert_close(plan_c.cpu(), plan, rtol=0, atol=2e-4)
 
 
 # --------------------------------------------------------------------------- rounding

@@ -344,14 +344,20 @@ class SelfLabelClusterer(BaseDeepClusterer):
         device: str = "auto",
         weights_only: bool = True,
     ) -> SelfLabelClusterer:
-        """A fitted estimator from one of SeLa's released ResNet-50 checkpoints.
+        """A fitted estimator from one of SeLa's released ResNet checkpoints.
 
-        The file is a ``torch.save``-d dict with ``'state_dict'`` (the weights of
-        ``torchvision.models.resnet50(num_classes=K)``, optionally with DataParallel's
-        ``module.`` prefix) and ``'labels'`` (the self-labels of the training images: shape
-        ``(N,)``, or ``(n_heads, N)``). The ResNet's ``fc`` layer becomes the clustering head,
-        so ``predict`` gives SeLa's clusters and ``transform`` its 2048-d pooled features;
-        inputs are normalised with the ImageNet statistics the models were trained with.
+        The released files are ``torch.save``-d dicts with ``'state_dict'`` (the weights of a
+        torchvision ResNet with ``num_classes=K``, optionally with DataParallel's ``module.``
+        prefix) and ``'L'`` (or ``'labels'``: the self-labels of the training images, shape
+        ``(N,)`` or ``(n_heads, N)``). The architecture is recognised from the weights
+        (ResNet-18, -34, -50, -101 or -152, e.g. ``resnet18-1k_pp.pth`` and
+        ``resnet50-10x3k_pp.pth``); checkpoints of SeLa's own training code (``features.N``
+        and ``top_layerH`` keys) are read too, with every head. The ``fc`` layer (or each
+        ``top_layerH``) becomes a clustering head, so ``predict`` gives SeLa's clusters
+        (head 0's) and ``transform`` the pooled features (512-d for ResNet-18/34, 2048-d
+        otherwise); inputs are normalised with the ImageNet statistics the models were
+        trained with. ``labels_`` are the labels of head 0: SeLa's torchvision files keep
+        only that head as ``fc``, with every head's labels.
 
         Parameters
         ----------
@@ -369,9 +375,10 @@ class SelfLabelClusterer(BaseDeepClusterer):
         Returns
         -------
         SelfLabelClusterer
-            Fitted: ``network_``, ``labels_``, ``labels_per_head_``, ``n_clusters`` = K.
+            Fitted: ``network_``, ``labels_``, ``labels_per_head_``, ``n_clusters`` = K,
+            ``best_head_`` = 0.
         """
-        from torchvision.models import resnet50
+        from deepclust.methods._sela_checkpoint import read_sela_checkpoint
 
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -380,41 +387,14 @@ class SelfLabelClusterer(BaseDeepClusterer):
                 f"{os.fspath(path)!r} holds objects that weights_only loading refuses. If "
                 "you trust the file, pass weights_only=False."
             ) from exc
-        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint)
-            raise ValueError(
-                f"{os.fspath(path)!r} is not a SeLa checkpoint: expected a dict with "
-                f"'state_dict' (and 'labels'); found {found}."
-            )
-        state = {
-            (key[len("module."):] if key.startswith("module.") else key): value
-            for key, value in checkpoint["state_dict"].items()
-        }
-        if "fc.weight" not in state:
-            raise ValueError(
-                f"{os.fspath(path)!r}: the state_dict has no 'fc.weight'; expected the weights "
-                "of torchvision.models.resnet50(num_classes=K)."
-            )
-        n_clusters = int(state["fc.weight"].shape[0])
-        resnet = resnet50(weights=None, num_classes=n_clusters)
-        resnet.load_state_dict(state)
-        head = resnet.fc
-        resnet.fc = torch.nn.Identity()
-        network = ClusteringNetwork(
-            resnet, head.in_features, n_clusters, 1, mean=IMAGENET_MEAN, std=IMAGENET_STD
-        )
-        network.heads[0].load_state_dict(head.state_dict())
-        network.eval()
-
-        est = cls(n_clusters=n_clusters, backbone="resnet50", device=device,
-                  image_size=image_size)
-        labels = checkpoint.get("labels")
-        if labels is not None:
-            labels = np.asarray(to_numpy(torch.as_tensor(labels))).astype(np.int64)
-            labels = labels.reshape(-1, labels.shape[-1])
-            est.labels_per_head_ = labels
-            est.labels_ = labels[0]
-        est.network_ = network
+        loaded = read_sela_checkpoint(checkpoint, path, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        est = cls(n_clusters=loaded.n_clusters, backbone=loaded.architecture,
+                  n_heads=len(loaded.network.heads), device=device, image_size=image_size)
+        if loaded.labels is not None:
+            est.labels_per_head_ = loaded.labels
+            est.labels_ = loaded.labels[0]  # the labels of head 0, the head predict uses
+        est.best_head_ = 0
+        est.network_ = loaded.network
         est.input_kind_ = "images"
         est.input_shape_ = (3, image_size, image_size)
         est.n_features_in_ = 3 * image_size * image_size

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 __all__ = ["round_to_sizes", "target_counts"]
+
+#: Probabilities below this (relative to the largest one when ``probs`` is on an extreme
+#: scale) score as this: "impossible" stays finite.
+_PROB_FLOOR = 1e-30
+#: ``probs`` whose largest entry lies outside ``[2**-_SAFE_LOG2, 2**_SAFE_LOG2]`` are
+#: scored in the log domain relative to that entry (as in the Sinkhorn solve).
+_SAFE_LOG2 = 64.0
 
 
 def target_counts(n_samples: int, marginals=None, n_clusters: int | None = None) -> np.ndarray:
@@ -42,6 +51,10 @@ def round_to_sizes(
     the rest try again without it. Every round fills at least one cluster, so it ends
     after at most ``K`` rounds (usually a few).
 
+    Multiplying all of ``probs`` by one positive factor does not change the labels, however
+    extreme the factor (``probs * 1e39`` in float64 scores as ``probs``); the rows'
+    relative scales do enter the ranking, so pass the probabilities the plan was solved on.
+
     Parameters
     ----------
     probs : torch.Tensor of shape (n_samples, n_clusters)
@@ -67,6 +80,7 @@ def round_to_sizes(
             f"counts must hold {n_clusters} sizes summing to n_samples={n_samples}."
         )
     log_v = log_v.to(device=device, dtype=torch.float32)
+    log_scale = _extreme_log_scale(probs)
     labels = torch.full((n_samples,), -1, dtype=torch.int64, device=device)
     remaining = torch.arange(n_samples, device=device)
     while remaining.numel():
@@ -75,7 +89,7 @@ def round_to_sizes(
         value = torch.empty(remaining.numel(), dtype=torch.float32, device=device)
         for start in range(0, remaining.numel(), chunk_size):
             rows = remaining[start:start + chunk_size]
-            scores = lamb * probs[rows].float().clamp_min(1e-30).log() + log_v + blocked
+            scores = lamb * _log_probs(probs[rows], log_scale) + log_v + blocked
             value[start:start + len(rows)], best[start:start + len(rows)] = scores.max(1)
         # Within every cluster, rank the rows that asked for it by score.
         order = torch.argsort(value, descending=True)
@@ -85,7 +99,38 @@ def round_to_sizes(
         rank = torch.empty_like(order)
         rank[order] = torch.arange(order.numel(), device=device) - first[best[order]]
         accepted = rank < capacity[best]
+        if not bool(accepted.any()):  # only NaN or infinite scores can stall the rounds
+            raise ValueError(
+                "round_to_sizes got non-finite scores; probs and log_v must be finite."
+            )
         labels[remaining[accepted]] = best[accepted]
         capacity -= torch.bincount(best[accepted], minlength=n_clusters)
         remaining = remaining[~accepted]
     return labels
+
+
+def _extreme_log_scale(probs: torch.Tensor) -> float | None:
+    """``log`` of the largest probability when it is on an extreme scale, else ``None``.
+
+    ``None`` (ordinary input, the plain float32 path) unless the largest entry lies outside
+    ``[2**-_SAFE_LOG2, 2**_SAFE_LOG2]``, where a float32 copy could overflow or flush the
+    whole matrix to the floor.
+    """
+    if probs.numel() == 0:
+        return None
+    top = float(probs.amax())
+    if 2.0**-_SAFE_LOG2 <= top <= 2.0**_SAFE_LOG2 or not (math.isfinite(top) and top > 0):
+        return None
+    return math.log(top)
+
+
+def _log_probs(chunk: torch.Tensor, log_scale: float | None) -> torch.Tensor:
+    """float32 ``log`` of a chunk of probabilities, floored at ``_PROB_FLOOR``.
+
+    With ``log_scale`` (see :func:`_extreme_log_scale`) the logarithm is taken in the
+    input's precision (at least float32) and ``log_scale`` subtracted before narrowing.
+    """
+    if log_scale is None:
+        return chunk.float().clamp_min(_PROB_FLOOR).log()
+    wide = chunk.to(torch.promote_types(chunk.dtype, torch.float32))
+    return (wide.log() - log_scale).float().clamp_min(math.log(_PROB_FLOOR))

@@ -25,6 +25,14 @@ lost by repeated absorption). With ``FLOOR + MAX_LOG_RANGE < 87`` no float32 pro
 becomes subnormal (subnormals slow x86 arithmetic down by 10-100x), and entries at the floor
 stay negligible (at most ``exp(MAX_LOG_RANGE - FLOOR)`` of their row's mass).
 
+Rows on an extreme scale (largest probability outside ``2**-SAFE_LOG2 .. 2**SAFE_LOG2``,
+or largest log-input value beyond ``SAFE_LOG_INPUT`` in magnitude, e.g. ``P * 1e39`` in
+float64, whose float32 copy would overflow to inf or underflow to zero) are normalised in
+the log domain first: their logarithm is taken in the input's precision (at least float32)
+and the row maximum subtracted before the values reach the kernel's dtype. The row factor
+does not change the solution, so such input gives the result of the rescaled one; rows on
+an ordinary scale take the plain path, bit for bit as before.
+
 Speed
 -----
 * One N x K buffer in float32 (or bfloat16) instead of float64, no transpose copy; the
@@ -65,6 +73,11 @@ _MAX_LOG_RANGE = 30.0
 #: smallest number): "impossible" stays finite, so even a cluster that no sample can
 #: reach gets its share instead of producing NaN.
 _DATA_FLOOR = 104.0
+#: Rows whose largest probability lies outside ``[2**-_SAFE_LOG2, 2**_SAFE_LOG2]``, or
+#: (``log_input``) whose largest value exceeds ``_SAFE_LOG_INPUT`` in magnitude, are
+#: normalised in the log domain before the kernel is built (see the module docstring).
+_SAFE_LOG2 = 64.0
+_SAFE_LOG_INPUT = 1024.0
 #: Over-relaxation factors of the column and row updates (1 is plain Sinkhorn-Knopp).
 _OMEGA_V = 1.9
 _OMEGA_U = 1.3
@@ -149,9 +162,10 @@ def sinkhorn_knopp(
     ----------
     probs : numpy.ndarray or torch.Tensor of shape (n_samples, n_clusters)
         Class probabilities (non-negative; rows need not sum to one since a row factor does
-        not change the solution, but every row needs a positive entry), or log-probabilities
-        or logits when ``log_input=True``. Not modified. Torch tensors are processed on their
-        own device (CUDA included).
+        not change the solution, whatever its size: rows beyond float32's range are
+        normalised in the log domain first; but every row needs a positive entry), or
+        log-probabilities or logits when ``log_input=True``. Not modified. Torch tensors
+        are processed on their own device (CUDA included).
     lamb : float, default=25.0
         Inverse entropic regularisation (SeLa's lambda). Larger is closer to the hard
         assignment problem and needs more iterations.
@@ -281,10 +295,12 @@ def sinkhorn_solve(
     compute = torch.float64 if storage == torch.float64 else torch.float32
     rows = _resolve_chunk_size(chunk_size, n_clusters, matrix.device)
     target = _resolve_marginals(marginals, n_clusters, matrix.device)
-    _validate_values(matrix, bool(log_input), rows)
+    extreme_rows = _validate_values(matrix, bool(log_input), rows)
     solver = _Solver(
         matrix, lamb, bool(log_input), target, storage, compute, rows, tol, int(max_iter)
     )
+    if extreme_rows:
+        solver.row_shift = _row_shifts(matrix, bool(log_input), rows)
     return solver.run(return_plan=bool(return_plan), warm_start=bool(warm_start))
 
 
@@ -415,13 +431,14 @@ def _resolve_marginals(marginals: Any, n_clusters: int, device: torch.device) ->
     return torch.as_tensor(values, dtype=torch.float64, device=device)
 
 
-def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> None:
+def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> bool:
     """Check NaN/inf, negative probabilities and rows without mass, one block at a time.
 
     Three reductions per block and no N x K temporaries: a block's sum is finite unless it
     holds NaN or +-inf (or overflows), and only then are the blocks searched precisely.
+    Returns whether some row is on an extreme scale (see :func:`_row_shifts`).
     """
-    problems = torch.zeros(3, dtype=torch.bool, device=matrix.device)
+    problems = torch.zeros(4, dtype=torch.bool, device=matrix.device)
     for start in range(0, matrix.shape[0], rows):
         block = matrix[start : start + rows]
         row_max = block.amax(dim=1)
@@ -429,11 +446,13 @@ def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> None:
             # -inf entries are allowed; the row maxima are finite unless a row is all -inf.
             problems[0] |= ~torch.isfinite(block.clamp(min=torch.finfo(block.dtype).min).sum())
             problems[2] |= (row_max == -math.inf).any()
+            problems[3] |= (row_max.abs() > _SAFE_LOG_INPUT).any()
         else:
             problems[0] |= ~torch.isfinite(block.sum())
             problems[1] |= block.amin() < 0
             problems[2] |= (row_max <= 0).any()
-    non_finite, negative, empty_row = problems.tolist()
+            problems[3] |= ((row_max > 2.0**_SAFE_LOG2) | (row_max < 2.0**-_SAFE_LOG2)).any()
+    non_finite, negative, empty_row, extreme_rows = problems.tolist()
     if non_finite:
         blocks = [matrix[start : start + rows] for start in range(0, matrix.shape[0], rows)]
         if any(bool(torch.isnan(block).any()) for block in blocks):
@@ -452,6 +471,27 @@ def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> None:
     if empty_row:
         what = "all -inf" if log_input else "without any positive probability"
         raise ValueError(f"probs has a row {what}; every sample needs some possible cluster.")
+    return extreme_rows
+
+
+def _row_shifts(matrix: torch.Tensor, log_input: bool, rows: int) -> torch.Tensor:
+    """Per-row log offsets that bring rows on an extreme scale to a maximum of one.
+
+    ``log2(max_k P[i, k])`` for probabilities, ``max_k P[i, k]`` itself (natural log units)
+    with ``log_input``, and zero for rows on an ordinary scale (see the module docstring).
+    In the input's precision, at least float32; subtracted in :meth:`_Solver._build`.
+    """
+    wide = torch.promote_types(matrix.dtype, torch.float32)
+    shifts = torch.zeros(matrix.shape[0], dtype=wide, device=matrix.device)
+    for start in range(0, matrix.shape[0], rows):
+        row_max = matrix[start : start + rows].amax(dim=1).to(wide)
+        if log_input:
+            shift = torch.where(row_max.abs() > _SAFE_LOG_INPUT, row_max, 0.0)
+        else:
+            log2_max = torch.log2(row_max)
+            shift = torch.where(log2_max.abs() > _SAFE_LOG2, log2_max, 0.0)
+        shifts[start : start + row_max.shape[0]] = shift
+    return shifts
 
 
 # --------------------------------------------------------------------------------------
@@ -524,6 +564,8 @@ class _Solver:
         self.tol = tol
         self.max_iter = max_iter
         self.device = matrix.device
+        #: (N,) log offsets of rows on an extreme scale (:func:`_row_shifts`), or None.
+        self.row_shift: torch.Tensor | None = None
 
     # -- the kernel --------------------------------------------------------------------
 
@@ -551,7 +593,10 @@ class _Solver:
                         device=self.device,
                     )
                 values = buffer[: block.shape[0]]
-            if self.log_input:
+            if self.row_shift is not None:
+                row_shift = self.row_shift[start : start + block.shape[0]]
+                self._write_shifted_log2(block, row_shift, values)
+            elif self.log_input:
                 values.copy_(block).mul_(1.0 / math.log(2.0))
             elif block.dtype == values.dtype:
                 torch.log2(block, out=values)
@@ -564,6 +609,21 @@ class _Solver:
             values.clamp_(min=row_max - floor).sub_(row_max).exp2_()
             if not direct:
                 kernel[start : start + block.shape[0]].copy_(values)
+
+    def _write_shifted_log2(
+        self, block: torch.Tensor, shift: torch.Tensor, values: torch.Tensor
+    ) -> None:
+        """``log2`` of ``block`` minus its rows' offsets, computed before any narrowing.
+
+        In the wider of the input's dtype and float32, so that float64 values beyond
+        float32's range (``P * 1e39``, ``P * 1e-45``) keep their row's relative scale.
+        """
+        wide = block.to(torch.promote_types(block.dtype, shift.dtype))
+        if self.log_input:
+            wide = (wide - shift.unsqueeze(1)).mul_(1.0 / math.log(2.0))
+        else:
+            wide = torch.log2(wide).sub_(shift.unsqueeze(1))
+        values.copy_(wide)
 
     def _annealed_duals(self) -> torch.Tensor:
         """Log column scalings for ``lamb``, from a solve at ``lamb / _ANNEAL_FACTOR``."""
@@ -578,6 +638,7 @@ class _Solver:
             self.tol,
             self.max_iter,
         )
+        coarse.row_shift = self.row_shift
         result = coarse.run(return_plan=False, warm_start=True)
         return result.log_v * _ANNEAL_FACTOR
 
@@ -635,6 +696,8 @@ class _Solver:
             max(self.tol, _WARM_TOL),
             self.max_iter,
         )
+        if self.row_shift is not None:
+            sub.row_shift = self.row_shift[::stride]
         sub_result = sub.run(return_plan=False, warm_start=True)
         return sub_result.log_v, sub_result.n_iter + sub_result.warm_start_iter
 
