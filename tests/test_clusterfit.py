@@ -77,6 +77,7 @@ def test_every_kind_of_feature_source(kind, digits_small):
         np.testing.assert_allclose(pre, est.pretrained.transform(X), atol=1e-5)
 
 
+@pytest.mark.slow  # a quality fit on all 1,797 digits
 def test_pipeline_with_logistic_regression_on_digits():
     X, y = load_digits_images()
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)

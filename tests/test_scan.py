@@ -69,6 +69,7 @@ def test_selflabel_trains_when_samples_are_confident(digits_small):
     assert all(r["confident_fraction"] > 0 for r in records)
 
 
+@pytest.mark.slow  # a quality fit on all 1,797 digits (about a minute)
 def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
     X, y = load_digits_images()
     kmeans_acc = digits_kmeans_accuracy

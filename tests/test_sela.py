@@ -82,6 +82,7 @@ def test_from_sela_checkpoint_refuses_other_files(tmp_path):
         SelfLabelClusterer.from_sela_checkpoint(path)
 
 
+@pytest.mark.slow  # a quality fit on all 1,797 digits (about a minute)
 def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
     X, y = load_digits_images()
     kmeans_acc = digits_kmeans_accuracy
