@@ -17,22 +17,48 @@ ESTIMATORS = tuple(registered_methods().values())
 
 
 def fast_params(cls) -> dict:
-    """The fast test parameters of a registered estimator class."""
+    """The fast test parameters of a registered estimator class.
+
+    Parameters
+    ----------
+    cls : type
+        A registered estimator class; its ``method_spec.test_params`` are read.
+    """
     return dict(cls.method_spec.test_params)
 
 
 def fast_instance(cls, **overrides):
-    """An instance of ``cls`` with its fast test parameters, seeded, plus ``overrides``."""
+    """An instance of ``cls`` with its fast test parameters, seeded, plus ``overrides``.
+
+    Parameters
+    ----------
+    cls : type
+        A registered estimator class.
+    **overrides
+        Estimator parameters that replace the fast ones (and ``random_state=0``).
+    """
     return cls(**{**fast_params(cls), "random_state": 0, **overrides})
 
 
 def fast_instances(**overrides) -> list:
-    """One fast instance of every estimator in :data:`ESTIMATORS`."""
+    """One fast instance of every estimator in :data:`ESTIMATORS`.
+
+    Parameters
+    ----------
+    **overrides
+        Estimator parameters given to every instance, replacing the fast ones.
+    """
     return [fast_instance(cls, **overrides) for cls in ESTIMATORS]
 
 
 def cloned(estimator):
-    """A fresh clone (keeps tests from sharing fitted state)."""
+    """A fresh clone (keeps tests from sharing fitted state).
+
+    Parameters
+    ----------
+    estimator : BaseDeepClusterer
+        The estimator to clone: same parameters, nothing fitted.
+    """
     return clone(estimator)
 
 
@@ -52,6 +78,12 @@ ONE_CLUSTER_CHECKS = (
 
 def expected_failed_checks(estimator) -> dict[str, str]:
     """The ``expected_failed_checks`` of :func:`~sklearn.utils.estimator_checks.\
-parametrize_with_checks` for any deepclust estimator."""
+parametrize_with_checks` for any deepclust estimator.
+
+    Parameters
+    ----------
+    estimator : BaseDeepClusterer
+        The estimator being checked (unused: every method fails the same checks).
+    """
     reason = "forces n_clusters=1, which deepclust refuses by design (needs >= 2)"
     return {check: reason for check in ONE_CLUSTER_CHECKS}

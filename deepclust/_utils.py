@@ -16,6 +16,8 @@ __all__ = [
     "to_numpy",
     "atomic_write",
     "stderr_is_terminal",
+    "available_cpus",
+    "torch_threads_at_most",
 ]
 
 
@@ -24,6 +26,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
     ``'auto'`` (or ``None``) picks CUDA when it is available, else the CPU. ``'cuda'`` or
     ``'cuda:N'`` on a machine without CUDA raises a :class:`ValueError` that says so.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``'auto'``, ``None``, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'mps'`` (or the
+        equivalent :class:`torch.device`).
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -51,7 +59,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (all devices)."""
+    """Seed Python's, NumPy's and torch's global generators (all devices).
+
+    Parameters
+    ----------
+    seed : int
+        Any integer; taken modulo ``2**32``.
+    """
     seed = int(seed) % (2**32)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - libraries may still draw from the global state
@@ -59,7 +73,13 @@ def seed_everything(seed: int) -> None:
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """Detach a tensor and return it as a NumPy array on the CPU."""
+    """Detach a tensor and return it as a NumPy array on the CPU.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        A tensor on any device; its dtype and shape are kept.
+    """
     return tensor.detach().cpu().numpy()
 
 
@@ -72,7 +92,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     Parameters
     ----------
     path : str or os.PathLike
+        The file to write; replaced as a whole if it exists.
     data : bytes
+        The file's complete new contents.
 
     Raises
     ------
@@ -103,3 +125,70 @@ def stderr_is_terminal() -> bool:
         return bool(stream is not None and stream.isatty())
     except (AttributeError, ValueError):  # a stream without isatty, or a closed one
         return False
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """The CPU limit of this process's cgroup (v2 ``cpu.max`` or v1 CFS quota), if any."""
+    candidates = (
+        ("/sys/fs/cgroup/cpu.max", None),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    )
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path, encoding="ascii") as handle:
+                fields = handle.read().split()
+            if period_path is not None:
+                with open(period_path, encoding="ascii") as handle:
+                    fields = [fields[0], handle.read().strip()]
+        except (OSError, IndexError):
+            continue
+        if len(fields) >= 2 and fields[0] not in ("max", "-1"):
+            try:
+                return float(fields[0]) / float(fields[1])
+            except (ValueError, ZeroDivisionError):
+                return None
+        return None
+    return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU limit.
+
+    ``os.cpu_count()`` counts the machine's cores, which in a container limited to a few
+    CPUs makes torch start far too many threads.
+
+    Returns
+    -------
+    int
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, max(1, int(limit)))
+    return max(1, count)
+
+
+@contextlib.contextmanager
+def torch_threads_at_most(n_threads: int):
+    """Run the enclosed code with at most ``n_threads`` torch threads, then restore.
+
+    Parameters
+    ----------
+    n_threads : int
+        The cap; a smaller thread count set by the user is kept.
+
+    Yields
+    ------
+    None
+    """
+    before = torch.get_num_threads()
+    if before > n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

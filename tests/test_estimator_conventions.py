@@ -18,7 +18,7 @@ from deepclust.training import TrainingDivergedError
 
 @pytest.fixture(scope="module")
 def noise_images():
-    """100 random 24x24 images: a learning rate of 1e6 makes every method diverge."""
+    """100 random 24x24 images: a learning rate of 1e12 makes every method diverge."""
     return (np.random.default_rng(0).random((100, 24, 24)) * 255).astype(np.uint8)
 
 
@@ -26,7 +26,7 @@ def noise_images():
 def test_a_diverged_fit_raises_and_leaves_the_estimator_unfitted(cls, noise_images):
     params = cls().get_params()
     short = {k: 1 for k in ("pretext_epochs", "selflabel_epochs") if k in params}
-    est = cls(n_clusters=2, lr=1e6, max_epochs=1, device="cpu", random_state=0, **short,
+    est = cls(n_clusters=2, lr=1e12, max_epochs=1, device="cpu", random_state=0, **short,
               **({"n_neighbors": 5} if "n_neighbors" in params else {}))
     with pytest.raises(TrainingDivergedError, match=r"in stage '\w+', epoch \d+: .*Lower the"):
         est.fit(noise_images)

@@ -15,11 +15,15 @@ from deepclust import ClusterFitTransformer, SCANClusterer, SelfLabelClusterer
 from deepclust._testing import fast_instance
 from deepclust.data import as_source
 from deepclust.methods._feature_source import resolve_feature_source
+from deepclust.training import use_precision
 
 
 def _features(pretrained, X):
+    """Features in float32 (under 'auto', CPUs with bfloat16 compute them in bfloat16)."""
     source = as_source(X)
-    return resolve_feature_source(pretrained).features(source, torch.device("cpu"), 16).numpy()
+    with use_precision("float32"):
+        features = resolve_feature_source(pretrained).features(source, torch.device("cpu"), 16)
+    return features.numpy()
 
 
 class _FakeSkorchNet:
@@ -43,7 +47,7 @@ def test_every_form_gives_its_features(digits_small):
     )
     pca = PCA(4, random_state=0).fit(flat)
     np.testing.assert_allclose(_features(pca, X), pca.transform(flat), atol=1e-5)
-    est = fast_instance(SelfLabelClusterer, max_epochs=1).fit(X)
+    est = fast_instance(SelfLabelClusterer, max_epochs=1, precision="float32").fit(X)
     np.testing.assert_allclose(_features(est, X), est.transform(X), atol=1e-5)
 
 
@@ -70,7 +74,9 @@ def test_wrong_kind_and_unfitted_sources_are_refused_before_training(cls, digits
 def test_scan_on_a_fitted_transformer_trains_heads_on_its_features(digits_small):
     X, y = digits_small
     pca = PCA(8, random_state=0).fit(X.reshape(len(X), -1) / 255.0)
-    est = fast_instance(SCANClusterer, pretrained=pca, max_epochs=10, selflabel_epochs=0)
+    est = fast_instance(
+        SCANClusterer, pretrained=pca, max_epochs=10, selflabel_epochs=0, precision="float32"
+    )
     est.fit(X)
     assert not list(est.network_.backbone.parameters())  # a fixed function, nothing trained
     np.testing.assert_allclose(
@@ -98,7 +104,7 @@ def test_clusterfit_from_a_skorch_net(digits_small):
         nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)), max_epochs=2,
         train_split=None, verbose=0,
     ).fit(flat, torch.from_numpy(y))
-    est = fast_instance(ClusterFitTransformer, pretrained=net).fit(X)
+    est = fast_instance(ClusterFitTransformer, pretrained=net, precision="float32").fit(X)
     with torch.no_grad():
         expected = net.module_(flat).numpy()
     np.testing.assert_allclose(est.pretrained_transform(X), expected, atol=1e-5)

@@ -30,7 +30,7 @@ from deepclust.methods import (
     register_method,
     unregister_method,
 )
-from deepclust.methods._stages import extract_features
+from deepclust.methods._stages import extract_features, head_probabilities
 from deepclust.networks import ClusteringNetwork
 
 
@@ -53,8 +53,11 @@ class RandomKMeansFit(FitState):
         with torch.no_grad():  # logits 2<x, c> - |c|^2: the argmax is the nearest centroid
             self.network.heads[0].weight.copy_(2 * centers)
             self.network.heads[0].bias.copy_(-(centers**2).sum(1))
-        labels = self.network.heads(features)[0].argmax(1)
-        return {"network_": self.network, "labels_": labels.numpy().astype(np.int64)}
+        probs = head_probabilities(  # as predict computes them
+            self.network, self.source, self.device, self.context.inference_batch_size
+        )
+        labels = probs[0].argmax(1).numpy().astype(np.int64)
+        return {"network_": self.network, "labels_": labels}
 
 
 class RandomKMeansClusterer(BaseDeepClusterer):

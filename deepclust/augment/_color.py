@@ -59,13 +59,29 @@ def _blend(images: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor)
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Multiply intensities by ``factor`` (1 leaves the image unchanged)."""
+    """Multiply intensities by ``factor`` (1 leaves the image unchanged).
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    factor : torch.Tensor of shape (N,)
+        Brightness factor per image, ``>= 0``; 0 gives black images.
+    """
     colour, extra = _split(images)
     return _join((colour * _per_image(factor, colour)).clamp_(0.0, 1.0), extra)
 
 
 def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend with the image's mean (grayscale) intensity; 1 leaves it unchanged, 0 is flat."""
+    """Blend with the image's mean (grayscale) intensity; 1 leaves it unchanged, 0 is flat.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    factor : torch.Tensor of shape (N,)
+        Contrast factor per image, ``>= 0``; above 1 increases the contrast.
+    """
     colour, extra = _split(images)
     channel_means = colour.mean(dim=(2, 3))
     if colour.shape[1] == 3:
@@ -77,7 +93,15 @@ def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend RGB images with their grayscale version; no-op for fewer than 3 channels."""
+    """Blend RGB images with their grayscale version; no-op for fewer than 3 channels.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    factor : torch.Tensor of shape (N,)
+        Saturation factor per image, ``>= 0``; 0 gives grayscale, above 1 oversaturates.
+    """
     colour, extra = _split(images)
     if colour.shape[1] != 3:
         return images
@@ -89,6 +113,13 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
     Only the hue changes: each pixel keeps its maximum (value) and its chroma
     (maximum - minimum), exactly as with a round trip through HSV.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    shift : torch.Tensor of shape (N,)
+        Hue rotation per image, in turns (1 is a full turn; usually in ``[-0.5, 0.5]``).
     """
     colour, extra = _split(images)
     if colour.shape[1] != 3:
@@ -118,7 +149,15 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 def random_grayscale(images: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-    """Replace the RGB channels of the ``selected`` images (boolean, one per image) by luma."""
+    """Replace the RGB channels of the ``selected`` images (boolean, one per image) by luma.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    selected : torch.Tensor of shape (N,)
+        Boolean mask of the images made grayscale.
+    """
     colour, extra = _split(images)
     if colour.shape[1] != 3:
         return images
@@ -127,7 +166,13 @@ def random_grayscale(images: torch.Tensor, selected: torch.Tensor) -> torch.Tens
 
 
 def autocontrast(images: torch.Tensor) -> torch.Tensor:
-    """Stretch each channel of each image to span ``[0, 1]`` (flat channels are unchanged)."""
+    """Stretch each channel of each image to span ``[0, 1]`` (flat channels are unchanged).
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    """
     colour, extra = _split(images)
     low = colour.amin(dim=(2, 3), keepdim=True)
     high = colour.amax(dim=(2, 3), keepdim=True)
@@ -138,7 +183,13 @@ def autocontrast(images: torch.Tensor) -> torch.Tensor:
 
 
 def equalize(images: torch.Tensor) -> torch.Tensor:
-    """Histogram-equalise each channel of each image on 256 levels (as PIL does)."""
+    """Histogram-equalise each channel of each image on 256 levels (as PIL does).
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    """
     colour, extra = _split(images)
     n, c, h, w = colour.shape
     levels = torch.round(colour.clamp(0.0, 1.0) * 255.0).long().view(n * c, h * w)
@@ -164,7 +215,16 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend with a 3x3-smoothed copy (border pixels kept); >1 sharpens, <1 blurs."""
+    """Blend with a 3x3-smoothed copy (border pixels kept); >1 sharpens, <1 blurs.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    factor : torch.Tensor of shape (N,)
+        Sharpness factor per image, ``>= 0``; 1 leaves the image unchanged. Images smaller
+        than 3x3 are returned unchanged.
+    """
     colour, extra = _split(images)
     n, c, h, w = colour.shape
     if h < 3 or w < 3:
@@ -178,14 +238,31 @@ def adjust_sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor
 
 
 def solarize(images: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Invert intensities at or above ``threshold`` (one per image)."""
+    """Invert intensities at or above ``threshold`` (one per image).
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    threshold : torch.Tensor of shape (N,)
+        Intensity per image in ``[0, 1]`` from which pixels are inverted; above 1 changes
+        nothing.
+    """
     colour, extra = _split(images)
     above = colour >= _per_image(threshold, colour)
     return _join(torch.where(above, 1.0 - colour, colour), extra)
 
 
 def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """Keep the ``bits`` (1 to 8, one per image) most significant bits of 8-bit intensities."""
+    """Keep the ``bits`` (1 to 8, one per image) most significant bits of 8-bit intensities.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Float images with values in ``[0, 1]``.
+    bits : torch.Tensor of shape (N,)
+        Bits kept per image, integers from 1 to 8 (8 only rounds to 256 levels).
+    """
     colour, extra = _split(images)
     step = _per_image(torch.pow(2.0, 8.0 - bits.float()), colour)
     levels = torch.round(colour * 255.0)

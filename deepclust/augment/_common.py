@@ -59,7 +59,16 @@ def check_input(x: object) -> torch.Tensor:
 
 
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Raise a ``ValueError`` if ``generator`` lives on another device type than the input."""
+    """Raise a ``ValueError`` if ``generator`` lives on another device type than the input.
+
+    Parameters
+    ----------
+    generator : torch.Generator or None
+        The user's generator; ``None`` (torch's global one) always passes. Anything else
+        that is not a :class:`torch.Generator` raises a ``TypeError``.
+    device : torch.device
+        The device of the input being augmented.
+    """
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
@@ -81,7 +90,19 @@ def uniform(
     device: torch.device,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """Draw float32 values uniformly from ``[low, high)`` on ``device``."""
+    """Draw float32 values uniformly from ``[low, high)`` on ``device``.
+
+    Parameters
+    ----------
+    size : tuple of int
+        Shape of the result.
+    low, high : float or torch.Tensor
+        Bounds of the interval; tensors broadcast against ``size`` (per-element bounds).
+    device : torch.device
+        Where the values are drawn and returned.
+    generator : torch.Generator or None
+        Source of randomness, on ``device``'s type; ``None`` uses torch's global generator.
+    """
     values = torch.rand(size, device=device, generator=generator)
     return low + (high - low) * values
 
@@ -89,7 +110,19 @@ def uniform(
 def coin_flips(
     size: int, probability: float, *, device: torch.device, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Draw ``size`` booleans that are ``True`` with the given probability."""
+    """Draw ``size`` booleans that are ``True`` with the given probability.
+
+    Parameters
+    ----------
+    size : int
+        Number of draws.
+    probability : float
+        Chance of ``True`` for each draw, in ``[0, 1]``.
+    device : torch.device
+        Where the values are drawn and returned.
+    generator : torch.Generator or None
+        Source of randomness, on ``device``'s type; ``None`` uses torch's global generator.
+    """
     return torch.rand(size, device=device, generator=generator) < probability
 
 
@@ -104,6 +137,18 @@ def random_integers(
     """Draw integers uniformly from ``[low, high]`` (inclusive), bounds possibly per element.
 
     Returned as float32 so that they can enter affine matrices directly.
+
+    Parameters
+    ----------
+    low, high : int or torch.Tensor
+        Inclusive bounds, ``low <= high``; tensors of shape ``(size,)`` give per-element
+        bounds.
+    size : int
+        Number of draws.
+    device : torch.device
+        Where the values are drawn and returned.
+    generator : torch.Generator or None
+        Source of randomness, on ``device``'s type; ``None`` uses torch's global generator.
     """
     values = torch.rand(size, device=device, generator=generator)
     span = torch.as_tensor(high, device=device, dtype=torch.float32) - low + 1

@@ -32,7 +32,15 @@ PADDING_MODES = ("zeros", "reflection", "border")
 
 
 def identity_matrices(batch_size: int, device: torch.device) -> torch.Tensor:
-    """Return ``batch_size`` identity ``3 x 3`` matrices."""
+    """Return ``batch_size`` identity ``3 x 3`` matrices.
+
+    Parameters
+    ----------
+    batch_size : int
+        Number of matrices.
+    device : torch.device
+        Where the float32 matrices are created.
+    """
     return torch.eye(3, device=device).expand(batch_size, 3, 3).clone()
 
 
@@ -172,7 +180,15 @@ def resized_crop_matrices(
 
 
 def rotation_matrices(angles: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Rotation about the image centre by ``angles`` (radians, one per image)."""
+    """Rotation about the image centre by ``angles`` (radians, one per image).
+
+    Parameters
+    ----------
+    angles : torch.Tensor of shape (B,)
+        Rotation angle per image, in radians; the matrices are on its device.
+    height, width : int
+        Image size in pixels, to keep the transform isotropic in pixels.
+    """
     cos, sin = torch.cos(angles), torch.sin(angles)
     aspect = height / width  # rotation is isotropic in pixels, not in normalised coordinates
     matrices = identity_matrices(angles.shape[0], angles.device)
@@ -184,7 +200,17 @@ def rotation_matrices(angles: torch.Tensor, height: int, width: int) -> torch.Te
 
 
 def shear_matrices(shears: torch.Tensor, axis: int, height: int, width: int) -> torch.Tensor:
-    """Shear about the image centre, ``x += s * y`` (``axis=0``) or ``y += s * x`` (``axis=1``)."""
+    """Shear about the image centre, ``x += s * y`` (``axis=0``) or ``y += s * x`` (``axis=1``).
+
+    Parameters
+    ----------
+    shears : torch.Tensor of shape (B,)
+        Shear factor ``s`` per image (dimensionless, in pixels per pixel).
+    axis : {0, 1}
+        0 shears along x, 1 along y.
+    height, width : int
+        Image size in pixels, to keep the transform isotropic in pixels.
+    """
     matrices = identity_matrices(shears.shape[0], shears.device)
     if axis == 0:
         matrices[:, 0, 1] = shears * height / width
@@ -194,7 +220,16 @@ def shear_matrices(shears: torch.Tensor, axis: int, height: int, width: int) -> 
 
 
 def translation_matrices(fractions: torch.Tensor, axis: int) -> torch.Tensor:
-    """Translation by ``fractions`` of the image side along x (``axis=0``) or y (``axis=1``)."""
+    """Translation by ``fractions`` of the image side along x (``axis=0``) or y (``axis=1``).
+
+    Parameters
+    ----------
+    fractions : torch.Tensor of shape (B,)
+        Shift per image as a fraction of the image's width (``axis=0``) or height
+        (``axis=1``); the matrices are on its device.
+    axis : {0, 1}
+        0 translates along x, 1 along y.
+    """
     matrices = identity_matrices(fractions.shape[0], fractions.device)
     matrices[:, axis, 2] = 2.0 * fractions
     return matrices
@@ -240,6 +275,14 @@ def sampling_grid(matrices: torch.Tensor, height: int, width: int) -> torch.Tens
 
     Equivalent to ``F.affine_grid(matrices[:, :2], (B, C, H, W), align_corners=False)`` but
     built by broadcasting, which is several times faster on CPU than its batched matmul.
+
+    Parameters
+    ----------
+    matrices : torch.Tensor of shape (B, 3, 3) or (B, 2, 3)
+        Sampling matrices (output to input location, normalised coordinates); the grid
+        has their dtype and device.
+    height, width : int
+        Output size in pixels.
     """
     dtype, device = matrices.dtype, matrices.device
     xs = (2.0 * torch.arange(width, device=device, dtype=dtype) + 1.0) / width - 1.0

@@ -155,7 +155,15 @@ class IdentityAugmentation(_BatchAugmentation):
     """
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return ``x`` after checking it is a float ``(B, C, H, W)`` or ``(B, D)`` tensor."""
+        """Return ``x`` after checking it is a float ``(B, C, H, W)`` or ``(B, D)`` tensor.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Float images ``(B, C, H, W)`` or features ``(B, D)``.
+        generator : torch.Generator, optional
+            Accepted for the policies' common signature; unused.
+        """
         x = check_input(x)
         if x.dim() == 4:
             self._check_expected_shape(x)

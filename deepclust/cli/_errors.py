@@ -49,6 +49,8 @@ def os_error_message(exc: OSError) -> str | None:
     Parameters
     ----------
     exc : OSError
+        The error raised while writing outputs; its ``errno`` decides whether it is the
+        user's, its ``filename2`` or ``filename`` names the file.
 
     Returns
     -------

@@ -80,6 +80,11 @@ class LoadedInput:
 
         Files are shown at their own size, upright (EXIF orientation applied) and with
         16-bit, 32-bit and float pixels scaled to 8 bits as for training.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Positions of the samples in this input; an unreadable file gives a grey tile.
         """
         if self.paths is not None:
             out = []
@@ -115,6 +120,13 @@ def auto_image_size(paths: list[str], device: torch.device) -> int:
 
     The larger side of up to 32 files spread over the folder is taken; the cap is 32 px on
     the CPU and 64 px on CUDA.
+
+    Parameters
+    ----------
+    paths : list of str
+        The image files of the folder, at least one; unreadable ones are skipped.
+    device : torch.device
+        The training device, which decides the cap.
     """
     picks = np.unique(np.linspace(0, len(paths) - 1, num=min(32, len(paths))).astype(int))
     sides = []
@@ -242,6 +254,8 @@ def load_input(
     Parameters
     ----------
     source : str
+        The command's SOURCE argument: a folder of images, a ``.npy`` or ``.npz`` file, or
+        one of :data:`BUILTIN_DATASETS`.
     image_size : int or None
         Side length images are resized to (``None``: arrays keep their size, folders use
         :func:`auto_image_size`).
@@ -250,6 +264,7 @@ def load_input(
     device : torch.device, optional
         Only decides the automatic image size of folders.
     on_bad_image : {'raise', 'skip'}
+        What an unreadable file in a folder does: stop with an error, or leave the file out.
     progress : callable, optional
         A ``tqdm``-like factory for the progress bar of decoding files.
 

@@ -78,7 +78,15 @@ def _estimator_class(method: str):
 
 
 def epoch_params(method: str, epochs: int) -> dict:
-    """Estimator parameters set by ``--epochs`` for ``method`` (its ``method_spec``)."""
+    """Estimator parameters set by ``--epochs`` for ``method`` (its ``method_spec``).
+
+    Parameters
+    ----------
+    method : str
+        A registered method's name (``--method``).
+    epochs : int
+        The main training length ``E`` given to ``--epochs``.
+    """
     return dict(_estimator_class(method).method_spec.epoch_params(epochs))
 
 
@@ -175,7 +183,11 @@ def estimator_params(args, method: str) -> dict:
     Parameters
     ----------
     args : argparse.Namespace
+        The parsed ``cluster`` command line (``--config``, ``--epochs``, ``--batch-size``,
+        ``--n-clusters``, ``--seed``, ``--device``, ``--quiet``).
     method : str
+        A registered method's name (``--method``): its estimator class and its
+        ``method_spec`` defaults.
 
     Returns
     -------
@@ -255,7 +267,9 @@ def label_samples(
     Parameters
     ----------
     estimator : fitted deepclust estimator
+        Gives ``predict`` and ``predict_proba``.
     data : images or features, as for ``predict``
+        The samples to label, sliced in chunks of 4096.
     progress : callable, optional
         A tqdm-like factory.
     fit_labels : ndarray of shape (n_samples,), optional
@@ -293,7 +307,17 @@ def label_samples(
 
 
 def labels_csv(names, labels, confidence) -> str:
-    """The text of ``labels.csv``."""
+    """The text of ``labels.csv``.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The ``source`` column: each sample's file path, or its index for arrays.
+    labels : ndarray of int of shape (n_samples,)
+        The ``cluster`` column.
+    confidence : ndarray of float of shape (n_samples,)
+        The ``confidence`` column, the probability of each label, written with 6 decimals.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["source", "cluster", "confidence"])
@@ -359,10 +383,13 @@ def prepare_resume(
     Parameters
     ----------
     out_dir : Path
+        The ``--out`` folder, which may hold the checkpoint and ``run.json``.
     estimator : unfitted estimator of the run
         Its parameters are compared with ``run.json`` (but ``image_size``, which may
         depend on the images).
     method, source : str
+        The run's method name and SOURCE (an absolute path when it exists), compared with
+        those ``run.json`` records.
     resume : bool
         ``--resume``.
     say : callable
@@ -437,6 +464,26 @@ def run_pipeline(
 
     ``run.json`` is written when training starts, so a fit refused by the estimator's own
     checks leaves nothing behind.
+
+    Parameters
+    ----------
+    estimator : unfitted deepclust estimator
+        Built from the run's parameters; fitted here.
+    loaded : LoadedInput
+        The input read from SOURCE.
+    out_dir : Path
+        The ``--out`` folder, locked and existing.
+    method : str
+        The registered method's name, recorded in ``run.json`` and the outputs.
+    source : str
+        SOURCE as given (an absolute path when it exists), recorded likewise.
+    quiet : bool
+        ``--quiet``: no progress bars.
+    say : callable
+        Prints a status line.
+    resume_state : dict, optional
+        Checkpoint state from :func:`prepare_resume` to continue the fit from; ``None``
+        starts anew.
 
     Returns
     -------
@@ -527,6 +574,36 @@ def write_outputs(
 
     ``predicted`` (``predict`` of the same samples, default ``labels``) gives the
     agreement recorded in ``metrics.json`` and the report.
+
+    Parameters
+    ----------
+    estimator : fitted deepclust estimator
+        Saved as ``model`` and described in the report.
+    loaded : LoadedInput
+        The input: sample names, true labels (``y``, for ``metrics.json``) and thumbnails.
+    out_dir : Path
+        The ``--out`` folder.
+    labels : ndarray of int of shape (n_samples,)
+        The labels written to ``labels.csv`` and shown in the montage.
+    confidence : ndarray of float of shape (n_samples,)
+        The probability of each label.
+    sizes : ndarray of int of shape (n_clusters,)
+        Samples per cluster, for the report's bar chart.
+    fit_seconds : float
+        Training time, in seconds, for the report.
+    method : str
+        The registered method's name.
+    source : str
+        SOURCE, for the report.
+    progress : callable, optional
+        A tqdm-like factory for the progress bar of writing.
+    predicted : ndarray of int of shape (n_samples,), optional
+        ``predict`` of the same samples; ``None`` means ``labels``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
     """
     from deepclust._utils import atomic_write
     from deepclust.cli._montage import CLUSTERS_PER_PAGE, MAX_PAGES, render_montage_pages

@@ -33,7 +33,19 @@ def _font(size: int) -> ImageFont.ImageFont:
 def representatives(
     labels: np.ndarray, confidence: np.ndarray, n_clusters: int, per_cluster: int
 ) -> list[np.ndarray]:
-    """Indices of the ``per_cluster`` most confident members of every cluster (best first)."""
+    """Indices of the ``per_cluster`` most confident members of every cluster (best first).
+
+    Parameters
+    ----------
+    labels : ndarray of int of shape (n_samples,)
+        Each sample's cluster.
+    confidence : ndarray of float of shape (n_samples,)
+        The probability of each sample's label; ties keep the sample order.
+    n_clusters : int
+        Clusters ``0`` to ``n_clusters - 1``; an empty one gets an empty array.
+    per_cluster : int
+        The most members returned per cluster.
+    """
     out = []
     for cluster in range(n_clusters):
         members = np.flatnonzero(labels == cluster)
@@ -72,7 +84,9 @@ def render_montage_pages(
     Parameters
     ----------
     labels, confidence : ndarray of shape (n_samples,)
+        Each sample's cluster and the probability of that label, which orders its members.
     n_clusters : int
+        Clusters drawn, empty ones included (at most ``CLUSTERS_PER_PAGE * MAX_PAGES``).
     thumbnails : callable
         ``thumbnails(indices) -> list of PIL images``.
     per_cluster : int

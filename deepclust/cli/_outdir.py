@@ -57,6 +57,7 @@ def is_output_name(name: str) -> bool:
     Parameters
     ----------
     name : str
+        A file name, without its folder.
 
     Returns
     -------
@@ -124,6 +125,7 @@ def check_output_file(out: str | Path) -> None:
     Parameters
     ----------
     out : str or Path
+        The ``--out`` file; it and its missing parent folders need not exist yet.
 
     Raises
     ------
@@ -167,6 +169,7 @@ def check_user_files(folder: str | Path) -> None:
     Parameters
     ----------
     folder : str or Path
+        The ``--out`` folder; one that does not exist yet passes.
 
     Raises
     ------
@@ -215,6 +218,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[str]:
     Parameters
     ----------
     folder : str or Path
+        An existing ``--out`` folder.
 
     Returns
     -------
@@ -246,6 +250,7 @@ class OutputFolderLock:
     Parameters
     ----------
     folder : str or Path
+        The ``--out`` folder to lock.
     """
 
     def __init__(self, folder: str | Path):

@@ -31,7 +31,22 @@ def line_chart_svg(
     xs: Sequence[float], ys: Sequence[float], *, title: str, x_label: str = "epoch",
     width: int = 380, height: int = 220, color: str = _COLORS[0],
 ) -> str:
-    """An inline SVG line chart with min/max tick labels."""
+    """An inline SVG line chart with min/max tick labels.
+
+    Parameters
+    ----------
+    xs, ys : sequence of float
+        The points, in drawing order; those whose ``y`` is ``None`` or not finite are left
+        out.
+    title : str
+        Shown above the chart and as its accessible label.
+    x_label : str, default="epoch"
+        Shown below the x axis.
+    width, height : int
+        Size of the SVG in pixels, margins included (default 380 x 220).
+    color : str
+        CSS colour of the line and its points.
+    """
     points = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
     left, right, top, bottom = 58, 12, 28, 36
     inner_w, inner_h = width - left - right, height - top - bottom
@@ -90,7 +105,15 @@ def line_chart_svg(
 
 
 def bar_chart_svg(sizes: Sequence[int], *, width: int = 900, height: int = 240) -> str:
-    """An inline SVG bar chart of cluster sizes (one bar per cluster, by id)."""
+    """An inline SVG bar chart of cluster sizes (one bar per cluster, by id).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Samples in each cluster, indexed by cluster id.
+    width, height : int
+        Size of the SVG in pixels, margins included (default 900 x 240).
+    """
     sizes = [int(s) for s in sizes]
     left, right, top, bottom = 50, 10, 12, 34
     inner_w, inner_h = width - left - right, height - top - bottom
@@ -225,11 +248,13 @@ def render_report(
     Parameters
     ----------
     title : str
+        The page's title and top heading.
     summary : dict
         Shown as a two-column table (source, method, parameters, timings...).
     metrics : dict or None
         Scores against the true labels, when known.
     sizes : ndarray of shape (n_clusters,)
+        Samples per cluster, shown as a bar chart with the largest, smallest and empty.
     history : list of dict
         The estimator's ``history_``.
     montage_pages : list of bytes

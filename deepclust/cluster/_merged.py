@@ -40,6 +40,7 @@ def merged_kmeans(
     Parameters
     ----------
     X : array-like or torch.Tensor of shape (n_samples, n_features)
+        The samples, finite numbers; converted to float32.
     n_clusters : int
         Number of clusters returned.
     n_subclusters : int
@@ -49,6 +50,8 @@ def merged_kmeans(
     n_iter : int, default=20
         Lloyd iterations of the first k-means (see :func:`kmeans`).
     random_state : int, numpy.random.RandomState or None
+        Seeds both k-means (the merging one through an integer drawn from it); ``None``
+        uses NumPy's global state.
     backend : {'auto', 'faiss', 'torch'}, default='auto'
         Backend of the first k-means (see :func:`kmeans`).
     device : str or torch.device, optional

@@ -62,7 +62,14 @@ class PCAWhitening:
         self.device = device
 
     def fit(self, X: Any) -> PCAWhitening:
-        """Estimate mean, principal axes and variances from ``X`` (n_samples, n_features)."""
+        """Estimate mean, principal axes and variances from ``X`` (n_samples, n_features).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Training data, at least 2 finite rows; computed on :attr:`device` or, when
+            that is ``None``, on the data's device.
+        """
         n_components = check_positive_int(self.n_components, "n_components")
         if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
             raise ValueError(f"eps must be a non-negative float, got {self.eps!r}.")
@@ -99,7 +106,14 @@ class PCAWhitening:
         return self
 
     def transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Whiten (and L2-normalise) ``X``; float32, numpy or tensor like the input."""
+        """Whiten (and L2-normalise) ``X``; float32, numpy or tensor like the input.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Finite data with the features seen in :meth:`fit`; computed on the device
+            the whitening was fitted on.
+        """
         if not hasattr(self, "components_"):
             raise NotFittedError("This PCAWhitening instance is not fitted yet; call fit(X) first.")
         X_checked = check_2d_float(X)
@@ -123,7 +137,13 @@ class PCAWhitening:
         return like_input(projected, X)
 
     def fit_transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Fit on ``X`` and return its transform."""
+        """Fit on ``X`` and return its transform.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Training data, at least 2 finite rows.
+        """
         return self.fit(X).transform(X)
 
 
@@ -135,7 +155,21 @@ def pca_whiten(
     l2_normalize: bool = True,
     device: str | torch.device | None = None,
 ) -> np.ndarray | torch.Tensor:
-    """Function form of :class:`PCAWhitening`: ``PCAWhitening(...).fit_transform(X)``."""
+    """Function form of :class:`PCAWhitening`: ``PCAWhitening(...).fit_transform(X)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Data to fit on and whiten, at least 2 finite rows.
+    n_components : int
+        Output dimension (at most the number of features is used).
+    eps : float, default=1e-5
+        Added to the eigenvalues before the inverse square root.
+    l2_normalize : bool, default=True
+        Divide each output row by its Euclidean norm.
+    device : str or torch.device, optional
+        Where to compute; defaults to the device of ``X``.
+    """
     return PCAWhitening(
         n_components, eps=eps, l2_normalize=l2_normalize, device=device
     ).fit_transform(X)

@@ -156,6 +156,7 @@ class TensorSource(DataSource):
 
     def __init__(self, data: torch.Tensor, image_size: tuple[int, int] | None = None):
         self.data = data
+        self._resized: torch.Tensor | None = None
         if data.ndim == 4:
             self.kind = "images"
             size = tuple(image_size) if image_size is not None else tuple(data.shape[2:])
@@ -174,7 +175,8 @@ class TensorSource(DataSource):
             indices = slice(None)
         elif not isinstance(indices, slice):
             indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        batch = self.data[indices]
+        data = self._data_at_size()
+        batch = data[indices]
         if batch.dtype == torch.uint8:
             batch = batch.float().div_(255.0)
         else:
@@ -182,6 +184,31 @@ class TensorSource(DataSource):
         if self.kind == "images" and tuple(batch.shape[2:]) != self.image_size:
             batch = resize_images(batch, self.image_size)
         return batch
+
+    def _data_at_size(self) -> torch.Tensor:
+        """The images resized once and kept (uint8 stays uint8), when they fit
+        :data:`FILE_CACHE_BYTES`; otherwise the original data, resized at every load."""
+        if self.kind != "images" or tuple(self.data.shape[2:]) == self.image_size:
+            return self.data
+        if self._resized is None:
+            n, channels = int(self.data.shape[0]), int(self.data.shape[1])
+            item = self.data.element_size() if self.data.dtype == torch.uint8 else 4
+            if n * channels * self.image_size[0] * self.image_size[1] * item > FILE_CACHE_BYTES:
+                return self.data
+            self._resized = self._resize_all()
+        return self._resized
+
+    def _resize_all(self, chunk: int = 4096) -> torch.Tensor:
+        """Every image at ``image_size``, computed in chunks."""
+        parts = []
+        for start in range(0, int(self.data.shape[0]), chunk):
+            part = self.data[start : start + chunk]
+            if part.dtype == torch.uint8:
+                resized = resize_images(part.float().div_(255.0), self.image_size)
+                parts.append(resized.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8))
+            else:
+                parts.append(resize_images(part.float(), self.image_size))
+        return torch.cat(parts)
 
 
 class FileSource(DataSource):

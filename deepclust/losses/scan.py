@@ -45,7 +45,13 @@ class EntropyLoss(nn.Module):
         self.eps = eps
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """Return ``H(mean_i softmax(logits_i))`` as a scalar tensor."""
+        """Return ``H(mean_i softmax(logits_i))`` as a scalar tensor.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (batch, n_clusters)
+            Unnormalised cluster scores; the softmax runs in float32 with autocast off.
+        """
         if logits.ndim != 2:
             raise ValueError(
                 f"logits must have shape (batch, n_clusters), got {tuple(logits.shape)}."

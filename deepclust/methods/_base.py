@@ -26,11 +26,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from deepclust._utils import resolve_device, seed_everything, to_numpy
+from deepclust._utils import (
+    available_cpus,
+    resolve_device,
+    seed_everything,
+    to_numpy,
+    torch_threads_at_most,
+)
 from deepclust.data import DataSource, as_source
 from deepclust.methods._docs import fill_doc
 from deepclust.networks import ClusteringNetwork, build_backbone
-from deepclust.training import Trainer, run_inference
+from deepclust.training import PRECISIONS, Trainer, run_inference, use_precision
 
 __all__ = ["BaseDeepClusterer", "FitContext"]
 
@@ -68,7 +74,17 @@ class FitContext:
     resume_state: dict | None = None
 
     def progress(self, description: str) -> str | None:
-        """A progress-bar description when ``verbose``, else ``None``."""
+        """A progress-bar description when ``verbose``, else ``None``.
+
+        Parameters
+        ----------
+        description : str
+            What the bar shows.
+
+        Returns
+        -------
+        str or None
+        """
         return description if self.verbose else None
 
     def trainer(self, state=None) -> Trainer:
@@ -129,6 +145,7 @@ class BaseDeepClusterer(
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module],
         "device": [str, torch.device, None],
+        "precision": [StrOptions(set(PRECISIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -236,6 +253,10 @@ class BaseDeepClusterer(
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
+    def _precision(self) -> str:
+        """The ``precision`` parameter (``'auto'`` for a method without one)."""
+        return getattr(self, "precision", "auto")
+
     def _inference_batch_size(self) -> int:
         """Batch size of gradient-free passes over the data."""
         return max(self.batch_size, self._min_inference_batch_size)
@@ -321,7 +342,12 @@ class BaseDeepClusterer(
             inference_batch_size=self._inference_batch_size(),
             verbose=self.verbose, callbacks=list(callbacks or ()), resume_state=resume_from,
         )
-        with _global_random_state_kept():  # the fit seeds them; the caller's stay as they were
+        # The fit seeds the global generators; the caller's stay as they were.
+        with (
+            _global_random_state_kept(),
+            use_precision(self._precision()),
+            torch_threads_at_most(available_cpus()),
+        ):
             seed_everything(seed)
             fitted = self._fit_state_class(self, source, context).run()
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
@@ -352,7 +378,7 @@ class BaseDeepClusterer(
         return run_inference(
             fn, source, device=device,
             batch_size=self._inference_batch_size(),
-            modules=(network,), autocast=True,
+            modules=(network,), autocast=self._precision(),
         )
 
     def _head_index(self) -> int:

@@ -139,9 +139,19 @@ docdict["device"] = _entry(
         available and the CPU otherwise; or ``'cpu'``, ``'cuda'``, ``'cuda:N'``. ``fit``
         raises a :class:`ValueError` for a device that is not available; ``predict`` and
         ``transform`` fall back to the CPU with a :class:`RuntimeWarning` (a model fitted
-        on a GPU, used on a laptop). On CUDA the forward passes run in mixed precision
-        (bfloat16 where supported, else float16 with loss scaling). ``device_`` is the
-        device ``fit`` used.
+        on a GPU, used on a laptop). ``device_`` is the device ``fit`` used.
+    """
+)
+
+docdict["precision"] = _entry(
+    """
+    precision : {'auto', 'mixed', 'float32'}, default='auto'
+        Floating-point precision of the forward passes in training and inference.
+        ``'auto'`` uses autocast where the device computes the lower precision natively:
+        bfloat16 on CUDA devices that support it (float16 with loss scaling on older
+        ones) and on CPUs with AVX512-BF16 or AMX, float32 elsewhere. ``'mixed'`` uses
+        autocast on any device; ``'float32'`` never does, which gives the same labels on
+        every CPU (autocast rounds differently on different hardware).
     """
 )
 

@@ -81,7 +81,19 @@ class FeatureSource:
     def features(
         self, source: DataSource, device: torch.device, batch_size: int, progress=None
     ) -> torch.Tensor:
-        """Features of every sample of ``source``, float32 on the CPU."""
+        """Features of every sample of ``source``, float32 on the CPU.
+
+        Parameters
+        ----------
+        source : DataSource
+            The samples, loaded as raw ``[0, 1]`` batches.
+        device : torch.device
+            Where the batches are computed; a network is moved there.
+        batch_size : int
+            Samples per forward pass (halved on running out of GPU memory).
+        progress : str, optional
+            Show a progress bar with this description (on stderr, when a terminal).
+        """
         module = self.module.to(device) if self.trainable else self.module
         features = run_inference(
             module, source, device=device, batch_size=batch_size, modules=(module,),

@@ -28,7 +28,20 @@ __all__ = [
 def make_fetch(
     source: DataSource, device: torch.device
 ) -> Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]:
-    """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU (pinned for CUDA)."""
+    """A ``Stage.fetch`` returning ``(indices, samples)`` on the CPU (pinned for CUDA).
+
+    Parameters
+    ----------
+    source : DataSource
+        The training data.
+    device : torch.device
+        The training device (host memory is pinned when it is a CUDA device).
+
+    Returns
+    -------
+    callable
+        ``fetch(indices) -> (indices, samples)``.
+    """
     pin = device.type == "cuda"
 
     def fetch(indices: np.ndarray):
@@ -41,7 +54,20 @@ def make_fetch(
 
 
 def make_augment(policy, source: DataSource) -> nn.Module:
-    """The augmentation module for ``source`` (identity for 2-D features)."""
+    """The augmentation module for ``source`` (identity for 2-D features).
+
+    Parameters
+    ----------
+    policy : str, nn.Module or None
+        A policy name of :func:`deepclust.augment.make_augmentation`, a module, or
+        ``None`` for none.
+    source : DataSource
+        The data the augmentation applies to (its image size and channels).
+
+    Returns
+    -------
+    nn.Module
+    """
     if source.kind != "images" or policy is None:
         return make_augmentation("none")
     return make_augmentation(policy, image_size=source.shape[1:], n_channels=source.shape[0])
@@ -54,7 +80,25 @@ def extract_features(
     batch_size: int,
     progress: str | None = None,
 ) -> torch.Tensor:
-    """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU."""
+    """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU.
+
+    Parameters
+    ----------
+    network : ClusteringNetwork
+        The network whose ``features`` are computed.
+    source : DataSource
+        The samples.
+    device : torch.device
+        Where the network runs.
+    batch_size : int
+        Samples per forward pass.
+    progress : str, optional
+        A progress-bar description.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_features)
+    """
     return run_inference(
         network.features, source, device=device, batch_size=batch_size, modules=(network,),
         autocast=True, progress=progress,
@@ -69,7 +113,28 @@ def head_probabilities(
     output_device: torch.device | None = None,
     progress: str | None = None,
 ) -> list[torch.Tensor]:
-    """Softmax of every clustering head over the whole data set, float32."""
+    """Softmax of every clustering head over the whole data set, float32.
+
+    Parameters
+    ----------
+    network : ClusteringNetwork
+        The network whose heads are evaluated.
+    source : DataSource
+        The samples.
+    device : torch.device
+        Where the network runs.
+    batch_size : int
+        Samples per forward pass.
+    output_device : torch.device, optional
+        Where the probabilities are returned (default: the CPU).
+    progress : str, optional
+        A progress-bar description.
+
+    Returns
+    -------
+    list of torch.Tensor of shape (n_samples, n_clusters)
+        One per head.
+    """
 
     def probs(batch: torch.Tensor) -> list[torch.Tensor]:
         return [torch.softmax(logits.float(), dim=1) for logits in network(batch)]
@@ -93,7 +158,33 @@ def contrastive_stage(
     weight_decay: float = 1e-4,
     name: str = "pretext",
 ) -> Stage:
-    """SimCLR pretext: two augmented views per image, NT-Xent on the projection head."""
+    """SimCLR pretext: two augmented views per image, NT-Xent on the projection head.
+
+    Parameters
+    ----------
+    network : ClusteringNetwork
+        Trained through its backbone and projection head (it needs ``projection_dim``).
+    source : DataSource
+        The training images.
+    device : torch.device
+        The training device.
+    n_epochs : int
+        Epochs of the stage.
+    lr : float
+        SGD learning rate (momentum 0.9, cosine schedule).
+    temperature : float
+        NT-Xent temperature.
+    augmentation : str or nn.Module
+        Augmentation of the two views.
+    weight_decay : float
+        SGD weight decay.
+    name : str
+        The stage's name in the history.
+
+    Returns
+    -------
+    Stage
+    """
     augment = make_augment(augmentation, source)
     criterion = NTXentLoss(temperature=temperature)
     modules = [network.normalize, network.input_filter, network.backbone, network.projection]
@@ -139,6 +230,43 @@ def pseudo_label_stage(
     ``labels()`` returns a ``(n_heads, n_samples)`` (or ``(n_samples,)``) int64 tensor on
     ``device``; it is called at every step so methods may redraw the labels between epochs
     (in ``on_epoch_begin``) or compute them first (in ``on_stage_begin``).
+
+    Parameters
+    ----------
+    network : ClusteringNetwork
+        The network trained.
+    source : DataSource
+        The training data.
+    device : torch.device
+        The training device.
+    labels : callable
+        ``labels()`` gives the current pseudo-labels (see above).
+    n_epochs : int
+        Epochs of the stage.
+    lr : float
+        Learning rate.
+    augmentation : str, nn.Module or None
+        Augmentation of the training batches.
+    name : str
+        The stage's name in the history.
+    optimizer : {'sgd', 'adam', 'adamw'}
+        Optimiser.
+    momentum : float
+        SGD momentum.
+    weight_decay : float
+        Weight decay.
+    lr_schedule : {'cosine', 'step', 'constant'}
+        Learning-rate schedule.
+    sampler : callable, optional
+        ``sampler(epoch, rng) -> indices`` of an epoch (default: a random permutation).
+    on_stage_begin, on_epoch_begin, on_epoch_end : callable, optional
+        The stage's hooks (see :class:`~deepclust.training.Stage`).
+    parameters : sequence of torch.Tensor, optional
+        The parameters optimised (default: all of the network's).
+
+    Returns
+    -------
+    Stage
     """
     augment = make_augment(augmentation, source)
     criterion = MultiHeadCrossEntropy()
@@ -167,6 +295,18 @@ def balanced_sampler(labels: Callable[[], np.ndarray], n_samples: int):
     Each epoch has ``n_samples`` draws: ``n_samples / K'`` per non-empty cluster (``K'``
     of them), members drawn without replacement when the cluster is large enough and with
     replacement otherwise, then shuffled. Empty clusters never reach the sampler.
+
+    Parameters
+    ----------
+    labels : callable
+        ``labels()`` gives the current cluster of every sample.
+    n_samples : int
+        Draws per epoch.
+
+    Returns
+    -------
+    callable
+        ``sample(epoch, rng) -> indices``.
     """
 
     def sample(epoch: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,5 +330,15 @@ def balanced_sampler(labels: Callable[[], np.ndarray], n_samples: int):
 
 def pretext_and_main_epochs(epochs: int) -> dict:
     """``--epochs E`` of a method with a pretext: ``E`` pretext epochs and ``ceil(E / 2)``
-    of its main step."""
+    of its main step.
+
+    Parameters
+    ----------
+    epochs : int
+        The command's ``--epochs``.
+
+    Returns
+    -------
+    dict
+    """
     return {"pretext_epochs": epochs, "max_epochs": max(1, -(-epochs // 2))}

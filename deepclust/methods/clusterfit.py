@@ -22,7 +22,7 @@ from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.networks import ClusteringNetwork
-from deepclust.training import Stage
+from deepclust.training import Stage, use_precision
 
 __all__ = ["ClusterFitFit", "ClusterFitTransformer"]
 
@@ -163,6 +163,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         Augmentation while fitting the fresh network.
         %(augmentation_desc)s
     %(device)s
+    %(precision)s
     %(batch_size)s
     max_epochs : int, default=30
         Epochs (``>= 0``) of training the fresh network.
@@ -248,6 +249,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         pretext_augmentation="simclr",
         augmentation="simclr",
         device="auto",
+        precision="auto",
         batch_size=256,
         max_epochs=30,
         lr=0.05,
@@ -269,6 +271,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.pretext_augmentation = pretext_augmentation
         self.augmentation = augmentation
         self.device = device
+        self.precision = precision
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
@@ -300,9 +303,10 @@ class ClusterFitTransformer(BaseDeepClusterer):
         """
         source = self._read_input(X, reset=False)
         features_of = resolve_feature_source(self.pretext_network_ or self.pretrained)
-        features = features_of.features(
-            source, self._inference_device(), self._inference_batch_size()
-        )
+        with use_precision(self._precision()):
+            features = features_of.features(
+                source, self._inference_device(), self._inference_batch_size()
+            )
         return to_numpy(features).astype(np.float32, copy=False)
 
     def _check_fit_params(self, source) -> None:

@@ -54,7 +54,13 @@ class DeepClusterFit(FitState):
         )]
 
     def features(self, progress: str | None = None) -> torch.Tensor:
-        """Backbone features of every sample."""
+        """Backbone features of every sample.
+
+        Parameters
+        ----------
+        progress : str, optional
+            Description of a progress bar, shown only when the estimator is verbose.
+        """
         features = extract_features(
             self.network, self.source, self.device, self.context.inference_batch_size,
             progress=self.context.progress(progress) if progress else None,
@@ -63,7 +69,14 @@ class DeepClusterFit(FitState):
         return features
 
     def recluster(self, epoch: int) -> dict:
-        """New k-means labels of the current features; the head starts afresh."""
+        """New k-means labels of the current features; the head starts afresh.
+
+        Parameters
+        ----------
+        epoch : int
+            The stage's epoch about to run, from 0; k-means is seeded with the fit's seed
+            plus ``epoch``.
+        """
         _, _, result = self.estimator._cluster(
             self.features("features for k-means"), self.seed + epoch, self.device
         )
@@ -136,6 +149,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         pure-torch k-means; ``'faiss'`` requires faiss; ``'torch'`` never uses it. Both
         start from the same centroids for a given seed.
     %(device)s
+    %(precision)s
     %(batch_size)s
     max_epochs : int, default=30
         Epochs (``>= 0``), each preceded by a clustering of the data; one more clustering
@@ -226,6 +240,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         augmentation="weak",
         kmeans_backend="auto",
         device="auto",
+        precision="auto",
         batch_size=256,
         max_epochs=30,
         lr=0.05,
@@ -245,6 +260,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.augmentation = augmentation
         self.kmeans_backend = kmeans_backend
         self.device = device
+        self.precision = precision
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr

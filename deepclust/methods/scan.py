@@ -46,6 +46,17 @@ def scan_objective(
     minus ``entropy_weight`` times the entropy of the mean assignment: the quantity the
     SCAN step minimises batch by batch, used to rank heads. Anchors are taken in chunks
     of at most ``max_elements`` gathered values, so memory stays bounded for large N, K.
+
+    Parameters
+    ----------
+    probs : torch.Tensor of shape (N, K)
+        Soft cluster assignments of every sample (rows of probabilities).
+    neighbors : torch.Tensor or ndarray of int of shape (N, n_neighbors)
+        Indices of each sample's mined neighbours.
+    entropy_weight : float
+        Weight ``lambda`` of the entropy term, ``>= 0``.
+    max_elements : int, default=2**24
+        Upper bound on the gathered neighbour probabilities held at once.
     """
     n_neighbors = neighbors.shape[1]
     chunk = max(1, max_elements // max(1, n_neighbors * probs.shape[1]))
@@ -209,7 +220,14 @@ class SCANFit(FitState):
                 if not name.startswith("projection")]
 
     def set_backbone_frozen(self, epoch: int) -> None:
-        """Freeze the backbone in the warm-up epochs (and throughout when heads only)."""
+        """Freeze the backbone in the warm-up epochs (and throughout when heads only).
+
+        Parameters
+        ----------
+        epoch : int
+            The SCAN stage's epoch about to run, from 0; frozen while it is below
+            ``head_warmup_epochs``.
+        """
         self.backbone_frozen = self.heads_only or epoch < self.estimator.head_warmup_epochs
 
     def neighbor_batch(self, indices: torch.Tensor) -> torch.Tensor:
@@ -217,13 +235,25 @@ class SCANFit(FitState):
 
         The picks come from torch's generator (saved in checkpoints), on the main thread,
         so a resumed fit draws the same pairs as an uninterrupted one.
+
+        Parameters
+        ----------
+        indices : torch.Tensor of int64 of shape (B,)
+            Sample indices of the batch's anchors (on the CPU).
         """
         neighbors = torch.from_numpy(self.neighbors[indices.numpy()])
         column = torch.randint(0, neighbors.shape[1], (len(indices), 1))
         return self.source.load(neighbors.gather(1, column).squeeze(1).numpy())
 
     def confident_fraction(self, epoch: int) -> dict:
-        """The epoch's fraction of samples above the confidence threshold."""
+        """The epoch's fraction of samples above the confidence threshold.
+
+        Parameters
+        ----------
+        epoch : int
+            The self-labelling stage's epoch that ended (unused: the counts are reset
+            every epoch).
+        """
         confident, seen = self.confident_seen
         self.confident_seen = [0, 0]
         return {"confident_fraction": confident / max(1, seen)}
@@ -321,7 +351,14 @@ class SCANFit(FitState):
         return fitted
 
     def stage_labels(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """Labels after each stage, k-means on the pretext features included."""
+        """Labels after each stage, k-means on the pretext features included.
+
+        Parameters
+        ----------
+        labels : ndarray of int64 of shape (n_samples,)
+            The fit's final labels (``labels_``); also the SCAN stage's when no labels were
+            kept from before self-labelling.
+        """
         stage_labels = {
             "scan": labels if self.scan_labels is None else self.scan_labels,
             "selflabel": labels,
@@ -444,6 +481,7 @@ class SCANClusterer(BaseDeepClusterer):
     %(lr_schedule)s
         the SCAN and self-labelling steps, ``'constant'``.
     %(device)s
+    %(precision)s
     %(batch_size)s
     %(image_size)s
     %(on_bad_image)s
@@ -560,6 +598,7 @@ class SCANClusterer(BaseDeepClusterer):
         optimizer=None,
         lr_schedule=None,
         device="auto",
+        precision="auto",
         batch_size=256,
         image_size=None,
         on_bad_image="raise",
@@ -589,6 +628,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.device = device
+        self.precision = precision
         self.batch_size = batch_size
         self.image_size = image_size
         self.on_bad_image = on_bad_image

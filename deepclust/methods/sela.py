@@ -34,10 +34,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def label_update_epochs(max_epochs: int, n_updates: int) -> list[int]:
     """Epochs before which SeLa recomputes its labels: a quadratic schedule, denser early.
 
-    As in the reference code, update ``i`` of ``n_updates`` falls at the fraction
-    ``(i / n_updates) ** 2`` of training; fractions are rounded to epoch starts (epoch 0
-    excluded: training starts from the random equipartition), so several early updates may
-    merge into one.
+    Update ``i`` of ``n_updates`` falls at the fraction ``(i / (n_updates + 1)) ** 2`` of
+    training, so the last one comes before the end; fractions are rounded to epoch starts
+    (epoch 0 excluded: training starts from the random equipartition), so several early
+    updates may merge into one.
+
+    Parameters
+    ----------
+    max_epochs : int
+        Length of training in epochs; 0 or 1 leaves no epoch to update before.
+    n_updates : int
+        Label updates asked for, ``>= 0``; fewer are returned when updates merge.
     """
     if max_epochs <= 1 or n_updates <= 0:
         return []
@@ -79,7 +86,14 @@ class SeLaFit(FitState):
         )]
 
     def relabel_at_update_epochs(self, epoch: int) -> dict | None:
-        """Recompute the labels before the scheduled epochs."""
+        """Recompute the labels before the scheduled epochs.
+
+        Parameters
+        ----------
+        epoch : int
+            The stage's epoch about to run, from 0; labels are recomputed when it is one
+            of :func:`label_update_epochs`.
+        """
         return self.relabel() if epoch in self.update_epochs else None
 
     def relabel(self) -> dict:
@@ -159,6 +173,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         augmentation).
         %(augmentation_desc)s
     %(device)s
+    %(precision)s
     %(batch_size)s
     max_epochs : int, default=50
         Training epochs (``>= 0``). A CPU-sized default; the paper trains for hundreds of
@@ -260,6 +275,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         cluster_sizes=None,
         augmentation="simclr",
         device="auto",
+        precision="auto",
         batch_size=256,
         max_epochs=50,
         lr=0.05,
@@ -280,6 +296,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         self.cluster_sizes = cluster_sizes
         self.augmentation = augmentation
         self.device = device
+        self.precision = precision
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr

@@ -58,6 +58,13 @@ class SmallConvNet(nn.Module):
     Three stages of 3x3 convolutions (``width``, ``2*width``, ``4*width`` channels), each
     followed by 2x2 max-pooling except the last, then global average pooling. The
     feature size is ``4 * width``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    width : int, default=32
+        Channels of the first stage; the later stages have twice and four times as many.
     """
 
     def __init__(self, in_channels: int, width: int = 32):
@@ -167,12 +174,30 @@ BACKBONES: dict[str, BackboneFactory] = {
 
 
 def register_backbone(name: str, factory: BackboneFactory) -> None:
-    """Register ``factory(input_shape) -> nn.Module`` under ``name``."""
+    """Register ``factory(input_shape) -> nn.Module`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name estimators accept as ``backbone``; an existing entry is replaced.
+    factory : callable
+        ``factory(input_shape) -> nn.Module``, called with the per-sample shape
+        ``(C, H, W)`` or ``(D,)``; the module maps a batch to ``(B, F)`` features.
+    """
     BACKBONES[name] = factory
 
 
 def feature_dim(module: nn.Module, input_shape: InputShape) -> int:
-    """Output feature size of ``module``, found by a dry forward pass on two zero samples."""
+    """Output feature size of ``module``, found by a dry forward pass on two zero samples.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A backbone, run in eval mode on the device of its parameters (its training mode
+        is restored); outputs beyond two dimensions are flattened.
+    input_shape : tuple of int
+        Shape of one sample: ``(C, H, W)`` or ``(D,)``.
+    """
     was_training = module.training
     module.eval()
     try:

@@ -58,8 +58,11 @@ class StackedLinearHeads(nn.Module):
     Parameters
     ----------
     in_features : int
+        Feature size of the backbone.
     n_clusters : int
+        Outputs of each head.
     n_heads : int
+        Number of heads stacked.
     """
 
     def __init__(self, in_features: int, n_clusters: int, n_heads: int):
@@ -71,18 +74,42 @@ class StackedLinearHeads(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n_heads, B, n_clusters)`` of features ``(B, in_features)``."""
+        """Logits ``(n_heads, B, n_clusters)`` of features ``(B, in_features)``.
+
+        Parameters
+        ----------
+        features : torch.Tensor of shape (B, in_features)
+            Backbone features, shared by every head.
+        """
         return torch.einsum("bd,hkd->hbk", features, self.weight) + self.bias[:, None, :]
 
     @torch.no_grad()
     def copy_to(self, index: int, linear: nn.Linear) -> None:
-        """Copy head ``index`` into ``linear`` (same sizes)."""
+        """Copy head ``index`` into ``linear`` (same sizes).
+
+        Parameters
+        ----------
+        index : int
+            The head copied, in ``[0, n_heads)``.
+        linear : nn.Linear
+            Receives the weights in place; ``in_features`` inputs, ``n_clusters`` outputs.
+        """
         linear.weight.copy_(self.weight[index])
         linear.bias.copy_(self.bias[index])
 
 
 class ProjectionHead(nn.Module):
-    """Two-layer MLP projection head (SimCLR): Linear - BN - ReLU - Linear."""
+    """Two-layer MLP projection head (SimCLR): Linear - BN - ReLU - Linear.
+
+    Parameters
+    ----------
+    in_features : int
+        Feature size of the backbone.
+    hidden_features : int, default=512
+        Width of the hidden layer.
+    out_features : int, default=128
+        Size of the projection (the contrastive loss's embedding).
+    """
 
     def __init__(self, in_features: int, hidden_features: int = 512, out_features: int = 128):
         super().__init__()

@@ -14,6 +14,14 @@ def reference_sela_sinkhorn(probs: np.ndarray, lamb: float = 25.0) -> tuple[np.n
     and sample scalings, every 10 iterations ``err = nansum(|c / c_new - 1|)``, stop when
     ``err < 0.1``; labels are ``argmax_k`` of ``PS * c * r``. ``probs`` is not modified.
     Returns (labels, iterations).
+
+    Parameters
+    ----------
+    probs : numpy.ndarray of shape (N, K)
+        The network's softmax probabilities, one row per sample.
+    lamb : float, default=25.0
+        SeLa's ``lambda``: the probabilities are raised to this power (larger is closer to
+        the unregularised transport problem, and slower).
     """
     PS = np.array(probs, dtype=np.float64).T  # K x N view of a float64 copy
     n_clusters, n_samples = PS.shape

@@ -22,6 +22,15 @@ def target_counts(n_samples: int, marginals=None, n_clusters: int | None = None)
 
     ``None`` asks for equal sizes (``n_clusters`` needed). Remainders go to the clusters
     with the largest fractional parts.
+
+    Parameters
+    ----------
+    n_samples : int
+        The total the counts sum to.
+    marginals : array-like of shape (n_clusters,), optional
+        Non-negative cluster proportions, normalised here; ``None`` means equal ones.
+    n_clusters : int, optional
+        Number of clusters; only read when ``marginals`` is ``None``.
     """
     if marginals is None:
         marginals = np.ones(int(n_clusters))

@@ -284,6 +284,31 @@ def sinkhorn_solve(
 
     ``warm_start=False`` disables the subsampled warm start (for tests and benchmarks).
     Does not warn on non-convergence: check ``result.converged``.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray or torch.Tensor of shape (n_samples, n_clusters)
+        Non-negative probabilities (rows need not sum to one), or log-probabilities or
+        logits with ``log_input=True``. Not modified; tensors are solved on their device.
+    lamb : float, default=25.0
+        Inverse entropic regularisation (SeLa's lambda), ``> 0``.
+    marginals : array-like of shape (n_clusters,), default=None
+        Positive target cluster proportions or counts; ``None`` asks for equal sizes.
+    log_input : bool, default=False
+        ``probs`` holds log-probabilities or logits (``-inf`` allowed).
+    return_plan : bool, default=False
+        Also compute the soft plan into ``result.plan`` (else ``None``).
+    tol : float, default=1e-2
+        Stop once every cluster's soft mass is within ``tol`` (relative) of its target.
+    max_iter : int, default=1000
+        Most full-size iterations, ``>= 1``.
+    chunk_size : int, default=None
+        Rows processed at a time; ``None`` picks about 2 MiB blocks on the CPU and 256 MiB
+        blocks on CUDA.
+    dtype : {None, 'float32', 'bfloat16', 'float64'} or torch.dtype, default=None
+        Storage type of the N x K kernel; ``None`` means float32.
+    warm_start : bool, default=True
+        Start from the scalings of a solve on a subsample of the rows.
     """
     matrix = _as_tensor(probs)
     lamb = _check_positive_float(lamb, "lamb")

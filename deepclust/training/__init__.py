@@ -10,8 +10,16 @@ from deepclust.training._callbacks import (
 )
 from deepclust.training._engine import Stage, Trainer, TrainingDivergedError
 from deepclust.training._inference import run_inference
+from deepclust.training._precision import (
+    PRECISIONS,
+    autocast_dtype,
+    cpu_has_native_bfloat16,
+    current_precision,
+    use_precision,
+)
 
 __all__ = [
+    "PRECISIONS",
     "Callback",
     "Checkpoint",
     "EpochLogger",
@@ -19,7 +27,11 @@ __all__ = [
     "Stage",
     "Trainer",
     "TrainingDivergedError",
+    "autocast_dtype",
+    "cpu_has_native_bfloat16",
+    "current_precision",
     "load_state",
     "run_inference",
     "save_state",
+    "use_precision",
 ]

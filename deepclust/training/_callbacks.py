@@ -43,6 +43,7 @@ class Callback:
         Parameters
         ----------
         trainer : Trainer
+            The trainer about to run the stages (already restored on resume).
         """
 
     def on_stage_begin(self, trainer: Trainer, stage: Stage) -> None:
@@ -53,6 +54,7 @@ class Callback:
         trainer : Trainer
             ``trainer.epoch`` is the first epoch about to run (non-zero on resume).
         stage : Stage
+            The stage starting.
         """
 
     def on_epoch_begin(self, trainer: Trainer, stage: Stage, epoch: int) -> None:
@@ -63,6 +65,7 @@ class Callback:
         trainer : Trainer
             ``trainer.n_batches`` is the number of batches of this epoch.
         stage : Stage
+            The stage the epoch belongs to.
         epoch : int
             Index of the epoch within the stage, from 0.
         """
@@ -75,7 +78,9 @@ class Callback:
         Parameters
         ----------
         trainer : Trainer
+            The trainer running the fit.
         stage : Stage
+            The stage being run.
         batch_index : int
             Index of the batch within the epoch, from 0.
         loss : float or None
@@ -99,7 +104,9 @@ class Callback:
         Parameters
         ----------
         trainer : Trainer
+            The trainer running the fit.
         stage : Stage
+            The stage that ended.
         """
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -108,6 +115,7 @@ class Callback:
         Parameters
         ----------
         trainer : Trainer
+            The trainer, its ``history`` complete.
         """
 
 
@@ -135,7 +143,9 @@ class Checkpoint(Callback):
         Parameters
         ----------
         trainer : Trainer
+            Its ``epochs_done_total`` decides, its ``state_dict()`` is written.
         record : dict
+            The epoch's history record (unused; it is in the state).
         """
         if trainer.epochs_done_total % self.every == 0:
             save_state(trainer.state_dict(), self.path)
@@ -157,8 +167,11 @@ class ProgressBar(Callback):
         Parameters
         ----------
         trainer : Trainer
+            ``trainer.n_batches`` is the bar's length.
         stage : Stage
+            Its name and number of epochs label the bar.
         epoch : int
+            Index of the epoch within the stage, from 0 (shown from 1).
         """
         self._close()
         if not stderr_is_terminal():
@@ -177,9 +190,13 @@ class ProgressBar(Callback):
         Parameters
         ----------
         trainer : Trainer
+            The trainer running the fit.
         stage : Stage
+            The stage being run.
         batch_index : int
+            Index of the batch within the epoch, from 0 (unused).
         loss : float or None
+            The batch's loss, shown as the bar's postfix; ``None`` keeps the last one.
         """
         if self._bar is None:
             return
@@ -193,7 +210,9 @@ class ProgressBar(Callback):
         Parameters
         ----------
         trainer : Trainer
+            The trainer running the fit.
         record : dict
+            The epoch's history record (unused).
         """
         self._close()
 
@@ -220,6 +239,8 @@ class EpochLogger(Callback):
         trainer : Trainer
             ``trainer.stage`` gives the stage's number of epochs.
         record : dict
+            The epoch's history record: ``stage``, ``epoch`` (from 0) and the values
+            printed.
         """
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -238,6 +259,7 @@ def save_state(state: dict, path: str | os.PathLike) -> None:
     state : dict
         A state from :meth:`Trainer.state_dict`.
     path : str or os.PathLike
+        The file written; replaced as a whole if it exists.
     """
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -257,6 +279,7 @@ def load_state(path: str | os.PathLike) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
+        A checkpoint file.
 
     Returns
     -------

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from deepclust.training._callbacks import Callback, EpochLogger, ProgressBar
+from deepclust.training._precision import autocast_dtype
 
 __all__ = ["Stage", "Trainer", "TrainingDivergedError"]
 
@@ -61,7 +62,13 @@ class Stage:
         ``sampler(epoch, rng) -> indices`` giving the sample order of an epoch. Default: a
         random permutation of ``range(n_samples)``.
     optimizer : {'sgd', 'adam', 'adamw'}
-    lr, momentum, weight_decay : float
+        The optimiser (SGD with Nesterov momentum when ``momentum > 0``).
+    lr : float
+        Peak learning rate, scaled by ``lr_schedule``.
+    momentum : float
+        SGD momentum (ignored by Adam and AdamW).
+    weight_decay : float
+        L2 penalty (decoupled for AdamW).
     lr_schedule : {'cosine', 'constant', 'step'}
         ``'step'`` divides the rate by 10 at 50% and 75% of the stage.
     on_stage_begin : callable, optional
@@ -135,8 +142,11 @@ class Trainer:
         Samples per optimiser step.
     random_state : int
         Seeds the sample order (and, via the caller, torch's generator).
-    amp : bool
-        Mixed precision (bfloat16, or float16 with loss scaling) on CUDA; ignored on CPU.
+    precision : {'auto', 'mixed', 'float32'}, optional
+        Autocast policy of the forward passes (see
+        :func:`~deepclust.training.autocast_dtype`): bfloat16 where the device computes it
+        natively, float16 with loss scaling on older CUDA devices; ``None`` takes the
+        policy in force (:func:`~deepclust.training.use_precision`).
     verbose : bool or int
         If true, append a :class:`ProgressBar` and an :class:`EpochLogger` to ``callbacks``.
     callbacks : sequence of Callback
@@ -167,7 +177,7 @@ class Trainer:
         device: torch.device,
         batch_size: int,
         random_state: int = 0,
-        amp: bool = True,
+        precision: str | None = None,
         verbose: bool | int = False,
         callbacks: Sequence[Callback] = (),
         state: _Stateful | None = None,
@@ -176,11 +186,11 @@ class Trainer:
         self.batch_size = int(batch_size)
         # Its own stream, independent of other generators seeded with the same number.
         self.rng = np.random.default_rng([int(random_state), 0x5EED])
-        self.use_amp = bool(amp) and device.type == "cuda"
-        if self.use_amp and torch.cuda.is_bf16_supported():
-            self.amp_dtype = torch.bfloat16
-        else:
-            self.amp_dtype = torch.float16
+        dtype = autocast_dtype(device, precision)
+        self.use_amp = dtype is not None
+        self.amp_dtype = dtype if dtype is not None else torch.float32
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
         self.verbose = verbose
         self.callbacks = list(callbacks)
         if verbose:
@@ -199,7 +209,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def autocast(self):
-        """Context manager for the forward pass (a no-op on CPU or without ``amp``).
+        """Context manager for the forward pass (a no-op when the precision is float32).
 
         Returns
         -------
@@ -270,6 +280,7 @@ class Trainer:
         Parameters
         ----------
         parameters : iterable of torch.Tensor
+            Parameters whose optimiser state (momentum, Adam moments) is dropped.
         """
         if self._optimizer is None:
             return
@@ -283,6 +294,7 @@ class Trainer:
         Parameters
         ----------
         stages : sequence of Stage
+            The stages, run in this order.
         modules : sequence of nn.Module
             All modules whose weights are checkpointed; moved to ``device``.
 

@@ -9,6 +9,7 @@ import torch
 
 from deepclust._utils import stderr_is_terminal
 from deepclust.data import DataSource
+from deepclust.training._precision import autocast_dtype
 
 __all__ = ["run_inference"]
 
@@ -20,7 +21,7 @@ def run_inference(
     device: torch.device,
     batch_size: int,
     modules: tuple[torch.nn.Module, ...] = (),
-    autocast: bool = False,
+    autocast: bool | str = False,
     progress: str | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Apply ``fn`` to every sample of ``source`` in eval mode and concatenate on the CPU.
@@ -33,12 +34,17 @@ def run_inference(
     fn : callable
         Maps a ``(B, ...)`` batch on ``device`` to a tensor or a list of tensors.
     source : DataSource
+        The samples, loaded in order as ``[0, 1]`` batches.
     device : torch.device
+        Where each batch is moved and ``fn`` computes.
     batch_size : int
+        Samples per call of ``fn`` at first, ``>= 1``.
     modules : tuple of nn.Module
         Put in eval mode during the pass and restored afterwards.
-    autocast : bool
-        Use mixed precision on CUDA.
+    autocast : bool or {'auto', 'mixed', 'float32'}
+        Run ``fn`` under autocast as the precision policy says
+        (:mod:`deepclust.training._precision`); ``True`` takes the policy in force,
+        ``False`` always computes in float32.
     progress : str, optional
         Show a progress bar with this description (on stderr, when it is a terminal).
 
@@ -51,7 +57,9 @@ def run_inference(
         module.eval()
     outputs: list = []
     start, size, n = 0, int(batch_size), len(source)
-    use_amp = autocast and device.type == "cuda"
+    dtype = None
+    if autocast:
+        dtype = autocast_dtype(device, None if autocast is True else autocast)
     bar = None
     if progress and stderr_is_terminal():
         from tqdm.auto import tqdm
@@ -63,7 +71,7 @@ def run_inference(
                 stop = min(start + size, n)
                 try:
                     batch = source.load(slice(start, stop)).to(device, non_blocking=True)
-                    with torch.autocast(device.type, enabled=use_amp):
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         out = fn(batch)
                 except torch.cuda.OutOfMemoryError:
                     if size == 1:
