@@ -39,8 +39,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
-            f"device={device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda' "
-            "or 'cuda:N'."
+            f"device={device!r} is not a valid torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         ) from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():

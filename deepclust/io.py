@@ -202,15 +202,17 @@ def _save_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict)
         metadata["fitted"][attr] = float(value)
     elif kind == "network":
         metadata[name] = _describe(
-            value, metadata["params"]["backbone"], estimator.input_shape_,
+            value,
+            metadata["params"]["backbone"],
+            estimator.input_shape_,
             metadata["estimator"],
         )
         tensors.update(_state_tensors(value, name + "."))
     else:  # whitening
         for array in _WHITENING_ARRAYS:
-            tensors[f"{attr}.{array}"] = torch.as_tensor(
-                getattr(value, array)
-            ).detach().cpu().clone().contiguous()
+            tensors[f"{attr}.{array}"] = (
+                torch.as_tensor(getattr(value, array)).detach().cpu().clone().contiguous()
+            )
         metadata[name] = {
             "n_components_": int(value.n_components_),
             "n_features_in_": int(value.n_features_in_),
@@ -257,12 +259,12 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
         "file": tensors_path.name,
         "arrays": {
             attr: {"dtype": header[attr][0], "shape": list(header[attr][1])}
-            for attr in arrays if attr in header
+            for attr in arrays
+            if attr in header
         },
     }
     _check_loadable(metadata, header)
-    _write_pair(blob, json.dumps(metadata, indent=1).encode("utf-8"), tensors_path,
-                metadata_path)
+    _write_pair(blob, json.dumps(metadata, indent=1).encode("utf-8"), tensors_path, metadata_path)
     return tensors_path, metadata_path
 
 
@@ -402,7 +404,8 @@ def _check_description(metadata: dict) -> tuple[type, Any, dict]:
     cls = _checked_method(metadata["estimator"])
     spec = method_spec(cls)
     extra = {
-        attr.rstrip("_"): kind for attr, kind in spec.model_file.items()
+        attr.rstrip("_"): kind
+        for attr, kind in spec.model_file.items()
         if kind in ("network", "whitening")
     }
     unknown = sorted(set(metadata) - set(_REQUIRED) - set(extra))
@@ -429,8 +432,7 @@ def _checked_method(name: Any) -> type:
     if name not in classes:
         raise _Invalid(
             f"Unknown estimator {name!r}; expected one of {classes}",
-            hint="Register its method before loading, unless the file is damaged or was "
-            "edited.",
+            hint="Register its method before loading, unless the file is damaged or was edited.",
         )
     return get_method(name)
 
@@ -466,7 +468,8 @@ def _network_states(metadata: dict, networks: dict) -> dict[str, dict]:
             states[key] = description_state_shapes(metadata[key], key)
         except ValueError as exc:
             raise _Invalid(
-                str(exc), hint="It was written with other backbones than this deepclust's, "
+                str(exc),
+                hint="It was written with other backbones than this deepclust's, "
                 "or the file is damaged or was edited.",
             ) from None
     return states
@@ -493,13 +496,19 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
         )
     constraints = cls._parameter_constraints.get(name, [])
     constraints = [constraints] if isinstance(constraints, str) else constraints
-    if isinstance(value, bool) and not isinstance(default, bool) and not (
-        {"boolean", "verbose"} & {c for c in constraints if isinstance(c, str)}
+    if (
+        isinstance(value, bool)
+        and not isinstance(default, bool)
+        and not ({"boolean", "verbose"} & {c for c in constraints if isinstance(c, str)})
     ):
         raise _Invalid(f"{field} must not be a boolean; got {value}")
-    if name == "image_size" and value is not None and not (
-        (isinstance(value, list) and len(value) == 2 or _is_int(value))
-        and all(_is_int(v) and 4 <= v <= MAX_DIM for v in np.atleast_1d(value).tolist())
+    if (
+        name == "image_size"
+        and value is not None
+        and not (
+            (isinstance(value, list) and len(value) == 2 or _is_int(value))
+            and all(_is_int(v) and 4 <= v <= MAX_DIM for v in np.atleast_1d(value).tolist())
+        )
     ):
         raise _Invalid(
             f"{field} must be null, or one or two integers between 4 and {MAX_DIM}; got "
@@ -531,8 +540,10 @@ def _checked_estimator(cls: type, params: Any):
         )
     for name, value in params.items():
         _check_param_value(cls, name, value, defaults[name])
-    params = {k: tuple(v) if k == "image_size" and v is not None and isinstance(v, list)
-              else v for k, v in params.items()}
+    params = {
+        k: tuple(v) if k == "image_size" and v is not None and isinstance(v, list) else v
+        for k, v in params.items()
+    }
     try:
         estimator = cls(**params)
         estimator._validate_params()
@@ -566,32 +577,45 @@ def _check_consistency(params: dict, networks: dict) -> None:
 def _check_fitted(fitted: Any, spec, network: dict) -> None:
     """The input description, ``n_iter_``, ``history_`` and the method's scalars."""
     scalars = {attr: kind for attr, kind in spec.model_file.items() if kind in ("int", "float")}
-    _entries(fitted, "fitted", ("input_kind_", "input_shape_", "n_features_in_"),
-             ("n_iter_", "history_", *scalars))
+    _entries(
+        fitted,
+        "fitted",
+        ("input_kind_", "input_shape_", "n_features_in_"),
+        ("n_iter_", "history_", *scalars),
+    )
     kind, shape = fitted["input_kind_"], fitted["input_shape_"]
     if kind not in ("images", "features"):
-        raise _Invalid(f"fitted.input_kind_ must be one of ['features', 'images']; got "
-                       f"{_shown(kind)}")
+        raise _Invalid(
+            f"fitted.input_kind_ must be one of ['features', 'images']; got {_shown(kind)}"
+        )
     if not isinstance(shape, list) or not all(_is_int(s) for s in shape):
         raise _Invalid(f"fitted.input_shape_ must be a list of integers; got {_shown(shape)}")
     if shape != list(network["input_shape"]):
-        raise _Invalid(f"fitted.input_shape_ {shape} differs from network.input_shape "
-                       f"{list(network['input_shape'])}")
+        raise _Invalid(
+            f"fitted.input_shape_ {shape} differs from network.input_shape "
+            f"{list(network['input_shape'])}"
+        )
     if len(shape) != (3 if kind == "images" else 1):
-        raise _Invalid(f"fitted.input_kind_ {kind!r} does not fit the input shape {shape} "
-                       "(images have shape (C, H, W), features (D,))")
+        raise _Invalid(
+            f"fitted.input_kind_ {kind!r} does not fit the input shape {shape} "
+            "(images have shape (C, H, W), features (D,))"
+        )
     n_values = math.prod(shape)
     if not _is_int(fitted["n_features_in_"]) or fitted["n_features_in_"] != n_values:
-        raise _Invalid(f"fitted.n_features_in_ must be the number of values per sample, "
-                       f"{n_values}; got {_shown(fitted['n_features_in_'])}")
+        raise _Invalid(
+            f"fitted.n_features_in_ must be the number of values per sample, "
+            f"{n_values}; got {_shown(fitted['n_features_in_'])}"
+        )
     n_iter = fitted.get("n_iter_")
     if n_iter is not None and not (_is_int(n_iter) and 0 <= n_iter <= 10**9):
-        raise _Invalid(f"fitted.n_iter_ must be null or an integer between 0 and "
-                       f"{10**9}; got {_shown(n_iter)}")
+        raise _Invalid(
+            f"fitted.n_iter_ must be null or an integer between 0 and {10**9}; got {_shown(n_iter)}"
+        )
     history = fitted.get("history_", [])
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-        raise _Invalid(f"fitted.history_ must be a list of JSON objects (one per epoch); "
-                       f"got {_shown(history)}")
+        raise _Invalid(
+            f"fitted.history_ must be a list of JSON objects (one per epoch); got {_shown(history)}"
+        )
     for attr, kind in scalars.items():
         value = fitted.get(attr)
         if attr in fitted and not (_is_int(value) if kind == "int" else _is_number(value)):
@@ -599,8 +623,9 @@ def _check_fitted(fitted: Any, spec, network: dict) -> None:
             raise _Invalid(f"fitted.{attr} must be {expected}; got {_shown(value)}")
     head = fitted.get("best_head_")
     if head is not None and not 0 <= head < network["n_heads"]:
-        raise _Invalid(f"fitted.best_head_ {head} is out of range for network.n_heads "
-                       f"{network['n_heads']}")
+        raise _Invalid(
+            f"fitted.best_head_ {head} is out of range for network.n_heads {network['n_heads']}"
+        )
 
 
 def _check_whitening(whitening: Any, key: str, network: dict) -> None:
@@ -608,24 +633,32 @@ def _check_whitening(whitening: Any, key: str, network: dict) -> None:
     _entries(whitening, key, fields)
     n_features, n_components = whitening["n_features_in_"], whitening["n_components_"]
     if not _is_int(n_features) or n_features != network["n_features"]:
-        raise _Invalid(f"{key}.n_features_in_ {_shown(n_features)} differs from "
-                       f"network.n_features {network['n_features']}")
+        raise _Invalid(
+            f"{key}.n_features_in_ {_shown(n_features)} differs from "
+            f"network.n_features {network['n_features']}"
+        )
     if not (_is_int(n_components) and 1 <= n_components <= n_features):
-        raise _Invalid(f"{key}.n_components_ must be an integer between 1 and {n_features}; "
-                       f"got {_shown(n_components)}")
+        raise _Invalid(
+            f"{key}.n_components_ must be an integer between 1 and {n_features}; "
+            f"got {_shown(n_components)}"
+        )
     eps = whitening["eps"]
     if not (_is_number(eps) and math.isfinite(eps) and eps >= 0):
         raise _Invalid(f"{key}.eps must be a finite number >= 0; got {_shown(eps)}")
     if not isinstance(whitening["l2_normalize"], bool):
-        raise _Invalid(f"{key}.l2_normalize must be true or false; got "
-                       f"{_shown(whitening['l2_normalize'])}")
+        raise _Invalid(
+            f"{key}.l2_normalize must be true or false; got {_shown(whitening['l2_normalize'])}"
+        )
 
 
 def _is_plain_name(name: Any) -> bool:
     """A file name in the model's folder: no folder part, ending in ``.safetensors``."""
     return (
-        isinstance(name, str) and name.endswith(".safetensors") and len(name) > 12
-        and len(name) <= 255 and not any(c in name for c in "/\\:\0")
+        isinstance(name, str)
+        and name.endswith(".safetensors")
+        and len(name) > 12
+        and len(name) <= 255
+        and not any(c in name for c in "/\\:\0")
         and Path(name).name == name
     )
 
@@ -637,22 +670,29 @@ def _check_tensors_record(record: Any, spec) -> None:
     if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         raise _Invalid(f"tensors.sha256 must be 64 lower-case hex digits; got {_shown(sha)}")
     if not (_is_int(record["n_bytes"]) and 8 <= record["n_bytes"] <= 2**50):
-        raise _Invalid(f"tensors.n_bytes must be an integer between 8 and {2**50}; got "
-                       f"{_shown(record['n_bytes'])}")
+        raise _Invalid(
+            f"tensors.n_bytes must be an integer between 8 and {2**50}; got "
+            f"{_shown(record['n_bytes'])}"
+        )
     if "file" in record and not _is_plain_name(record["file"]):
-        raise _Invalid("tensors.file must be a file name ending in '.safetensors', without "
-                       f"folders; got {_shown(record['file'])}")
+        raise _Invalid(
+            "tensors.file must be a file name ending in '.safetensors', without "
+            f"folders; got {_shown(record['file'])}"
+        )
     arrays = record.get("arrays", {})
     _entries(arrays, "tensors.arrays", (), tuple(_array_names(spec)))
     for attr, entry in arrays.items():
         _entries(entry, f"tensors.arrays.{attr}", ("dtype", "shape"))
         if entry["dtype"] not in _FLOAT_DTYPES | _INT_DTYPES | {"BOOL"}:
-            raise _Invalid(f"tensors.arrays.{attr}.dtype must be a numeric safetensors dtype; "
-                           f"got {_shown(entry['dtype'])}")
+            raise _Invalid(
+                f"tensors.arrays.{attr}.dtype must be a numeric safetensors dtype; "
+                f"got {_shown(entry['dtype'])}"
+            )
         shape = entry["shape"]
         if not (isinstance(shape, list) and all(_is_int(s) and s >= 0 for s in shape)):
-            raise _Invalid(f"tensors.arrays.{attr}.shape must be a list of integers >= 0; got "
-                           f"{_shown(shape)}")
+            raise _Invalid(
+                f"tensors.arrays.{attr}.shape must be a list of integers >= 0; got {_shown(shape)}"
+            )
 
 
 # ---------------------------------------------------------------------- tensors
@@ -662,7 +702,7 @@ def _tensor_header(blob: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     if not 2 <= size <= len(blob) - 8:
         raise _Invalid("the safetensors header is missing or longer than the file")
     try:
-        header = json.loads(blob[8:8 + size].decode("utf-8"))
+        header = json.loads(blob[8 : 8 + size].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         header = None
     if not isinstance(header, dict):
@@ -673,8 +713,11 @@ def _tensor_header(blob: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
             continue
         dtype = entry.get("dtype") if isinstance(entry, dict) else None
         shape = entry.get("shape") if isinstance(entry, dict) else None
-        if not (isinstance(dtype, str) and isinstance(shape, list)
-                and all(_is_int(s) and s >= 0 for s in shape)):
+        if not (
+            isinstance(dtype, str)
+            and isinstance(shape, list)
+            and all(_is_int(s) and s >= 0 for s in shape)
+        ):
             raise _Invalid(f"the safetensors header entry of {name!r} is invalid")
         tensors[name] = (dtype, tuple(shape))
     return tensors
@@ -683,7 +726,7 @@ def _tensor_header(blob: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
 def _check_state_tensors(header: dict, key: str, state: dict) -> set[str]:
     """The tensors of network ``key`` against the ``state_dict`` its description builds."""
     prefix, what = key + ".", key.replace("_", " ")
-    found = {k[len(prefix):]: v for k, v in header.items() if k.startswith(prefix)}
+    found = {k[len(prefix) :]: v for k, v in header.items() if k.startswith(prefix)}
     missing = sorted(set(state) - set(found))
     unexpected = sorted(set(found) - set(state))
     if missing or unexpected:
@@ -694,14 +737,16 @@ def _check_state_tensors(header: dict, key: str, state: dict) -> set[str]:
         )
     wrong = [
         f"{k}: {shape} instead of {state[k][1]}"
-        for k, (_, shape) in found.items() if shape != state[k][1]
+        for k, (_, shape) in found.items()
+        if shape != state[k][1]
     ]
     if wrong:
         raise _Invalid(
             f"the model file's {what} tensors have wrong shapes ({'; '.join(wrong[:5])})"
         )
     wrong = [
-        f"{k}: {dtype}" for k, (dtype, _) in found.items()
+        f"{k}: {dtype}"
+        for k, (dtype, _) in found.items()
         if dtype not in (_FLOAT_DTYPES if state[k][0].is_floating_point else _INT_DTYPES)
     ]
     if wrong:
@@ -720,19 +765,24 @@ def _check_array_tensors(header: dict, metadata: dict, spec) -> set[str]:
         if record is not None and attr not in record:
             raise _Invalid(f"{attr} is in the tensors file but not in tensors.arrays")
         if record is not None and tuple(record[attr]["shape"]) != shape:
-            raise _Invalid(f"{attr} has shape {shape} in the tensors file but "
-                           f"{tuple(record[attr]['shape'])} in tensors.arrays")
+            raise _Invalid(
+                f"{attr} has shape {shape} in the tensors file but "
+                f"{tuple(record[attr]['shape'])} in tensors.arrays"
+            )
         if record is not None and record[attr]["dtype"] != dtype:
-            raise _Invalid(f"{attr} has dtype {dtype} in the tensors file but "
-                           f"{record[attr]['dtype']} in tensors.arrays")
+            raise _Invalid(
+                f"{attr} has dtype {dtype} in the tensors file but "
+                f"{record[attr]['dtype']} in tensors.arrays"
+            )
         if dtype not in _FLOAT_DTYPES | _INT_DTYPES | {"BOOL"}:
             raise _Invalid(f"{attr} has dtype {dtype}, which is not numeric")
     lost = sorted(set(record or {}) - set(names))
     if lost:
         raise _Invalid(f"{lost[0]} is recorded in tensors.arrays but not in the tensors file")
     if "labels_" in header and header["labels_"][0] not in _INT_DTYPES:
-        raise _Invalid(f"labels_ has dtype {header['labels_'][0]}; cluster labels must have "
-                       "an integer dtype")
+        raise _Invalid(
+            f"labels_ has dtype {header['labels_'][0]}; cluster labels must have an integer dtype"
+        )
     if "labels_" in header and len(header["labels_"][1]) != 1:
         raise _Invalid(f"labels_ has shape {header['labels_'][1]}; cluster labels must be 1-D")
     return set(names)
@@ -750,8 +800,10 @@ def _check_whitening_tensors(header: dict, attr: str, whitening: dict) -> set[st
         if key not in header:
             raise _Invalid(f"{key} is missing from the tensors file")
         if header[key][1] != shape or header[key][0] not in _FLOAT_DTYPES:
-            raise _Invalid(f"{key} has shape {header[key][1]} and dtype {header[key][0]}; "
-                           f"expected shape {shape} and a floating-point dtype")
+            raise _Invalid(
+                f"{key} has shape {header[key][1]} and dtype {header[key][0]}; "
+                f"expected shape {shape} and a floating-point dtype"
+            )
     return {f"{attr}.{name}" for name in expected}
 
 
@@ -816,10 +868,13 @@ def _read_tensor_file(tensors_path: Path, metadata_path: Path, record: dict) -> 
         if hashlib.sha256(blob).hexdigest() != sha:
             continue
         if len(blob) != record["n_bytes"]:
-            raise _refusal(metadata_path, _Invalid(
-                f"tensors.n_bytes {record['n_bytes']} differs from the size of the tensors "
-                f"file it hashes, {len(blob)}"
-            ))
+            raise _refusal(
+                metadata_path,
+                _Invalid(
+                    f"tensors.n_bytes {record['n_bytes']} differs from the size of the tensors "
+                    f"file it hashes, {len(blob)}"
+                ),
+            )
         return path, blob
     raise ValueError(
         f"{str(existing[0])!r} does not match the SHA-256 recorded in "
@@ -839,8 +894,11 @@ def _upgrade_v1(metadata: dict) -> None:
         if old in metadata:
             metadata[new] = metadata.pop(old)
     params = metadata.get("params")
-    renames = _V1_PARAM_RENAMES.get(metadata.get("estimator"), {}) if isinstance(
-        metadata.get("estimator"), str) else {}
+    renames = (
+        _V1_PARAM_RENAMES.get(metadata.get("estimator"), {})
+        if isinstance(metadata.get("estimator"), str)
+        else {}
+    )
     for old, new in renames.items():
         if isinstance(params, dict) and old in params:
             params[new] = params.pop(old)
@@ -851,12 +909,12 @@ def _tensor_name(name: str, version: int) -> str:
     if version == 1:
         for old, new in _V1_RENAMES.items():
             if name.startswith(old + "."):
-                return new + name[len(old):]
+                return new + name[len(old) :]
     return name
 
 
 def _load_state(network: nn.Module, tensors: dict, prefix: str, what: str) -> None:
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     expected = network.state_dict()
     if set(state) != set(expected) or any(
         tuple(v.shape) != tuple(expected[k].shape) for k, v in state.items()
@@ -895,18 +953,14 @@ def _load_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict)
             _load_state(network, tensors, name + ".", name.replace("_", " "))
             setattr(estimator, attr, network)
     elif name in metadata:
-        setattr(
-            estimator, attr, _load_whitening(attr, metadata[name], tensors, estimator.network_)
-        )
+        setattr(estimator, attr, _load_whitening(attr, metadata[name], tensors, estimator.network_))
 
 
 def _check_fitted_values(estimator) -> None:
     """What only the tensors' values tell: labels in range, centroids matching whitening."""
     n_clusters = estimator.network_.heads.n_clusters
     labels = getattr(estimator, "labels_", None)
-    if labels is not None and labels.size and not (
-        0 <= labels.min() and labels.max() < n_clusters
-    ):
+    if labels is not None and labels.size and not (0 <= labels.min() and labels.max() < n_clusters):
         raise _Invalid(
             f"labels_ must hold cluster indices between 0 and {n_clusters - 1}; got values "
             f"from {labels.min()} to {labels.max()}"
@@ -960,13 +1014,11 @@ def load_model(path: str | os.PathLike):
     tensors_path, blob = _read_tensor_file(tensors_path, metadata_path, metadata["tensors"])
     try:
         header = {
-            _tensor_name(k, metadata["format_version"]): v
-            for k, v in _tensor_header(blob).items()
+            _tensor_name(k, metadata["format_version"]): v for k, v in _tensor_header(blob).items()
         }
         _check_tensor_header(header, metadata, states, spec)
         tensors = {
-            _tensor_name(k, metadata["format_version"]): v
-            for k, v in _decode_tensors(blob).items()
+            _tensor_name(k, metadata["format_version"]): v for k, v in _decode_tensors(blob).items()
         }
         _restore(estimator, metadata, tensors, spec)
     except _Invalid as exc:
@@ -1003,7 +1055,8 @@ def _load_whitening(attr: str, spec: dict, tensors: dict, network) -> Any:
 
     try:
         whitening = PCAWhitening(
-            int(spec["n_components_"]), eps=float(spec["eps"]),
+            int(spec["n_components_"]),
+            eps=float(spec["eps"]),
             l2_normalize=bool(spec["l2_normalize"]),
         )
         n_components, n_features = int(spec["n_components_"]), int(spec["n_features_in_"])

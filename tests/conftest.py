@@ -31,10 +31,14 @@ def digits_kmeans_accuracy():
 
     X, y = load_digits_images()
     pixels = X.reshape(len(X), -1)
-    return float(np.mean([
-        cluster_accuracy(y, KMeans(10, random_state=seed).fit(pixels).labels_)
-        for seed in range(5)
-    ]))
+    return float(
+        np.mean(
+            [
+                cluster_accuracy(y, KMeans(10, random_state=seed).fit(pixels).labels_)
+                for seed in range(5)
+            ]
+        )
+    )
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,21 @@ def folder_run(image_folder, tmp_path_factory):
     """One `deepclust cluster` of the 60-image nested folder (SeLa, 2 epochs)."""
     out = tmp_path_factory.mktemp("folder_run")
     code = run_cli(
-        "cluster", image_folder, "--method", "sela", "--n-clusters", 3, "--out", out,
-        "--epochs", 2, "--device", "cpu", "--batch-size", 32, "--quiet",
+        "cluster",
+        image_folder,
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--device",
+        "cpu",
+        "--batch-size",
+        32,
+        "--quiet",
     )
     assert code == 0
     return out
@@ -48,8 +61,14 @@ def test_cluster_writes_every_output(folder_run, image_folder):
     from deepclust.io import load_model
 
     names = {p.name for p in folder_run.iterdir()}
-    assert {"labels.csv", "clusters.png", "report.html", "model.json",
-            "model.safetensors", "run.json"} <= names
+    assert {
+        "labels.csv",
+        "clusters.png",
+        "report.html",
+        "model.json",
+        "model.safetensors",
+        "run.json",
+    } <= names
     assert "metrics.json" not in names  # no true labels for a folder
     assert not any("checkpoint" in n or ".tmp-" in n for n in names)  # cleaned up
     assert ".deepclust.lock" not in names  # the lock is released
@@ -100,8 +119,16 @@ def test_predict_uses_the_models_predict(folder_run, image_folder, tmp_path):
 def test_predict_with_model_json_on_a_sub_folder(folder_run, image_folder, tmp_path):
     whole, out = tmp_path / "whole.csv", tmp_path / "part.csv"
     assert run_cli("predict", folder_run, image_folder, "--out", whole, "--quiet") == 0
-    code = run_cli("predict", folder_run / "model.json", image_folder / "part1", "--out", out,
-                   "--device", "cpu", "--quiet")
+    code = run_cli(
+        "predict",
+        folder_run / "model.json",
+        image_folder / "part1",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0
     full = {r["source"]: r["cluster"] for r in read_labels(whole)}
     part = read_labels(out)
@@ -117,8 +144,21 @@ def test_npz_with_labels_writes_metrics(digits_small, tmp_path):
     config.write_text(json.dumps({"pca_dim": 8, "kmeans_iter": 5}))
     out = tmp_path / "out"
     code = run_cli(
-        "cluster", tmp_path / "digits.npz", "--method", "deepcluster", "--n-clusters", 3,
-        "--out", out, "--epochs", 1, "--device", "cpu", "--config", config, "--quiet",
+        "cluster",
+        tmp_path / "digits.npz",
+        "--method",
+        "deepcluster",
+        "--n-clusters",
+        3,
+        "--out",
+        out,
+        "--epochs",
+        1,
+        "--device",
+        "cpu",
+        "--config",
+        config,
+        "--quiet",
     )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -133,8 +173,17 @@ def test_npz_with_labels_writes_metrics(digits_small, tmp_path):
 def test_empty_folder_is_an_error(tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
-    code = run_cli("cluster", tmp_path / "empty", "--method", "scan", "--n-clusters", 3,
-                   "--out", tmp_path / "out", "--quiet")
+    code = run_cli(
+        "cluster",
+        tmp_path / "empty",
+        "--method",
+        "scan",
+        "--n-clusters",
+        3,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert code == 2
     assert "contains no image files" in capsys.readouterr().err
 
@@ -143,8 +192,17 @@ def test_unreadable_images_are_named(image_folder, tmp_path, capsys):
     folder = tmp_path / "imgs"
     shutil.copytree(image_folder, folder)
     (folder / "part0" / "broken.png").write_bytes(b"not a png at all")
-    code = run_cli("cluster", folder, "--method", "sela", "--n-clusters", 3,
-                   "--out", tmp_path / "out", "--quiet")
+    code = run_cli(
+        "cluster",
+        folder,
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "could not be read" in err and "part0/broken.png" in err
@@ -153,8 +211,19 @@ def test_unreadable_images_are_named(image_folder, tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_request_without_cuda(image_folder, tmp_path, capsys):
-    code = run_cli("cluster", image_folder, "--method", "sela", "--n-clusters", 3,
-                   "--out", tmp_path / "out", "--device", "cuda", "--quiet")
+    code = run_cli(
+        "cluster",
+        image_folder,
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        tmp_path / "out",
+        "--device",
+        "cuda",
+        "--quiet",
+    )
     assert code == 2
     assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before reading anything
@@ -180,11 +249,31 @@ def test_bad_arguments(args, message, tmp_path, capsys):
 def test_bad_config_and_source(tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"learning_rate": 0.1}))
-    code = run_cli("cluster", "digits", "--method", "sela", "--n-clusters", 3, "--out",
-                   tmp_path / "out", "--config", config, "--quiet")
+    code = run_cli(
+        "cluster",
+        "digits",
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        tmp_path / "out",
+        "--config",
+        config,
+        "--quiet",
+    )
     assert code == 2 and "'learning_rate'] are not parameters" in capsys.readouterr().err
-    code = run_cli("cluster", tmp_path / "nowhere", "--method", "sela", "--n-clusters", 3,
-                   "--out", tmp_path / "out", "--quiet")
+    code = run_cli(
+        "cluster",
+        tmp_path / "nowhere",
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert code == 2 and "neither an existing folder" in capsys.readouterr().err
     code = run_cli("predict", tmp_path, "digits", "--out", tmp_path / "x.csv", "--quiet")
     assert code == 2 and "model.json" in capsys.readouterr().err
@@ -192,8 +281,9 @@ def test_bad_config_and_source(tmp_path, capsys):
 
 def test_leftover_checkpoint_needs_resume(tmp_path, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"")
-    code = run_cli("cluster", "digits", "--method", "sela", "--n-clusters", 3, "--out",
-                   tmp_path, "--quiet")
+    code = run_cli(
+        "cluster", "digits", "--method", "sela", "--n-clusters", 3, "--out", tmp_path, "--quiet"
+    )
     assert code == 2 and "--resume" in capsys.readouterr().err
 
 
@@ -234,8 +324,23 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
 
     X, y = load_digits_images()
     np.savez(tmp_path / "digits200.npz", X=X[:200], y=y[:200])
-    args = ["cluster", tmp_path / "digits200.npz", "--method", "scan", "--n-clusters", 5,
-            "--epochs", 20, "--batch-size", 16, "--device", "cpu", "--seed", 3, "--quiet"]
+    args = [
+        "cluster",
+        tmp_path / "digits200.npz",
+        "--method",
+        "scan",
+        "--n-clusters",
+        5,
+        "--epochs",
+        20,
+        "--batch-size",
+        16,
+        "--device",
+        "cpu",
+        "--seed",
+        3,
+        "--quiet",
+    ]
     env = _environment()
 
     reference = tmp_path / "reference"
@@ -253,8 +358,9 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
     assert checkpoint.exists()
     assert not (interrupted / "labels.csv").exists()
 
-    subprocess.run(_command(*args, "--out", interrupted, "--resume"), env=env, check=True,
-                   timeout=120)
+    subprocess.run(
+        _command(*args, "--out", interrupted, "--resume"), env=env, check=True, timeout=120
+    )
     assert read_labels(interrupted / "labels.csv") == read_labels(reference / "labels.csv")
     assert not checkpoint.exists()
 
@@ -275,11 +381,22 @@ def test_demo_writes_outputs_and_scores(tmp_path, capsys):
 def test_report_renders_in_headless_chromium(folder_run, tmp_path):
     screenshot = tmp_path / "report.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--screenshot={screenshot}", "--window-size=1280,1600",
-         (folder_run / "report.html").resolve().as_uri()],
-        check=True, timeout=120, capture_output=True,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,1600",
+            (folder_run / "report.html").resolve().as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
     with Image.open(screenshot) as image:
         pixels = np.asarray(image.convert("L"))
@@ -305,9 +422,22 @@ def test_fashion_mnist_folder_with_scan(tmp_path):
     started = time.perf_counter()
     out = tmp_path / "out"
     subprocess.run(
-        _command("cluster", root, "--method", "scan", "--n-clusters", 10, "--out", out,
-                 "--device", "cpu", "--quiet"),
-        env=_environment(), check=True, timeout=20 * 60,
+        _command(
+            "cluster",
+            root,
+            "--method",
+            "scan",
+            "--n-clusters",
+            10,
+            "--out",
+            out,
+            "--device",
+            "cpu",
+            "--quiet",
+        ),
+        env=_environment(),
+        check=True,
+        timeout=20 * 60,
     )
     assert time.perf_counter() - started < 20 * 60
     rows = read_labels(out / "labels.csv")
@@ -320,10 +450,30 @@ def test_fashion_mnist_folder_with_scan(tmp_path):
 @pytest.mark.gpu
 def test_cluster_and_predict_on_cuda(image_folder, tmp_path):
     out = tmp_path / "out"
-    assert run_cli("cluster", image_folder, "--method", "scan", "--n-clusters", 3, "--out", out,
-                   "--epochs", 2, "--device", "cuda", "--quiet") == 0
-    assert run_cli("predict", out, image_folder, "--out", tmp_path / "p.csv", "--device",
-                   "cuda", "--quiet") == 0
+    assert (
+        run_cli(
+            "cluster",
+            image_folder,
+            "--method",
+            "scan",
+            "--n-clusters",
+            3,
+            "--out",
+            out,
+            "--epochs",
+            2,
+            "--device",
+            "cuda",
+            "--quiet",
+        )
+        == 0
+    )
+    assert (
+        run_cli(
+            "predict", out, image_folder, "--out", tmp_path / "p.csv", "--device", "cuda", "--quiet"
+        )
+        == 0
+    )
     assert read_labels(tmp_path / "p.csv") == read_labels(out / "labels.csv")
 
 
@@ -342,8 +492,9 @@ def test_montage_pages_for_many_clusters():
         requested.append(np.asarray(indices))
         return [Image.new("L", (8, 8), 255) for _ in indices]
 
-    pages, hidden = render_montage_pages(labels, confidence, n_clusters, thumbnails,
-                                         per_cluster=4, tile_size=16)
+    pages, hidden = render_montage_pages(
+        labels, confidence, n_clusters, thumbnails, per_cluster=4, tile_size=16
+    )
     assert len(pages) == MAX_PAGES and hidden == 30
     with Image.open(io.BytesIO(pages[0])) as first:
         assert first.height == CLUSTERS_PER_PAGE * (16 + 4)
@@ -357,7 +508,23 @@ def test_resume_with_other_settings_is_refused(folder_run, image_folder, tmp_pat
     out = tmp_path / "out"
     shutil.copytree(folder_run, out)
     (out / "checkpoint.pt").write_bytes(b"")
-    code = run_cli("cluster", image_folder, "--method", "sela", "--n-clusters", 3, "--out", out,
-                   "--epochs", 3, "--device", "cpu", "--batch-size", 32, "--quiet", "--resume")
+    code = run_cli(
+        "cluster",
+        image_folder,
+        "--method",
+        "sela",
+        "--n-clusters",
+        3,
+        "--out",
+        out,
+        "--epochs",
+        3,
+        "--device",
+        "cpu",
+        "--batch-size",
+        32,
+        "--quiet",
+        "--resume",
+    )
     assert code == 2
     assert "max_epochs: 2 then, 3 now" in capsys.readouterr().err

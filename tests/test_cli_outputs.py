@@ -27,8 +27,7 @@ import deepclust
 from deepclust.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--method", "sela", "--n-clusters", 3, "--epochs", 1, "--device", "cpu",
-        "--batch-size", 32]
+FAST = ["--method", "sela", "--n-clusters", 3, "--epochs", 1, "--device", "cpu", "--batch-size", 32]
 
 
 def run_cli(*args) -> int:
@@ -87,8 +86,23 @@ def test_labels_csv_holds_the_methods_own_labels(digits_npz, digits_small, tmp_p
 
     X, _ = digits_small
     out = tmp_path / "out"
-    assert run_cli("cluster", digits_npz, *FAST[:4], "--epochs", 2, "--device", "cpu",
-                   "--batch-size", 32, "--out", out, "--quiet") == 0
+    assert (
+        run_cli(
+            "cluster",
+            digits_npz,
+            *FAST[:4],
+            "--epochs",
+            2,
+            "--device",
+            "cpu",
+            "--batch-size",
+            32,
+            "--out",
+            out,
+            "--quiet",
+        )
+        == 0
+    )
     model = load_model(out)
     rows = read_labels(out / "labels.csv")
     clusters = np.array([int(r["cluster"]) for r in rows])
@@ -142,9 +156,24 @@ def test_two_runs_into_one_folder(tmp_path, capsys):
     np.savez(tmp_path / "digits200.npz", X=X[:200], y=y[:200])
     out = tmp_path / "out"
     first = subprocess.Popen(
-        [sys.executable, "-m", "deepclust.cli", "cluster", str(tmp_path / "digits200.npz"),
-         "--method", "scan", "--n-clusters", "5", "--epochs", "500", "--device", "cpu",
-         "--out", str(out), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "deepclust.cli",
+            "cluster",
+            str(tmp_path / "digits200.npz"),
+            "--method",
+            "scan",
+            "--n-clusters",
+            "5",
+            "--epochs",
+            "500",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
         env=_environment(),
     )
     lock = out / ".deepclust.lock"
@@ -198,6 +227,7 @@ def test_atomic_write_removes_its_temporary_file(failing, tmp_path, monkeypatch)
     if failing == "write":
         _fsync_fails(monkeypatch)
     else:
+
         def replace(src, dst):
             raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
 
@@ -267,9 +297,11 @@ def test_cluster_arguments_are_checked_before_reading(
         (tmp_path / "locked").mkdir()
         real_access = os.access
         monkeypatch.setattr(
-            os, "access",
-            lambda p, mode, **kw: False if Path(p) == tmp_path / "locked"
-            else real_access(p, mode, **kw),
+            os,
+            "access",
+            lambda p, mode, **kw: (
+                False if Path(p) == tmp_path / "locked" else real_access(p, mode, **kw)
+            ),
         )
     elif case == "mps":
         extra = ["--device", "mps"]
@@ -287,8 +319,21 @@ def test_cluster_arguments_are_checked_before_reading(
 def test_a_fit_refused_by_the_estimator_creates_nothing(digits_npz, tmp_path, capsys):
     """The estimator's own checks (here: more clusters than samples) leave no run.json."""
     before = tree(tmp_path)
-    code = run_cli("cluster", digits_npz, "--method", "sela", "--n-clusters", 100, "--epochs",
-                   1, "--device", "cpu", "--out", tmp_path / "out", "--quiet")
+    code = run_cli(
+        "cluster",
+        digits_npz,
+        "--method",
+        "sela",
+        "--n-clusters",
+        100,
+        "--epochs",
+        1,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert code == 2
     assert_one_error_line(capsys.readouterr().err, "n_clusters")
     assert tree(tmp_path) == before
@@ -317,8 +362,16 @@ def test_predict_arguments_are_checked_before_reading(
         code = run_cli("predict", model, image_folder, "--out", tmp_path, "--quiet")
         message = "give a file name"
     else:
-        code = run_cli("predict", model, image_folder, "--out", tmp_path / "p.csv",
-                       "--device", "mps", "--quiet")
+        code = run_cli(
+            "predict",
+            model,
+            image_folder,
+            "--out",
+            tmp_path / "p.csv",
+            "--device",
+            "mps",
+            "--quiet",
+        )
         message = "not supported; use cpu, cuda or auto"
     assert code == 2
     assert_one_error_line(capsys.readouterr().err, message)
@@ -379,8 +432,9 @@ def test_disk_full(name, digits_npz, tmp_path, capsys, monkeypatch):
     _fsync_fails(monkeypatch, name)
     code = run_cli("cluster", digits_npz, *FAST, "--out", out, "--quiet")
     assert code == 2
-    assert_one_error_line(capsys.readouterr().err,
-                          f"no space left on device while writing {out / name}")
+    assert_one_error_line(
+        capsys.readouterr().err, f"no space left on device while writing {out / name}"
+    )
     assert not [p for p in os.listdir(out) if ".tmp-" in p]
 
 
@@ -391,21 +445,34 @@ def test_config_image_size_list_for_folders(image_folder, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"image_size": [8, 12]}))
     out = tmp_path / "out"
-    assert run_cli("cluster", image_folder, *FAST, "--out", out, "--config", config,
-                   "--quiet") == 0
+    assert run_cli("cluster", image_folder, *FAST, "--out", out, "--config", config, "--quiet") == 0
     assert load_model(out).input_shape_[1:] == (8, 12)
     # --image-size still wins over --config.
     out = tmp_path / "out2"
-    assert run_cli("cluster", image_folder, *FAST, "--out", out, "--config", config,
-                   "--image-size", 10, "--quiet") == 0
+    assert (
+        run_cli(
+            "cluster",
+            image_folder,
+            *FAST,
+            "--out",
+            out,
+            "--config",
+            config,
+            "--image-size",
+            10,
+            "--quiet",
+        )
+        == 0
+    )
     assert load_model(out).input_shape_[1:] == (10, 10)
 
 
 def test_config_image_size_must_be_a_size(image_folder, tmp_path, capsys, no_decoding):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"image_size": [8, 12, 3]}))
-    code = run_cli("cluster", image_folder, *FAST, "--out", tmp_path / "out", "--config",
-                   config, "--quiet")
+    code = run_cli(
+        "cluster", image_folder, *FAST, "--out", tmp_path / "out", "--config", config, "--quiet"
+    )
     assert code == 2
     assert_one_error_line(capsys.readouterr().err, "image_size")
 
@@ -464,13 +531,13 @@ def test_progress_only_on_a_terminal(terminal, monkeypatch):
     monkeypatch.setattr(sys, "stderr", _Stream(terminal))
     model = torch.nn.Linear(2, 1)
     X = torch.randn(4, 2)
-    stage = Stage("fit", 1, 4, lambda idx: model(X[torch.as_tensor(idx)]).pow(2).mean(),
-                  [model])
+    stage = Stage("fit", 1, 4, lambda idx: model(X[torch.as_tensor(idx)]).pow(2).mean(), [model])
     Trainer(torch.device("cpu"), batch_size=2, callbacks=[ProgressBar()]).fit([stage], [model])
     from deepclust.data import as_source
 
-    run_inference(model, as_source(X.numpy()), device=torch.device("cpu"), batch_size=2,
-                  progress="features")
+    run_inference(
+        model, as_source(X.numpy()), device=torch.device("cpu"), batch_size=2, progress="features"
+    )
     assert len(bars) == (2 if terminal else 0)
     assert (_progress_factory(False) is not None) == terminal
     assert _progress_factory(True) is None
@@ -515,8 +582,9 @@ def test_bad_image_hint_names_the_option(source_copy, tmp_path, capsys):
 
 def test_skipped_images_warning_is_one_plain_line(source_copy, tmp_path, capsys):
     (source_copy / "part0" / "broken.png").write_bytes(b"not a png at all")
-    code = run_cli("cluster", source_copy, *FAST, "--out", tmp_path / "out", "--quiet",
-                   "--skip-bad-images")
+    code = run_cli(
+        "cluster", source_copy, *FAST, "--out", tmp_path / "out", "--quiet", "--skip-bad-images"
+    )
     assert code == 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "broken.png" in line]
@@ -529,15 +597,25 @@ def test_skipped_images_warning_is_one_plain_line(source_copy, tmp_path, capsys)
 def test_user_files_that_would_be_overwritten_are_refused(digits_npz, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    for name in ["labels.csv", "report.html", "clusters.png", "model.json", "metrics.json",
-                 "run.json", "notes.txt"]:
+    for name in [
+        "labels.csv",
+        "report.html",
+        "clusters.png",
+        "model.json",
+        "metrics.json",
+        "run.json",
+        "notes.txt",
+    ]:
         (out / name).write_text("mine")
     before = tree(tmp_path)
     code = run_cli("cluster", digits_npz, *FAST, "--out", out, "--quiet")
     assert code == 2
     err = capsys.readouterr().err
-    assert_one_error_line(err, "clusters.png, labels.csv, metrics.json, model.json, "
-                               "report.html and 1 more", "overwrite")
+    assert_one_error_line(
+        err,
+        "clusters.png, labels.csv, metrics.json, model.json, report.html and 1 more",
+        "overwrite",
+    )
     assert "notes.txt" not in err
     assert tree(tmp_path) == before
 
@@ -560,8 +638,23 @@ def test_a_diverged_run_exits_2_with_one_line(tmp_path, capsys):
     config = tmp_path / "config.json"
     config.write_text('{"lr": 1e6, "max_epochs": 2}')
     out = tmp_path / "run"
-    code = main(["cluster", "digits", "--method", "sela", "--n-clusters", "3", "--out",
-                 str(out), "--config", str(config), "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "cluster",
+            "digits",
+            "--method",
+            "sela",
+            "--n-clusters",
+            "3",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "Training diverged" in err and "Traceback" not in err

@@ -227,8 +227,10 @@ def twelve_blobs():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_merged_kmeans_finds_blobs_that_single_runs_miss(twelve_blobs, backend):
     X, y = twelve_blobs
-    single = [adjusted_rand_score(y, kmeans(X, 12, random_state=s, backend=backend).labels)
-              for s in range(6)]
+    single = [
+        adjusted_rand_score(y, kmeans(X, 12, random_state=s, backend=backend).labels)
+        for s in range(6)
+    ]
     assert min(single) < 0.95  # some k-means++ starts end in a poor local minimum here
     for seed in range(6):
         result = merged_kmeans(X, 12, n_subclusters=60, random_state=seed, backend=backend)
@@ -242,8 +244,9 @@ def test_merged_kmeans_result_is_consistent(twelve_blobs):
     assert sorted(np.unique(result.labels)) == list(range(5))
     # Centroids are the means of their members, inertia their squared distances.
     for c in range(5):
-        np.testing.assert_allclose(result.centroids[c], X[result.labels == c].mean(0),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            result.centroids[c], X[result.labels == c].mean(0), rtol=1e-4, atol=1e-4
+        )
     expected = ((X - result.centroids[result.labels]) ** 2).sum()
     assert result.inertia == pytest.approx(float(expected), rel=1e-4)
     again = merged_kmeans(torch.from_numpy(X), 5, n_subclusters=40, random_state=0)

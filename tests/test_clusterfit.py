@@ -44,8 +44,9 @@ def test_fresh_network_is_reinitialised_from_a_given_module(digits_small):
     est = fast_instance(ClusterFitTransformer, pretrained=pretrained, backbone=pretrained)
     est.fit(X)
     assert not _shares_storage(pretrained, est.network_)
-    for old, p, q in zip(before, pretrained.parameters(), est.network_.backbone.parameters(),
-                         strict=True):
+    for old, p, q in zip(
+        before, pretrained.parameters(), est.network_.backbone.parameters(), strict=True
+    ):
         torch.testing.assert_close(old, p)  # N_pre is never trained or modified
         if p.ndim > 1:
             assert not torch.allclose(p, q)  # the fresh network starts from new weights
@@ -70,8 +71,9 @@ def test_every_kind_of_feature_source(kind, digits_small):
         # The pseudo-labels are k-means of exactly these features (L2-normalised).
         pixels = torch.from_numpy(X.reshape(60, -1).astype(np.float32) / 255)
         np.testing.assert_allclose(pre, pixels.numpy(), atol=1e-6)
-        expected = kmeans(nn.functional.normalize(pixels, dim=1), 3, random_state=0,
-                          device="cpu").labels
+        expected = kmeans(
+            nn.functional.normalize(pixels, dim=1), 3, random_state=0, device="cpu"
+        ).labels
         np.testing.assert_array_equal(est.labels_, np.asarray(expected))
     if kind == "estimator":
         np.testing.assert_allclose(pre, est.pretrained.transform(X), atol=1e-5)
@@ -82,8 +84,9 @@ def test_pipeline_with_logistic_regression_on_digits():
     X, y = load_digits_images()
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
     pipeline = make_pipeline(
-        fast_instance(ClusterFitTransformer, n_clusters=20, pretext_epochs=5, max_epochs=5,
-                      batch_size=64),
+        fast_instance(
+            ClusterFitTransformer, n_clusters=20, pretext_epochs=5, max_epochs=5, batch_size=64
+        ),
         LogisticRegression(max_iter=2000),
     )
     pipeline.fit(X_train, y_train)
@@ -96,8 +99,9 @@ def test_n_subclusters_merges_kmeans_subclusters_into_the_pseudo_labels(digits_s
     est = fast_instance(ClusterFitTransformer, pretrained=_pixel_features, n_subclusters=12)
     est.fit(X)
     pixels = torch.from_numpy(X.reshape(60, -1).astype(np.float32) / 255)
-    expected = merged_kmeans(nn.functional.normalize(pixels, dim=1), 3, n_subclusters=12,
-                             random_state=0, device="cpu").labels
+    expected = merged_kmeans(
+        nn.functional.normalize(pixels, dim=1), 3, n_subclusters=12, random_state=0, device="cpu"
+    ).labels
     np.testing.assert_array_equal(est.labels_, np.asarray(expected))
 
 

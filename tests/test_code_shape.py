@@ -22,8 +22,10 @@ def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines of a function, its docstring not counted."""
     lines = node.end_lineno - node.lineno + 1
     first = node.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-        first.value.value, str
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
     ):
         lines -= first.end_lineno - first.lineno + 1
     return lines
@@ -59,14 +61,18 @@ def test_only_the_methods_package_names_several_methods(path):
         return
     names = {cls.__name__ for cls in registered_methods().values()}
     used = {
-        node.id if isinstance(node, ast.Name) else node.attr if isinstance(
-            node, ast.Attribute
-        ) else node.name
+        node.id
+        if isinstance(node, ast.Name)
+        else node.attr
+        if isinstance(node, ast.Attribute)
+        else node.name
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, (ast.Name, ast.Attribute, ast.alias))
     }
     used |= {
-        alias.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.ImportFrom) for alias in node.names
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
     }
     assert len(names & used) <= 1, sorted(names & used)

@@ -15,8 +15,9 @@ from deepclust.networks import SobelFilter
 
 def test_consecutive_assignment_nmi_rises_on_digits():
     X, _ = load_digits_images()
-    est = fast_instance(DeepClusterEstimator, n_clusters=10, max_epochs=8, batch_size=64,
-                        pca_dim=16).fit(X)
+    est = fast_instance(
+        DeepClusterEstimator, n_clusters=10, max_epochs=8, batch_size=64, pca_dim=16
+    ).fit(X)
     nmi = [r["nmi_previous"] for r in est.history_ if "nmi_previous" in r]
     assert len(nmi) == 7
     # The paper's stability curve: assignments settle as the features are learned.

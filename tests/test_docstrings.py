@@ -53,16 +53,12 @@ def _public_api() -> list[str]:
         cls = getattr(deepclust, cls_name)
         names.append(f"deepclust.{cls_name}")
         names += [
-            f"deepclust.{cls_name}.{method}"
-            for method in ESTIMATOR_METHODS
-            if hasattr(cls, method)
+            f"deepclust.{cls_name}.{method}" for method in ESTIMATOR_METHODS if hasattr(cls, method)
         ]
     names += [
         f"deepclust.methods.{name}"
         for name in _registry.__all__
-        if inspect.isclass(getattr(_registry, name)) or inspect.isfunction(
-            getattr(_registry, name)
-        )
+        if inspect.isclass(getattr(_registry, name)) or inspect.isfunction(getattr(_registry, name))
     ]
     names.append("deepclust.methods.FitState")
     names += [

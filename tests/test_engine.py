@@ -51,16 +51,37 @@ RESUME_CASES = [
     (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 1, 6),
     (SCANClusterer, dict(pretext_epochs=2, max_epochs=3, selflabel_epochs=1), 4, 6),
     # SCAN with a head search: crash inside the search, and just after it.
-    (SCANClusterer, dict(pretext_epochs=2, n_head_candidates=4, head_search_epochs=2,
-                         max_epochs=2, selflabel_epochs=1), 3, 7),
-    (SCANClusterer, dict(pretext_epochs=2, n_head_candidates=4, head_search_epochs=2,
-                         max_epochs=2, selflabel_epochs=1), 4, 7),
+    (
+        SCANClusterer,
+        dict(
+            pretext_epochs=2,
+            n_head_candidates=4,
+            head_search_epochs=2,
+            max_epochs=2,
+            selflabel_epochs=1,
+        ),
+        3,
+        7,
+    ),
+    (
+        SCANClusterer,
+        dict(
+            pretext_epochs=2,
+            n_head_candidates=4,
+            head_search_epochs=2,
+            max_epochs=2,
+            selflabel_epochs=1,
+        ),
+        4,
+        7,
+    ),
     (ClusterFitTransformer, dict(pretext_epochs=2, max_epochs=2), 3, 4),
 ]
 
 
 @pytest.mark.parametrize(
-    "cls, params, crash_after, n_epochs", RESUME_CASES,
+    "cls, params, crash_after, n_epochs",
+    RESUME_CASES,
     ids=[f"{c.__name__}-crash{k}" for c, _, k, _ in RESUME_CASES],
 )
 def test_resume_ends_like_an_uninterrupted_run(
@@ -92,7 +113,8 @@ def test_history_records_epochs_and_label_changes(digits_small):
 
 
 @pytest.mark.parametrize(
-    "cls", [SelfLabelClusterer, DeepClusterEstimator, SCANClusterer, ClusterFitTransformer],
+    "cls",
+    [SelfLabelClusterer, DeepClusterEstimator, SCANClusterer, ClusterFitTransformer],
     ids=lambda c: c.__name__,
 )
 def test_non_finite_loss_names_the_epoch(digits_small, cls):
@@ -131,8 +153,12 @@ def regression_stage(model, X, y, name="fit", n_epochs=3, noise=False, **kwargs)
 
     kwargs.setdefault("lr", 0.05)
     return Stage(
-        name=name, n_epochs=n_epochs, n_samples=len(X), compute_loss=compute_loss,
-        modules=[model], **kwargs,
+        name=name,
+        n_epochs=n_epochs,
+        n_samples=len(X),
+        compute_loss=compute_loss,
+        modules=[model],
+        **kwargs,
     )
 
 
@@ -165,12 +191,26 @@ def fit_two_stages(init_seed=0, callbacks=(), resume=None, events=None, state=No
     state = LabelState() if state is None else state
     stages = [
         regression_stage(
-            model, X, y, "warmup", 2, noise=True, optimizer="adam",
-            on_stage_begin=lambda: events.append("warmup"), on_epoch_end=state.update,
+            model,
+            X,
+            y,
+            "warmup",
+            2,
+            noise=True,
+            optimizer="adam",
+            on_stage_begin=lambda: events.append("warmup"),
+            on_epoch_end=state.update,
         ),
         regression_stage(
-            model, X, y, "main", 3, noise=True, momentum=0.9,
-            on_stage_begin=lambda: events.append("main"), on_epoch_end=state.update,
+            model,
+            X,
+            y,
+            "main",
+            3,
+            noise=True,
+            momentum=0.9,
+            on_stage_begin=lambda: events.append("main"),
+            on_epoch_end=state.update,
         ),
     ]
     torch.manual_seed(123)  # training randomness independent of the initialisation
@@ -216,7 +256,9 @@ def test_stages_run_in_order_with_their_hooks():
 
     stages = [
         stage(
-            "a", 2, on_stage_begin=lambda: events.append("a:stage_begin"),
+            "a",
+            2,
+            on_stage_begin=lambda: events.append("a:stage_begin"),
             on_epoch_begin=epoch_hook("epoch_begin", "begin_note"),
             on_epoch_end=epoch_hook("epoch_end", "end_note"),
         ),
@@ -227,13 +269,28 @@ def test_stages_run_in_order_with_their_hooks():
     history = Trainer(CPU, batch_size=2).fit(stages, list(models.values()))
     assert events == [
         "a:stage_begin",
-        "a:epoch_begin0", "a:batch", "a:batch", "a:epoch_end0",
-        "a:epoch_begin1", "a:batch", "a:batch", "a:epoch_end1",
-        "b:stage_begin", "b:batch", "b:batch",
+        "a:epoch_begin0",
+        "a:batch",
+        "a:batch",
+        "a:epoch_end0",
+        "a:epoch_begin1",
+        "a:batch",
+        "a:batch",
+        "a:epoch_end1",
+        "b:stage_begin",
+        "b:batch",
+        "b:batch",
     ]
     assert [(r["stage"], r["epoch"]) for r in history] == [("a", 0), ("a", 1), ("b", 0)]
     assert list(history[1]) == [
-        "stage", "epoch", "begin_note", "loss", "lr", "skipped_batches", "end_note", "seconds",
+        "stage",
+        "epoch",
+        "begin_note",
+        "loss",
+        "lr",
+        "skipped_batches",
+        "end_note",
+        "seconds",
     ]
     assert history[1]["begin_note"] == history[1]["end_note"] == 10
     assert list(history[2]) == ["stage", "epoch", "loss", "lr", "skipped_batches", "seconds"]
@@ -293,8 +350,13 @@ def test_callback_hooks_are_called_in_order_with_their_arguments():
 
     assert [shape(call) for call in recorder.calls] == [
         ("train_begin",),
-        ("stage_begin", "a", 0), *epoch("a", 0), *epoch("a", 1), ("stage_end", "a"),
-        ("stage_begin", "b", 0), *epoch("b", 0), ("stage_end", "b"),
+        ("stage_begin", "a", 0),
+        *epoch("a", 0),
+        *epoch("a", 1),
+        ("stage_end", "a"),
+        ("stage_begin", "b", 0),
+        *epoch("b", 0),
+        ("stage_end", "b"),
         ("train_end",),
     ]
     losses = [call[3] for call in recorder.calls if call[0] == "batch_end"]
@@ -417,8 +479,14 @@ def test_verbose_prints_one_line_per_epoch(capsys, verbose):
 
 def test_epoch_logger_line(capsys):
     record = {
-        "stage": "scan", "epoch": 1, "loss": 0.123456, "lr": 0.05, "skipped_batches": 2,
-        "label_change": 0.25, "seconds": 12.345678, "note": "x",
+        "stage": "scan",
+        "epoch": 1,
+        "loss": 0.123456,
+        "lr": 0.05,
+        "skipped_batches": 2,
+        "label_change": 0.25,
+        "seconds": 12.345678,
+        "note": "x",
     }
     trainer = SimpleNamespace(stage=SimpleNamespace(n_epochs=3))
     EpochLogger().on_epoch_end(trainer, record)

@@ -26,8 +26,15 @@ def noise_images():
 def test_a_diverged_fit_raises_and_leaves_the_estimator_unfitted(cls, noise_images):
     params = cls().get_params()
     short = {k: 1 for k in ("pretext_epochs", "selflabel_epochs") if k in params}
-    est = cls(n_clusters=2, lr=1e12, max_epochs=1, device="cpu", random_state=0, **short,
-              **({"n_neighbors": 5} if "n_neighbors" in params else {}))
+    est = cls(
+        n_clusters=2,
+        lr=1e12,
+        max_epochs=1,
+        device="cpu",
+        random_state=0,
+        **short,
+        **({"n_neighbors": 5} if "n_neighbors" in params else {}),
+    )
     with pytest.raises(TrainingDivergedError, match=r"in stage '\w+', epoch \d+: .*Lower the"):
         est.fit(noise_images)
     assert not hasattr(est, "network_") and not hasattr(est, "labels_")

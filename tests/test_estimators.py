@@ -108,8 +108,9 @@ def test_own_score_picks_a_sensible_count(blobs):
     """On three well-separated blobs, the label-free score prefers 3 clusters to 2 and 6."""
     X, _ = blobs
     cls = ESTIMATORS[2]  # SCAN: the strongest clusterer on tiny tabular data
-    search = GridSearchCV(fast_instance(cls), {"n_clusters": [2, 3, 6]}, cv=[(
-        np.arange(60), np.arange(60))]).fit(X)
+    search = GridSearchCV(
+        fast_instance(cls), {"n_clusters": [2, 3, 6]}, cv=[(np.arange(60), np.arange(60))]
+    ).fit(X)
     assert search.best_params_["n_clusters"] == 3
 
 
@@ -149,8 +150,12 @@ def _bad_inputs(digits_small):
     X, _ = digits_small
     return [
         ("empty", np.zeros((0, 8, 8), np.uint8), ValueError, "0 sample"),
-        ("nan", np.where(np.eye(8, dtype=bool), np.nan, 0.5)[None].repeat(10, 0), ValueError,
-         "NaN"),
+        (
+            "nan",
+            np.where(np.eye(8, dtype=bool), np.nan, 0.5)[None].repeat(10, 0),
+            ValueError,
+            "NaN",
+        ),
         ("inf features", np.full((10, 3), np.inf), ValueError, "infinity"),
         ("1-D", np.arange(10.0), ValueError, "2D array"),
         ("5-D", np.zeros((4, 2, 2, 2, 2)), ValueError, "5-D"),

@@ -101,8 +101,10 @@ def test_clusterfit_from_a_skorch_net(digits_small):
     X, y = digits_small
     flat = torch.from_numpy(X.reshape(len(X), -1).astype(np.float32) / 255.0)
     net = skorch.NeuralNetClassifier(
-        nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)), max_epochs=2,
-        train_split=None, verbose=0,
+        nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)),
+        max_epochs=2,
+        train_split=None,
+        verbose=0,
     ).fit(flat, torch.from_numpy(y))
     est = fast_instance(ClusterFitTransformer, pretrained=net, precision="float32").fit(X)
     with torch.no_grad():

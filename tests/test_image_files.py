@@ -76,9 +76,7 @@ def test_sixteen_bit_images_without_the_cache(tmp_path, monkeypatch):
     assert float((source.load() - reference).abs().max()) <= 1 / 255 + 1e-6
 
 
-def test_sixteen_bit_pngs_read_as_32_bit_integers_are_scaled_by_16_bits(
-    tmp_path, monkeypatch
-):
+def test_sixteen_bit_pngs_read_as_32_bit_integers_are_scaled_by_16_bits(tmp_path, monkeypatch):
     """Some Pillow versions read 16-bit PNGs as mode ``I``; the file's depth still counts."""
     from PIL import PngImagePlugin
 
@@ -150,8 +148,7 @@ def _upright_and_rotated_jpegs(folder, orientation: int):
     upright.save(folder / "a_upright.jpg", quality=95)
     exif = Image.Exif()
     exif[0x0112] = orientation  # Orientation
-    upright.transpose(_STORED[orientation]).save(folder / "b_rotated.jpg", quality=95,
-                                                 exif=exif)
+    upright.transpose(_STORED[orientation]).save(folder / "b_rotated.jpg", quality=95, exif=exif)
     return folder / "a_upright.jpg", folder / "b_rotated.jpg"
 
 
@@ -201,9 +198,7 @@ def _grey_then_colour_folder(root):
 
 
 @pytest.mark.parametrize("cached", [True, False])
-def test_colour_files_after_grey_ones_make_the_collection_colour(
-    tmp_path, monkeypatch, cached
-):
+def test_colour_files_after_grey_ones_make_the_collection_colour(tmp_path, monkeypatch, cached):
     import deepclust.data._sources as sources
 
     if not cached:

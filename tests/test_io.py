@@ -82,7 +82,8 @@ def test_feature_matrix_round_trip(digits_small, tmp_path):
 def test_folder_and_prefix_resolve_to_the_same_files(tmp_path):
     (tmp_path / "run").mkdir()
     assert model_paths(tmp_path / "run") == (
-        tmp_path / "run" / "model.safetensors", tmp_path / "run" / "model.json"
+        tmp_path / "run" / "model.safetensors",
+        tmp_path / "run" / "model.json",
     )
     assert model_paths(tmp_path / "m.json") == model_paths(tmp_path / "m")
 

@@ -64,14 +64,27 @@ class RandomKMeansClusterer(BaseDeepClusterer):
     """k-means on the features of a frozen random network (a test method)."""
 
     method_spec = MethodSpec(
-        name="random-kmeans", title="k-means on a frozen random network", default_epochs=0,
-        epoch_params=lambda epochs: {}, test_params={"n_clusters": 3, "device": "cpu"},
+        name="random-kmeans",
+        title="k-means on a frozen random network",
+        default_epochs=0,
+        epoch_params=lambda epochs: {},
+        test_params={"n_clusters": 3, "device": "cpu"},
         profiles={"cpu": {"device": "cpu"}},
     )
     _fit_state_class = RandomKMeansFit
 
-    def __init__(self, n_clusters=8, *, backbone="auto", device="auto", batch_size=256,
-                 image_size=None, on_bad_image="raise", random_state=None, verbose=False):
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        backbone="auto",
+        device="auto",
+        batch_size=256,
+        image_size=None,
+        on_bad_image="raise",
+        random_state=None,
+        verbose=False,
+    ):
         self.n_clusters, self.backbone, self.device = n_clusters, backbone, device
         self.batch_size, self.image_size, self.on_bad_image = batch_size, image_size, on_bad_image
         self.random_state, self.verbose = random_state, verbose
@@ -122,12 +135,22 @@ def test_model_file_round_trip(digits, tmp_path):
 
 def test_command_line_cluster_and_predict(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["cluster", "digits", "--method", "random-kmeans", "--n-clusters", "10",
-            "--out", str(out), "--device", "cpu", "--quiet"]
+    args = [
+        "cluster",
+        "digits",
+        "--method",
+        "random-kmeans",
+        "--n-clusters",
+        "10",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert (out / "labels.csv").is_file() and (out / "model.json").is_file()
-    assert main(["predict", str(out), "digits", "--out", str(tmp_path / "new.csv"),
-                 "--quiet"]) == 0
+    assert main(["predict", str(out), "digits", "--out", str(tmp_path / "new.csv"), "--quiet"]) == 0
     assert (tmp_path / "new.csv").read_text() == (out / "labels.csv").read_text()
 
 
@@ -137,7 +160,19 @@ def test_quality_benchmark(tmp_path):
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     out = tmp_path / "result.json"
-    result = quality.main(["--method", "random-kmeans", "--data", "digits", "--profile", "cpu",
-                           "--threads", "1", "--out", str(out)])
+    result = quality.main(
+        [
+            "--method",
+            "random-kmeans",
+            "--data",
+            "digits",
+            "--profile",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert out.is_file() and result["method"] == "random-kmeans"
     assert len(result["labels"]) == 1797 and 0.3 < result["acc"] <= 1.0

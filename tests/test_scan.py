@@ -23,7 +23,7 @@ def _toy_groups(n_per_group: int = 6, seed: int = 0):
     for group, (row, col) in enumerate([(0, 0), (0, 2), (2, 0)]):
         for _ in range(n_per_group):
             image = rng.integers(0, 20, (4, 4))
-            image[row:row + 2, col:col + 2] = rng.integers(200, 256, (2, 2))
+            image[row : row + 2, col : col + 2] = rng.integers(200, 256, (2, 2))
             images.append(image)
             groups.append(group)
     return np.asarray(images, dtype=np.uint8), np.asarray(groups)
@@ -43,8 +43,9 @@ def test_neighbours_mined_on_a_toy_set_are_the_own_group():
 
 def test_selflabel_skips_batches_without_a_confident_sample(digits_small):
     X, _ = digits_small
-    est = fast_instance(SCANClusterer, max_epochs=2, selflabel_epochs=2,
-                        confidence_threshold=1 - 1e-12)
+    est = fast_instance(
+        SCANClusterer, max_epochs=2, selflabel_epochs=2, confidence_threshold=1 - 1e-12
+    )
     with pytest.warns(UserWarning, match="no sample with confidence above"):
         est.fit(X)
     records = [r for r in est.history_ if r.get("stage") == "selflabel"]
@@ -74,8 +75,15 @@ def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
     X, y = load_digits_images()
     kmeans_acc = digits_kmeans_accuracy
     est = SCANClusterer(
-        10, pretext_epochs=40, max_epochs=30, selflabel_epochs=2, lr=1e-3, batch_size=128,
-        n_heads=2, device="cpu", random_state=0,
+        10,
+        pretext_epochs=40,
+        max_epochs=30,
+        selflabel_epochs=2,
+        lr=1e-3,
+        batch_size=128,
+        n_heads=2,
+        device="cpu",
+        random_state=0,
     ).fit(X, y)
     acc = cluster_accuracy(y, est.labels_)
     assert acc > kmeans_acc + 0.03, (acc, kmeans_acc)
@@ -87,8 +95,14 @@ def test_over_clustering_spreads_samples_over_more_clusters_than_classes(digits_
     (with ``entropy_weight=0`` this fit collapses to 2), and mapping every cluster to its
     majority class still gives an accuracy above 0.6."""
     X, y = digits_small
-    est = fast_instance(SCANClusterer, n_clusters=12, pretext_epochs=5, max_epochs=15,
-                        selflabel_epochs=0, n_neighbors=5).fit(X)
+    est = fast_instance(
+        SCANClusterer,
+        n_clusters=12,
+        pretext_epochs=5,
+        max_epochs=15,
+        selflabel_epochs=0,
+        n_neighbors=5,
+    ).fit(X)
     assert est.predict_proba(X).shape == (len(X), 12)
     assert est.labels_.min() >= 0 and est.labels_.max() < 12
     assert len(np.unique(est.labels_)) > 3
@@ -103,11 +117,13 @@ class _ParameterSnapshots(Callback):
 
     def on_epoch_end(self, trainer, record):
         network = trainer._modules[0]
-        self.snapshots.append((
-            record["stage"],
-            [p.detach().clone() for p in network.backbone.parameters()],
-            [p.detach().clone() for p in network.heads.parameters()],
-        ))
+        self.snapshots.append(
+            (
+                record["stage"],
+                [p.detach().clone() for p in network.backbone.parameters()],
+                [p.detach().clone() for p in network.heads.parameters()],
+            )
+        )
 
 
 def _changed(before, after) -> bool:
@@ -119,8 +135,13 @@ def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, dig
     X, _ = digits_small
     pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
     recorder = _ParameterSnapshots()
-    est = fast_instance(SCANClusterer, pretrained=pretext, max_epochs=3, selflabel_epochs=0,
-                        head_warmup_epochs=warmup)
+    est = fast_instance(
+        SCANClusterer,
+        pretrained=pretext,
+        max_epochs=3,
+        selflabel_epochs=0,
+        head_warmup_epochs=warmup,
+    )
     est.fit(X, callbacks=[recorder])
     assert [stage for stage, _, _ in recorder.snapshots] == ["scan"] * 3
     backbones = [list(pretext.parameters())] + [b for _, b, _ in recorder.snapshots]
@@ -135,23 +156,37 @@ def test_head_warmup_epochs_freeze_the_backbone_only_while_they_last(warmup, dig
 def test_head_search_starts_the_scan_step_from_the_lowest_loss_candidates(digits_small):
     X, _ = digits_small
     pretext = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
-    est = fast_instance(SCANClusterer, pretrained=pretext, n_head_candidates=6, n_heads=2,
-                        head_search_epochs=5, max_epochs=0, selflabel_epochs=0,
-                        precision="float32").fit(X)  # losses compared to 1e-5
+    est = fast_instance(
+        SCANClusterer,
+        pretrained=pretext,
+        n_head_candidates=6,
+        n_heads=2,
+        head_search_epochs=5,
+        max_epochs=0,
+        selflabel_epochs=0,
+        precision="float32",
+    ).fit(X)  # losses compared to 1e-5
     assert [r["stage"] for r in est.history_] == ["head_search"] * 5
     assert est.candidate_losses_.shape == (6,)
     # No SCAN epoch ran, so the network's heads are the candidates it started from: their
     # losses over the data set are the two lowest candidate losses, in order.
-    np.testing.assert_allclose(est.head_losses_, np.sort(est.candidate_losses_)[:2],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        est.head_losses_, np.sort(est.candidate_losses_)[:2], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_head_search_lowers_the_candidates_scan_loss(digits_small):
     X, _ = digits_small
     losses = {}
     for epochs in (1, 40):
-        est = fast_instance(SCANClusterer, pretrained=nn.Flatten(), n_head_candidates=4,
-                            head_search_epochs=epochs, max_epochs=0, selflabel_epochs=0)
+        est = fast_instance(
+            SCANClusterer,
+            pretrained=nn.Flatten(),
+            n_head_candidates=4,
+            head_search_epochs=epochs,
+            max_epochs=0,
+            selflabel_epochs=0,
+        )
         losses[epochs] = est.fit(X).candidate_losses_
     assert losses[40].max() < losses[1].min()
 

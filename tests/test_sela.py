@@ -43,9 +43,7 @@ def test_fit_keeps_a_near_equal_partition_and_labels_change(digits_small):
     # labels_ come from the head whose labels the network fits best.
     assert est.best_head_ == np.argmax(est.head_log_likelihoods_)
     np.testing.assert_array_equal(est.labels_, est.labels_per_head_[est.best_head_])
-    np.testing.assert_array_equal(
-        est.predict_proba(X).argmax(1), est.predict(X)
-    )
+    np.testing.assert_array_equal(est.predict_proba(X).argmax(1), est.predict(X))
 
 
 def test_from_sela_checkpoint_builds_a_fitted_estimator(tmp_path):
@@ -57,8 +55,10 @@ def test_from_sela_checkpoint_builds_a_fitted_estimator(tmp_path):
     path = tmp_path / "sela_resnet50.pth"
     # The released files come from DataParallel training: keys carry a "module." prefix.
     torch.save(
-        {"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()},
-         "labels": labels},
+        {
+            "state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()},
+            "labels": labels,
+        },
         path,
     )
     est = SelfLabelClusterer.from_sela_checkpoint(path, image_size=32, device="cpu")
@@ -71,8 +71,7 @@ def test_from_sela_checkpoint_builds_a_fitted_estimator(tmp_path):
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
         expected = reference((x - mean) / std)
-    np.testing.assert_allclose(est.predict_proba(X), torch.softmax(expected.double(), 1),
-                               atol=1e-4)
+    np.testing.assert_allclose(est.predict_proba(X), torch.softmax(expected.double(), 1), atol=1e-4)
     assert est.transform(X).shape == (4, 2048)
 
 
@@ -90,8 +89,14 @@ def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
     # The cpu profile's recipe ('strong' augmentation, cosine rate, a label update every
     # epoch); seeds 0, 1, 2 gave 0.76, 0.80, 0.77 against k-means' 0.74.
     est = SelfLabelClusterer(
-        10, max_epochs=80, n_label_updates=80, augmentation="strong", lr_schedule="cosine",
-        batch_size=128, device="cpu", random_state=0,
+        10,
+        max_epochs=80,
+        n_label_updates=80,
+        augmentation="strong",
+        lr_schedule="cosine",
+        batch_size=128,
+        device="cpu",
+        random_state=0,
     ).fit(X)
     assert cluster_accuracy(y, est.labels_) > kmeans_acc, kmeans_acc
     counts = np.bincount(est.labels_, minlength=10)
@@ -100,7 +105,8 @@ def test_short_fit_on_digits_beats_kmeans_on_pixels(digits_kmeans_accuracy):
 
 def test_cluster_sizes_are_followed(digits_small):
     X, _ = digits_small
-    est = fast_instance(SelfLabelClusterer, max_epochs=4, n_label_updates=3,
-                        cluster_sizes=[3, 2, 1]).fit(X)
+    est = fast_instance(
+        SelfLabelClusterer, max_epochs=4, n_label_updates=3, cluster_sizes=[3, 2, 1]
+    ).fit(X)
     counts = np.bincount(est.labels_, minlength=3)
     np.testing.assert_allclose(counts / 60, [0.5, 1 / 3, 1 / 6], atol=0.1)

@@ -42,8 +42,9 @@ def torchvision_resnet(arch: str, seed: int = 0) -> torch.nn.Module:
 
 
 def images(n: int = 6, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3),
-                                                dtype=np.uint8)
+    return np.random.default_rng(seed).integers(
+        0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8
+    )
 
 
 def reference_logits(model: torch.nn.Module, X: np.ndarray) -> torch.Tensor:
@@ -60,8 +61,7 @@ def load(path) -> SelfLabelClusterer:
 def sela_training_layout(state: dict) -> dict:
     """torchvision keys renamed as SeLa's own ResNet names them, ``features`` wrapped in
     DataParallel as its training script does (``features.module.N``)."""
-    renamed = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6",
-               "layer4": "7"}
+    renamed = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
     out = {}
     for key, value in state.items():
         first, rest = key.split(".", 1)
@@ -75,8 +75,9 @@ def test_released_layout_predicts_like_the_torchvision_model(tmp_path, arch, pre
     model = torchvision_resnet(arch)
     labels = torch.randint(0, N_CLUSTERS, (40,))
     path = tmp_path / f"{arch}.pth"
-    torch.save({"state_dict": {prefix + k: v for k, v in model.state_dict().items()},
-                "L": labels}, path)
+    torch.save(
+        {"state_dict": {prefix + k: v for k, v in model.state_dict().items()}, "L": labels}, path
+    )
     est = load(path)
     X = images()
     assert est.n_clusters == N_CLUSTERS and est.backbone == arch
@@ -121,8 +122,10 @@ def test_sela_training_layout_with_every_head(tmp_path, n_heads):
     labels = torch.randint(0, N_CLUSTERS, (n_heads, 40))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).state_dict()
     path = tmp_path / "checkpoint.pth"
-    torch.save({"epoch": 3, "arch": "resnet", "state_dict": state, "optimizer": optimizer,
-                "L": labels}, path)
+    torch.save(
+        {"epoch": 3, "arch": "resnet", "state_dict": state, "optimizer": optimizer, "L": labels},
+        path,
+    )
     est = load(path)
     assert len(est.network_.heads) == n_heads and est.n_heads == n_heads
     np.testing.assert_array_equal(est.labels_per_head_, labels.numpy())
@@ -157,9 +160,16 @@ def test_unknown_state_dict_names_the_architectures_tried(tmp_path):
 
 def test_state_dict_without_resnet_blocks_is_refused(tmp_path):
     path = tmp_path / "mlp.pth"
-    torch.save({"state_dict": {"encoder.weight": torch.zeros(4, 3),
-                               "fc.weight": torch.zeros(7, 4), "fc.bias": torch.zeros(7)}},
-               path)
+    torch.save(
+        {
+            "state_dict": {
+                "encoder.weight": torch.zeros(4, 3),
+                "fc.weight": torch.zeros(7, 4),
+                "fc.bias": torch.zeros(7),
+            }
+        },
+        path,
+    )
     with pytest.raises(ValueError, match="resnet18.*no layer1"):
         load(path)
 
@@ -176,8 +186,7 @@ def test_a_resnet_layout_with_wrong_shapes_is_refused(tmp_path):
 def test_missing_head_and_bad_labels_are_refused(tmp_path):
     state = torchvision_resnet("resnet18").state_dict()
     path = tmp_path / "headless.pth"
-    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("fc.")}},
-               path)
+    torch.save({"state_dict": {k: v for k, v in state.items() if not k.startswith("fc.")}}, path)
     with pytest.raises(ValueError, match="no clustering head"):
         load(path)
     torch.save({"state_dict": state, "L": torch.full((5,), N_CLUSTERS)}, path)
@@ -194,6 +203,7 @@ def test_weights_only_refusal_is_kept(tmp_path):
     torch.save({"state_dict": state, "L": np.zeros(5, dtype=np.int64)}, path)
     with pytest.raises(ValueError, match="weights_only loading refuses"):
         load(path)
-    est = SelfLabelClusterer.from_sela_checkpoint(path, image_size=IMAGE_SIZE, device="cpu",
-                                                  weights_only=False)
+    est = SelfLabelClusterer.from_sela_checkpoint(
+        path, image_size=IMAGE_SIZE, device="cpu", weights_only=False
+    )
     np.testing.assert_array_equal(est.labels_, np.zeros(5))

@@ -173,9 +173,7 @@ def _load_folder(
     if image_size is None:
         image_size = auto_image_size(files, device)
     height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
-    source = _ProgressFileSource(
-        files, (height, width), n_channels, root=folder, skipped=skipped
-    )
+    source = _ProgressFileSource(files, (height, width), n_channels, root=folder, skipped=skipped)
     if progress is not None:
         source.progress = progress(total=len(files), desc="reading images", unit="img")
     try:
@@ -191,11 +189,18 @@ def _load_folder(
     else:  # too large to keep decoded: the estimator reads the files batch by batch
         data, estimator_size = list(source.paths), (height, width)
     return LoadedInput(
-        data=data, names=names, y=None, kind="folder",
+        data=data,
+        names=names,
+        y=None,
+        kind="folder",
         description=f"{len(names)} images from {folder} at {width}x{height} px",
-        image_size=estimator_size, paths=list(source.paths),
-        extra={"size": (height, width), "channels": int(source.shape[0]),
-               "skipped": dict(source.skipped)},
+        image_size=estimator_size,
+        paths=list(source.paths),
+        extra={
+            "size": (height, width),
+            "channels": int(source.shape[0]),
+            "skipped": dict(source.skipped),
+        },
         summary=source.summary(),
     )
 
@@ -234,8 +239,9 @@ def _load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, str]:
     if name == "digits":
         X, y = load_digits_images()
         return X, y, "scikit-learn's 8x8 digits"
-    subset = {"fashion-mnist": "all", "fashion-mnist-train": "train",
-              "fashion-mnist-test": "test"}[name]
+    subset = {"fashion-mnist": "all", "fashion-mnist-train": "train", "fashion-mnist-test": "test"}[
+        name
+    ]
     X, y = load_fashion_mnist(subset=subset)
     return X, y, f"Fashion-MNIST ({subset})"
 
@@ -297,7 +303,10 @@ def load_input(
         raise ValueError(f"SOURCE {source!r} holds no samples (array of shape {X.shape}).")
     size = (image_size, image_size) if image_size is not None and X.ndim >= 3 else None
     return LoadedInput(
-        data=X, names=[str(i) for i in range(len(X))],
-        y=None if y is None else np.asarray(y), kind=kind, description=description,
+        data=X,
+        names=[str(i) for i in range(len(X))],
+        y=None if y is None else np.asarray(y),
+        kind=kind,
+        description=description,
         image_size=size,
     )

@@ -70,6 +70,7 @@ LABELS_NAME = "labels.csv"
 _LABEL_CHUNK = 4096
 _DEVICE_KINDS = ("auto", "cpu", "cuda")
 
+
 # ---------------------------------------------------------------------- helpers
 def _estimator_class(method: str):
     from deepclust.methods import get_method
@@ -213,7 +214,9 @@ def estimator_params(args, method: str) -> dict:
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     params.update(
-        n_clusters=args.n_clusters, random_state=args.seed, device=args.device,
+        n_clusters=args.n_clusters,
+        random_state=args.seed,
+        device=args.device,
         verbose=not args.quiet,
     )
     return params
@@ -250,8 +253,10 @@ def _load_input(args, **kwargs):
 
     try:
         return _inputs.load_input(
-            args.source, on_bad_image="skip" if args.skip_bad_images else "raise",
-            progress=_progress_factory(args.quiet), **kwargs,
+            args.source,
+            on_bad_image="skip" if args.skip_bad_images else "raise",
+            progress=_progress_factory(args.quiet),
+            **kwargs,
         )
     except ValueError as exc:
         raise CommandError(
@@ -292,8 +297,10 @@ def label_samples(
             part = data[start : start + _LABEL_CHUNK]
             predicted = np.asarray(estimator.predict(part), dtype=np.int64)
             proba = np.asarray(estimator.predict_proba(part))
-            chosen = predicted if fit_labels is None else np.asarray(
-                fit_labels[start : start + len(predicted)], dtype=np.int64
+            chosen = (
+                predicted
+                if fit_labels is None
+                else np.asarray(fit_labels[start : start + len(predicted)], dtype=np.int64)
             )
             labels.append(chosen)
             predictions.append(predicted)
@@ -457,7 +464,14 @@ class _RunRecord(Callback):
 
 # ---------------------------------------------------------------------- pipeline
 def run_pipeline(
-    estimator, loaded, out_dir: Path, *, method: str, source: str, quiet: bool, say,
+    estimator,
+    loaded,
+    out_dir: Path,
+    *,
+    method: str,
+    source: str,
+    quiet: bool,
+    say,
     resume_state: dict | None = None,
 ) -> dict:
     """Fit with checkpoints, then write every output into ``out_dir`` (locked, existing).
@@ -503,7 +517,9 @@ def run_pipeline(
     record = _RunRecord(run_path, run_info)
     started = time.perf_counter()
     estimator.fit(
-        loaded.data, loaded.y, callbacks=[record, Checkpoint(checkpoint)],
+        loaded.data,
+        loaded.y,
+        callbacks=[record, Checkpoint(checkpoint)],
         resume_from=resume_state,
     )
     record()  # a method without a training loop never calls on_train_begin
@@ -515,17 +531,30 @@ def run_pipeline(
     labels, confidence, predicted = label_samples(estimator, loaded.data, progress, fit_labels)
     sizes = np.bincount(labels, minlength=int(estimator.n_clusters))
     paths = write_outputs(
-        estimator, loaded, out_dir, labels, confidence, sizes, predicted=predicted,
-        fit_seconds=fit_seconds, method=method, source=source, progress=progress,
+        estimator,
+        loaded,
+        out_dir,
+        labels,
+        confidence,
+        sizes,
+        predicted=predicted,
+        fit_seconds=fit_seconds,
+        method=method,
+        source=source,
+        progress=progress,
     )
     checkpoint.unlink(missing_ok=True)
     metrics = None
     if loaded.y is not None:
         metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
-        "labels": labels, "confidence": confidence, "metrics": metrics,
-        "agreement": float(np.mean(labels == predicted)), "fit_seconds": fit_seconds,
-        "paths": paths, "sizes": sizes,
+        "labels": labels,
+        "confidence": confidence,
+        "metrics": metrics,
+        "agreement": float(np.mean(labels == predicted)),
+        "fit_seconds": fit_seconds,
+        "paths": paths,
+        "sizes": sizes,
     }
 
 
@@ -536,8 +565,7 @@ def _write_metrics(out_dir: Path, y, labels, predicted, method: str) -> dict:
     names = ("acc", "nmi", "ari")
     metrics = evaluate_clustering(y, labels, metrics=names)
     agreement = float(np.mean(labels == predicted))
-    record = {**metrics, "n_samples": len(labels), "method": method,
-              "predict_agreement": agreement}
+    record = {**metrics, "n_samples": len(labels), "method": method, "predict_agreement": agreement}
     if agreement < 1:
         record["predict"] = evaluate_clustering(y, predicted, metrics=names)
     _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
@@ -553,7 +581,8 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
         "training time": f"{fit_seconds:.1f} s",
         "device": str(getattr(estimator, "device_", "cpu")),
         "parameters": ", ".join(
-            f"{k}={v}" for k, v in sorted(_json_safe(estimator.get_params()).items())
+            f"{k}={v}"
+            for k, v in sorted(_json_safe(estimator.get_params()).items())
             if k != "verbose"
         ),
     }
@@ -567,8 +596,18 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
 
 
 def write_outputs(
-    estimator, loaded, out_dir: Path, labels, confidence, sizes, *, fit_seconds: float,
-    method: str, source: str, progress=None, predicted=None,
+    estimator,
+    loaded,
+    out_dir: Path,
+    labels,
+    confidence,
+    sizes,
+    *,
+    fit_seconds: float,
+    method: str,
+    source: str,
+    progress=None,
+    predicted=None,
 ) -> list[Path]:
     """Model, ``labels.csv``, ``metrics.json``, montage and ``report.html``, atomically.
 
@@ -630,7 +669,11 @@ def write_outputs(
         pages, n_hidden = [], 0
         if loaded.is_images:
             pages, n_hidden = render_montage_pages(
-                labels, confidence, n_clusters, loaded.thumbnails, progress=bar,
+                labels,
+                confidence,
+                n_clusters,
+                loaded.thumbnails,
+                progress=bar,
             )
             for number, page in enumerate(pages, start=1):
                 name = "clusters.png" if number == 1 else f"clusters-{number}.png"
@@ -638,14 +681,22 @@ def write_outputs(
                 written.append(out_dir / name)
         step()
         summary = _report_summary(
-            estimator, loaded, source=source, method=method, fit_seconds=fit_seconds,
+            estimator,
+            loaded,
+            source=source,
+            method=method,
+            fit_seconds=fit_seconds,
             agreement=float(np.mean(labels == predicted)),
         )
         report = render_report(
             title=f"deepclust: {n_clusters} clusters of {len(labels)} samples",
-            summary=summary, metrics=metrics, sizes=sizes,
-            history=getattr(estimator, "history_", []), montage_pages=pages,
-            n_hidden_clusters=n_hidden, files=[p.name for p in written],
+            summary=summary,
+            metrics=metrics,
+            sizes=sizes,
+            history=getattr(estimator, "history_", []),
+            montage_pages=pages,
+            n_hidden_clusters=n_hidden,
+            files=[p.name for p in written],
         )
         _atomic_write_text(out_dir / "report.html", report)
         written.append(out_dir / "report.html")
@@ -678,7 +729,12 @@ def _cluster(args: argparse.Namespace) -> int:
     source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
     with _output_folder(out_dir):
         resume_state = prepare_resume(
-            out_dir, cls(**params), method=method, source=source, resume=args.resume, say=say,
+            out_dir,
+            cls(**params),
+            method=method,
+            source=source,
+            resume=args.resume,
+            say=say,
         )
         if not os.path.isdir(args.source) and not isinstance(image_size, int):
             image_size = None  # arrays: the estimator resizes to a (height, width) itself
@@ -692,11 +748,18 @@ def _cluster(args: argparse.Namespace) -> int:
         say(
             f"Clustering {loaded.description} into {args.n_clusters} clusters with "
             f"{type(estimator).__name__} on {device} ("
-            + ", ".join(f"{k}={v}" for k, v in epochs.items()) + ")."
+            + ", ".join(f"{k}={v}" for k, v in epochs.items())
+            + ")."
         )
         result = run_pipeline(
-            estimator, loaded, out_dir, method=method, source=source, quiet=args.quiet,
-            say=say, resume_state=resume_state,
+            estimator,
+            loaded,
+            out_dir,
+            method=method,
+            source=source,
+            quiet=args.quiet,
+            say=say,
+            resume_state=resume_state,
         )
     _summarise(result, out_dir, type(estimator).__name__)
     return 0
@@ -715,10 +778,13 @@ def _summarise(result: dict, out_dir: Path, estimator_name: str) -> None:
         )
     if result["metrics"]:
         m = result["metrics"]
-        _result(f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
-                f"ARI {m['ari']:.3f}")
-    _result(f"Wrote {out_dir / LABELS_NAME}; open {out_dir / 'report.html'} to look at "
-            "the clusters.")
+        _result(
+            f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
+            f"ARI {m['ari']:.3f}"
+        )
+    _result(
+        f"Wrote {out_dir / LABELS_NAME}; open {out_dir / 'report.html'} to look at the clusters."
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -737,8 +803,10 @@ def _predict(args: argparse.Namespace) -> int:
         channels, height, width = model.input_shape_
         image_size = (height, width)
     loaded = _load_input(
-        args, image_size=image_size if os.path.isdir(args.source) else None,
-        n_channels=channels, device=device,
+        args,
+        image_size=image_size if os.path.isdir(args.source) else None,
+        n_channels=channels,
+        device=device,
     )
     if loaded.summary:
         _status(args, f"Read {loaded.summary}.")
@@ -749,8 +817,10 @@ def _predict(args: argparse.Namespace) -> int:
         from deepclust.metrics import evaluate_clustering
 
         m = evaluate_clustering(loaded.y, labels)
-        _result(f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
-                f"ARI {m['ari']:.3f}")
+        _result(
+            f"Scores against the true labels: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  "
+            f"ARI {m['ari']:.3f}"
+        )
     _result(f"Labelled {len(labels)} samples with {type(model).__name__}; wrote {out}.")
     return 0
 
@@ -768,20 +838,34 @@ def _demo(args: argparse.Namespace) -> int:
     say = functools.partial(_status, args)
     # SimCLR pretext + SCAN step; self-labelling is left out until it helps on 8x8 images.
     estimator = SCANClusterer(
-        n_clusters=10, pretext_epochs=args.epochs, max_epochs=30, selflabel_epochs=0,
-        lr=1e-3, batch_size=128, device=args.device, random_state=args.seed,
+        n_clusters=10,
+        pretext_epochs=args.epochs,
+        max_epochs=30,
+        selflabel_epochs=0,
+        lr=1e-3,
+        batch_size=128,
+        device=args.device,
+        random_state=args.seed,
         verbose=not args.quiet,
     )
     with _output_folder(out_dir):
-        prepare_resume(out_dir, estimator, method="scan", source="digits", resume=False,
-                       say=say, fresh=True)
+        prepare_resume(
+            out_dir, estimator, method="scan", source="digits", resume=False, say=say, fresh=True
+        )
         from deepclust.cli._inputs import load_input
 
         loaded = load_input("digits")
-        say(f"Clustering {len(loaded)} 8x8 digit images from scikit-learn into 10 clusters "
-            f"(SCAN) on {device}...")
+        say(
+            f"Clustering {len(loaded)} 8x8 digit images from scikit-learn into 10 clusters "
+            f"(SCAN) on {device}..."
+        )
         result = run_pipeline(
-            estimator, loaded, out_dir, method="scan", source="digits", quiet=args.quiet,
+            estimator,
+            loaded,
+            out_dir,
+            method="scan",
+            source="digits",
+            quiet=args.quiet,
             say=say,
         )
     scores = result["metrics"]
@@ -789,12 +873,18 @@ def _demo(args: argparse.Namespace) -> int:
     baseline = evaluate_clustering(
         loaded.y, KMeans(10, n_init=1, random_state=args.seed).fit_predict(pixels)
     )
-    _result(f"SCAN     ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}  "
-            f"ARI {scores['ari']:.3f}  ({result['fit_seconds']:.0f} s)")
-    _result(f"k-means  ACC {baseline['acc']:.3f}  NMI {baseline['nmi']:.3f}  "
-            f"ARI {baseline['ari']:.3f}  (raw pixels)")
-    _result(f"Outputs in {out_dir}/: labels.csv, clusters.png, metrics.json, model.json; open "
-            f"{out_dir / 'report.html'} in a browser.")
+    _result(
+        f"SCAN     ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}  "
+        f"ARI {scores['ari']:.3f}  ({result['fit_seconds']:.0f} s)"
+    )
+    _result(
+        f"k-means  ACC {baseline['acc']:.3f}  NMI {baseline['nmi']:.3f}  "
+        f"ARI {baseline['ari']:.3f}  (raw pixels)"
+    )
+    _result(
+        f"Outputs in {out_dir}/: labels.csv, clusters.png, metrics.json, model.json; open "
+        f"{out_dir / 'report.html'} in a browser."
+    )
     return 0
 
 
@@ -883,13 +973,20 @@ model's predict) and confidence.
 
 def _add_demo(commands, runtime) -> None:
     demo = commands.add_parser(
-        "demo", parents=[runtime], formatter_class=_HelpFormatter,
+        "demo",
+        parents=[runtime],
+        formatter_class=_HelpFormatter,
         help="cluster scikit-learn's digits, print scores, write a report",
         description=_DEMO_DESCRIPTION,
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed")
-    demo.add_argument("--epochs", type=_non_negative_int, default=60, metavar="E",
-                      help="epochs of the self-supervised (SimCLR) pretext training")
+    demo.add_argument(
+        "--epochs",
+        type=_non_negative_int,
+        default=60,
+        metavar="E",
+        help="epochs of the self-supervised (SimCLR) pretext training",
+    )
     demo.add_argument("--out", default="deepclust-demo", metavar="DIR", help="output folder")
     demo.set_defaults(run=_demo)
 
@@ -898,41 +995,55 @@ def _add_cluster(commands, runtime) -> None:
     from deepclust.methods import method_names
 
     cluster = commands.add_parser(
-        "cluster", parents=[runtime], formatter_class=_HelpFormatter,
+        "cluster",
+        parents=[runtime],
+        formatter_class=_HelpFormatter,
         help="cluster a folder of images, an array file or a data set",
         description=_CLUSTER_DESCRIPTION,
     )
     cluster.add_argument(
-        "source", metavar="SOURCE",
+        "source",
+        metavar="SOURCE",
         help="folder of images (searched recursively), .npy/.npz file (images or a 2-D "
         "feature matrix; .npz may hold true labels as 'y'), or a data set: digits, "
         "fashion-mnist, fashion-mnist-train, fashion-mnist-test",
     )
-    cluster.add_argument("--method", required=True, choices=method_names(),
-                         help="clustering method")
-    cluster.add_argument("--n-clusters", required=True, type=_n_clusters, metavar="K",
-                         help="number of clusters")
+    cluster.add_argument(
+        "--method", required=True, choices=method_names(), help="clustering method"
+    )
+    cluster.add_argument(
+        "--n-clusters", required=True, type=_n_clusters, metavar="K", help="number of clusters"
+    )
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cluster.add_argument("--seed", type=int, default=0, help="random seed")
     cluster.add_argument("--epochs", type=_non_negative_int, metavar="E", help=_epochs_help())
     cluster.add_argument(
-        "--image-size", type=_image_size, metavar="PX",
+        "--image-size",
+        type=_image_size,
+        metavar="PX",
         help="side length images are resized to; by default folders keep the images' own "
         "size, at most 32 px on CPU and 64 px on CUDA, and arrays keep theirs",
     )
-    cluster.add_argument("--batch-size", type=_positive_int, metavar="B",
-                         help="training batch size (default: the method's)")
     cluster.add_argument(
-        "--resume", action="store_true",
+        "--batch-size",
+        type=_positive_int,
+        metavar="B",
+        help="training batch size (default: the method's)",
+    )
+    cluster.add_argument(
+        "--resume",
+        action="store_true",
         help="continue an interrupted run from DIR's checkpoint (same options)",
     )
     cluster.add_argument(
-        "--config", metavar="FILE",
+        "--config",
+        metavar="FILE",
         help='JSON file holding an object of estimator parameters, e.g. {"lr": 0.001}; '
         "image_size may be a side or [height, width]",
     )
     cluster.add_argument(
-        "--skip-bad-images", action="store_true",
+        "--skip-bad-images",
+        action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
     )
     cluster.set_defaults(run=_cluster)
@@ -940,18 +1051,31 @@ def _add_cluster(commands, runtime) -> None:
 
 def _add_predict(commands, runtime) -> None:
     predict = commands.add_parser(
-        "predict", parents=[runtime], formatter_class=_HelpFormatter,
+        "predict",
+        parents=[runtime],
+        formatter_class=_HelpFormatter,
         help="label images with a saved model",
         description=_PREDICT_DESCRIPTION,
     )
     predict.add_argument("model", metavar="MODEL", help="model folder, prefix or model.json")
     predict.add_argument("source", metavar="SOURCE", help="as for deepclust cluster")
-    predict.add_argument("--out", required=True, metavar="FILE.csv",
-                         help="CSV file to write (a file name, not a folder)")
-    predict.add_argument("--batch-size", type=_positive_int, metavar="B",
-                         help="inference batch size (default: the model's)")
-    predict.add_argument("--skip-bad-images", action="store_true",
-                         help="leave out unreadable image files (with a warning)")
+    predict.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.csv",
+        help="CSV file to write (a file name, not a folder)",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="B",
+        help="inference batch size (default: the model's)",
+    )
+    predict.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out unreadable image files (with a warning)",
+    )
     predict.set_defaults(run=_predict)
 
 
@@ -965,7 +1089,8 @@ def build_parser() -> argparse.ArgumentParser:
     from deepclust import __version__
 
     parser = _Parser(
-        prog="deepclust", description="Label unlabelled images by deep clustering.",
+        prog="deepclust",
+        description="Label unlabelled images by deep clustering.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
@@ -973,11 +1098,14 @@ def build_parser() -> argparse.ArgumentParser:
     runtime = _Parser(add_help=False)
     runtime.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     runtime.add_argument(
-        "--quiet", action="store_true",
+        "--quiet",
+        action="store_true",
         help="no progress bars, status or per-epoch lines (results and errors still show)",
     )
     runtime.add_argument(
-        "--threads", type=_positive_int, metavar="N",
+        "--threads",
+        type=_positive_int,
+        metavar="N",
         help="CPU threads for torch (default: torch's choice; 1 is often faster for small "
         "images on a busy machine)",
     )

@@ -122,8 +122,10 @@ def render_montage_pages(
             draw.text((8, top + _PAD + 2), f"cluster {cluster}", fill=(0, 0, 0), font=font)
             share = 100.0 * sizes[cluster] / max(1, len(labels))
             draw.text(
-                (8, top + _PAD + 22), f"{sizes[cluster]} images ({share:.1f}%)",
-                fill=(80, 80, 80), font=small,
+                (8, top + _PAD + 22),
+                f"{sizes[cluster]} images ({share:.1f}%)",
+                fill=(80, 80, 80),
+                font=small,
             )
             images = thumbnails(picks[cluster]) if len(picks[cluster]) else []
             for column in range(per_cluster):

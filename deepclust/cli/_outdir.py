@@ -40,10 +40,18 @@ CHECKPOINT_NAME = "checkpoint.pt"
 RUN_NAME = "run.json"
 LOCK_NAME = ".deepclust.lock"
 #: The files ``deepclust cluster`` writes, besides ``clusters.png``, ``clusters-N.png``.
-OUTPUT_NAMES = frozenset({
-    "labels.csv", "model.safetensors", "model.json", "metrics.json", "report.html",
-    RUN_NAME, CHECKPOINT_NAME, LOCK_NAME,
-})
+OUTPUT_NAMES = frozenset(
+    {
+        "labels.csv",
+        "model.safetensors",
+        "model.json",
+        "metrics.json",
+        "report.html",
+        RUN_NAME,
+        CHECKPOINT_NAME,
+        LOCK_NAME,
+    }
+)
 _MONTAGE = re.compile(r"clusters(-\d+)?\.png")
 # ``deepclust._utils.atomic_write``'s temporary files.
 _TEMPORARY = re.compile(r"(?P<target>.+)\.tmp-(?P<pid>\d+)")
@@ -104,13 +112,11 @@ def check_output_folder(out: str | Path, *, source: str | None = None) -> None:
     existing = _nearest_existing(out)
     if not existing.is_dir():
         raise CommandError(
-            f"--out {out} would be inside {existing}, which is a file; give a folder "
-            "elsewhere."
+            f"--out {out} would be inside {existing}, which is a file; give a folder elsewhere."
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CommandError(
-            f"--out {out}: the folder {existing} is not writable; choose a folder you can "
-            "write to."
+            f"--out {out}: the folder {existing} is not writable; choose a folder you can write to."
         )
     if source is not None and os.path.isdir(source) and _is_within(out, source):
         raise CommandError(
@@ -134,14 +140,11 @@ def check_output_file(out: str | Path) -> None:
     """
     out = Path(out)
     if out.is_dir():
-        raise CommandError(
-            f"--out {out} is a folder; give a file name, e.g. {out / 'labels.csv'}."
-        )
+        raise CommandError(f"--out {out} is a folder; give a file name, e.g. {out / 'labels.csv'}.")
     existing = _nearest_existing(out.parent)
     if not existing.is_dir():
         raise CommandError(
-            f"--out {out} would be inside {existing}, which is a file; give a file name "
-            "elsewhere."
+            f"--out {out} would be inside {existing}, which is a file; give a file name elsewhere."
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CommandError(
@@ -180,7 +183,8 @@ def check_user_files(folder: str | Path) -> None:
     if not folder.is_dir() or _written_by_deepclust(folder / RUN_NAME):
         return
     taken = sorted(
-        entry.name for entry in os.scandir(folder)
+        entry.name
+        for entry in os.scandir(folder)
         if is_output_name(entry.name) and entry.name not in (CHECKPOINT_NAME, LOCK_NAME)
     )
     if not taken:
@@ -229,8 +233,10 @@ def remove_stale_temporaries(folder: str | Path) -> list[str]:
     for entry in os.scandir(folder):
         match = _TEMPORARY.fullmatch(entry.name)
         if (
-            match is None or not is_output_name(match["target"])
-            or not entry.is_file(follow_symlinks=False) or _pid_alive(int(match["pid"]))
+            match is None
+            or not is_output_name(match["target"])
+            or not entry.is_file(follow_symlinks=False)
+            or _pid_alive(int(match["pid"]))
         ):
             continue
         with contextlib.suppress(FileNotFoundError):

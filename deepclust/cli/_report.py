@@ -28,8 +28,14 @@ def _fmt(value: float) -> str:
 
 
 def line_chart_svg(
-    xs: Sequence[float], ys: Sequence[float], *, title: str, x_label: str = "epoch",
-    width: int = 380, height: int = 220, color: str = _COLORS[0],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    title: str,
+    x_label: str = "epoch",
+    width: int = 380,
+    height: int = 220,
+    color: str = _COLORS[0],
 ) -> str:
     """An inline SVG line chart with min/max tick labels.
 
@@ -75,9 +81,7 @@ def line_chart_svg(
             return top + (1 - (y - y_min) / (y_max - y_min)) * inner_h
 
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-        parts.append(
-            f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>'
-        )
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
         if len(points) <= 60:
             parts += [
                 f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}"/>'
@@ -162,10 +166,14 @@ def _training_charts(history: Sequence[dict]) -> list[str]:
         for key, title in _EXTRA_CURVES.items():
             values = [r.get(key) for r in records]
             if any(v is not None for v in values):
-                charts.append(line_chart_svg(
-                    [e for e, v in zip(epochs, values) if v is not None],
-                    [v for v in values if v is not None], title=f"{stage}: {title}", color=color,
-                ))
+                charts.append(
+                    line_chart_svg(
+                        [e for e, v in zip(epochs, values) if v is not None],
+                        [v for v in values if v is not None],
+                        title=f"{stage}: {title}",
+                        color=color,
+                    )
+                )
     return charts
 
 

@@ -78,7 +78,11 @@ def merged_kmeans(
     compute_device = resolve_device(X, device)
     X_torch = to_torch(X_checked, compute_device)
     fine = kmeans(
-        X_torch, n_subclusters, n_iter=n_iter, random_state=rng, backend=backend,
+        X_torch,
+        n_subclusters,
+        n_iter=n_iter,
+        random_state=rng,
+        backend=backend,
         device=compute_device,
     )
     fine_labels = torch.as_tensor(fine.labels).to(compute_device)

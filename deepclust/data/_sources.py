@@ -383,7 +383,8 @@ class FileSource(DataSource):
                 "greyscale (n_channels=1, e.g. for a model fitted on greyscale images), so "
                 "their colour is lost. Pass n_channels=3 (or fit on colour images) to keep "
                 "it, or convert the files to greyscale to silence this warning.",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
         self.shape = (self._n_channels, *self.image_size)
         if decoded is not None:
@@ -402,7 +403,8 @@ class FileSource(DataSource):
                 "Remove or repair them, or pass on_bad_image='skip' to leave them out."
             )
         warnings.warn(
-            f"Skipping {len(bad)} unreadable image file(s):\n{listing}", UserWarning,
+            f"Skipping {len(bad)} unreadable image file(s):\n{listing}",
+            UserWarning,
             stacklevel=4,
         )
         failed = {path for path, _ in bad}
@@ -434,9 +436,11 @@ class FileSource(DataSource):
             return TensorSource(self._cache).load(indices)
         if indices is None:
             indices = slice(None)
-        paths = self.paths[indices] if isinstance(indices, slice) else [
-            self.paths[i] for i in np.asarray(indices)
-        ]
+        paths = (
+            self.paths[indices]
+            if isinstance(indices, slice)
+            else [self.paths[i] for i in np.asarray(indices)]
+        )
         arrays, errors, _ = self._decode_many(paths, self.shape[0])
         if errors:
             listing = ", ".join(self._name(p) for p, _ in errors)

@@ -100,8 +100,12 @@ class FitContext:
         Trainer
         """
         trainer = Trainer(
-            self.device, self.batch_size, random_state=self.seed, verbose=self.verbose,
-            callbacks=self.callbacks, state=state,
+            self.device,
+            self.batch_size,
+            random_state=self.seed,
+            verbose=self.verbose,
+            callbacks=self.callbacks,
+            state=state,
         )
         if self.resume_state is not None:
             trainer.resume_from(self.resume_state)
@@ -282,8 +286,14 @@ class BaseDeepClusterer(
                 filter_shape = tuple(input_filter(torch.zeros(1, *source.shape)).shape[1:])
         module, n_features = build_backbone(backbone, filter_shape)
         return ClusteringNetwork(
-            module, n_features, self.n_clusters, n_heads, mean=mean, std=std,
-            projection_dim=projection_dim, input_filter=input_filter,
+            module,
+            n_features,
+            self.n_clusters,
+            n_heads,
+            mean=mean,
+            std=std,
+            projection_dim=projection_dim,
+            input_filter=input_filter,
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -333,14 +343,17 @@ class BaseDeepClusterer(
         if y is not None:
             y = np.asarray(y)
             if y.shape[0] != n_samples:
-                raise ValueError(
-                    f"y has {y.shape[0]} entries but X has {n_samples} samples."
-                )
+                raise ValueError(f"y has {y.shape[0]} entries but X has {n_samples} samples.")
         seed = self._seed()
         context = FitContext(
-            device=device, seed=seed, y=y, batch_size=self.batch_size,
+            device=device,
+            seed=seed,
+            y=y,
+            batch_size=self.batch_size,
             inference_batch_size=self._inference_batch_size(),
-            verbose=self.verbose, callbacks=list(callbacks or ()), resume_state=resume_from,
+            verbose=self.verbose,
+            callbacks=list(callbacks or ()),
+            resume_state=resume_from,
         )
         # The fit seeds the global generators; the caller's stay as they were.
         with (
@@ -376,9 +389,12 @@ class BaseDeepClusterer(
         network = self.network_.to(device)
         fn = getattr(network, fn_name)
         return run_inference(
-            fn, source, device=device,
+            fn,
+            source,
+            device=device,
             batch_size=self._inference_batch_size(),
-            modules=(network,), autocast=self._precision(),
+            modules=(network,),
+            autocast=self._precision(),
         )
 
     def _head_index(self) -> int:
@@ -462,8 +478,11 @@ class BaseDeepClusterer(
             return [features, network.heads(features)[head]]
 
         features, logits = run_inference(
-            features_and_logits, source, device=device,
-            batch_size=self._inference_batch_size(), modules=(network,),
+            features_and_logits,
+            source,
+            device=device,
+            batch_size=self._inference_batch_size(),
+            modules=(network,),
         )
         labels = to_numpy(self._labels_from_outputs(features, logits))
         n_labels = len(np.unique(labels))
@@ -472,8 +491,11 @@ class BaseDeepClusterer(
         embedding = to_numpy(nn.functional.normalize(features, dim=1))
         return float(
             silhouette_score(
-                embedding, labels, metric="cosine",
-                sample_size=min(5000, len(labels)), random_state=0,
+                embedding,
+                labels,
+                metric="cosine",
+                sample_size=min(5000, len(labels)),
+                random_state=0,
             )
         )
 
@@ -493,10 +515,12 @@ class BaseDeepClusterer(
 
     def __sklearn_clone__(self):
         params = self.get_params(deep=False)
-        new = type(self)(**{
-            name: value if name in self._fitted_input_params else clone(value, safe=False)
-            for name, value in params.items()
-        })
+        new = type(self)(
+            **{
+                name: value if name in self._fitted_input_params else clone(value, safe=False)
+                for name, value in params.items()
+            }
+        )
         for attr in ("_metadata_request", "_sklearn_output_config"):
             if hasattr(self, attr):
                 setattr(new, attr, copy.deepcopy(getattr(self, attr)))

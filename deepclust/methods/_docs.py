@@ -97,14 +97,18 @@ estimator or fitted skorch net, default=None
 
 docdict["augmentation_desc"] = _AUGMENTATION_FORMS
 
-docdict["pretext_augmentation"] = _entry(
-    """
+docdict["pretext_augmentation"] = (
+    _entry(
+        """
     pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, \
 default='simclr'
         Augmentation of the two views of every image in the SimCLR pretext (``'simclr'``:
         SimCLR's own, as in the paper).
     """
-) + "\n" + textwrap.indent(_AUGMENTATION_FORMS, "    ")
+    )
+    + "\n"
+    + textwrap.indent(_AUGMENTATION_FORMS, "    ")
+)
 
 docdict["pretext_epochs_desc"] = _entry(
     """

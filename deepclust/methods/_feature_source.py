@@ -96,8 +96,13 @@ class FeatureSource:
         """
         module = self.module.to(device) if self.trainable else self.module
         features = run_inference(
-            module, source, device=device, batch_size=batch_size, modules=(module,),
-            autocast=self.trainable, progress=progress,
+            module,
+            source,
+            device=device,
+            batch_size=batch_size,
+            modules=(module,),
+            autocast=self.trainable,
+            progress=progress,
         )
         return features.float().flatten(1)
 
@@ -116,8 +121,11 @@ def _from_network(network) -> FeatureSource:
     stats = (to_numpy(network.normalize.mean), to_numpy(network.normalize.std))
     filt = None if isinstance(network.input_filter, nn.Identity) else network.input_filter
     return FeatureSource(
-        module=_NetworkFeatures(network), trainable=True, backbone=network.backbone,
-        stats=stats, input_filter=filt,
+        module=_NetworkFeatures(network),
+        trainable=True,
+        backbone=network.backbone,
+        stats=stats,
+        input_filter=filt,
     )
 
 

@@ -217,8 +217,9 @@ class OutputCheck(Callback):
             if isinstance(module, ClusteringNetwork) and not _finite_outputs(
                 module, self._probe.to(trainer.device)
             ):
-                raise trainer.diverged(trainer.stage, "the network's outputs became NaN or "
-                                       "infinite in eval mode")
+                raise trainer.diverged(
+                    trainer.stage, "the network's outputs became NaN or infinite in eval mode"
+                )
 
 
 def _finite_outputs(network: ClusteringNetwork, batch: torch.Tensor) -> bool:

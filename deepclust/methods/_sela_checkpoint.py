@@ -46,8 +46,14 @@ RESNETS: dict[str, tuple[bool, tuple[int, int, int, int]]] = {
 }
 
 #: SeLa's own module names (``models/resnetv1.py``) and their torchvision equivalents.
-_SELA_NAMES = {"features.0": "conv1", "features.1": "bn1", "features.4": "layer1",
-               "features.5": "layer2", "features.6": "layer3", "features.7": "layer4"}
+_SELA_NAMES = {
+    "features.0": "conv1",
+    "features.1": "bn1",
+    "features.4": "layer1",
+    "features.5": "layer2",
+    "features.6": "layer3",
+    "features.7": "layer4",
+}
 #: Head keys: ``fc``, ``top_layer``, ``top_layer3``, ``top_layer.3`` (then the head index).
 _HEAD_KEY = re.compile(r"(?:fc|top_layer)\.?(\d*)\.(weight|bias)")
 
@@ -105,8 +111,7 @@ def read_sela_checkpoint(checkpoint, path, *, mean, std) -> SeLaCheckpoint:
     architecture = _recognise(backbone_state, where, checkpoint.get("arch"))
     backbone = _load_backbone(architecture, backbone_state, where)
     n_clusters, n_features = heads[0]["weight"].shape
-    network = ClusteringNetwork(backbone, n_features, n_clusters, len(heads), mean=mean,
-                                std=std)
+    network = ClusteringNetwork(backbone, n_features, n_clusters, len(heads), mean=mean, std=std)
     for module, head in zip(network.heads, heads, strict=True):
         module.load_state_dict(head)
     network.eval()
@@ -135,9 +140,12 @@ def _state_and_labels(checkpoint, where: str) -> tuple[dict, object]:
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         labels = checkpoint.get("L")
         return checkpoint["state_dict"], checkpoint.get("labels") if labels is None else labels
-    if (isinstance(checkpoint, dict) and checkpoint
-            and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
-            and any(_HEAD_KEY.fullmatch(_drop_module(k)) for k in checkpoint)):
+    if (
+        isinstance(checkpoint, dict)
+        and checkpoint
+        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+        and any(_HEAD_KEY.fullmatch(_drop_module(k)) for k in checkpoint)
+    ):
         return checkpoint, None  # a bare state dict (SeLa's older downloads)
     found = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint)
     raise ValueError(
@@ -182,7 +190,7 @@ def _torchvision_names(state: dict) -> dict:
         key = _drop_module(str(key))
         for sela, torchvision in _SELA_NAMES.items():
             if key.startswith(sela + "."):
-                key = torchvision + key[len(sela):]
+                key = torchvision + key[len(sela) :]
                 break
         renamed[key] = value
     return renamed
@@ -223,8 +231,11 @@ def _split_heads(state: dict, where: str) -> tuple[dict, list[dict]]:
         )
     ordered = [heads.get(h, {}) for h in range(max(heads) + 1)]
     shapes = [tuple(getattr(head.get("weight"), "shape", ())) for head in ordered]
-    if (any(set(head) != {"weight", "bias"} for head in ordered) or len(set(shapes)) != 1
-            or len(shapes[0]) != 2):
+    if (
+        any(set(head) != {"weight", "bias"} for head in ordered)
+        or len(set(shapes)) != 1
+        or len(shapes[0]) != 2
+    ):
         raise ValueError(
             f"{where}: the clustering heads must be linear layers of one shape (K, "
             f"n_features), numbered from 0 without gaps; found weight shapes {shapes}."
@@ -266,8 +277,7 @@ def _recognise(state: dict, where: str, arch_name=None) -> str:
         found = f"{'bottleneck' if bottleneck else 'basic'} blocks {counts} per stage"
     else:
         found = f"no layer1 to layer4 blocks (keys such as {sorted(state)[:4]})"
-    named = f" The file names its architecture {arch_name!r}." if isinstance(
-        arch_name, str) else ""
+    named = f" The file names its architecture {arch_name!r}." if isinstance(arch_name, str) else ""
     raise ValueError(
         f"{where}: the state_dict is none of the torchvision ResNets tried ({tried}); "
         f"found {found}.{named} SeLa's AlexNet and pre-activation ResNet models are not read."
@@ -326,9 +336,13 @@ def _labels(raw, n_clusters: int, where: str) -> np.ndarray:
         labels = np.asarray(raw.cpu() if isinstance(raw, torch.Tensor) else raw)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{where}: the labels cannot be read as an array: {exc}") from exc
-    if labels.ndim not in (1, 2) or labels.size == 0 or not (
-        np.issubdtype(labels.dtype, np.integer)
-        or (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)))
+    if (
+        labels.ndim not in (1, 2)
+        or labels.size == 0
+        or not (
+            np.issubdtype(labels.dtype, np.integer)
+            or (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)))
+        )
     ):
         raise ValueError(
             f"{where}: the labels must be integers of shape (N,) or (n_heads, N); found "

@@ -100,8 +100,13 @@ def extract_features(
     torch.Tensor of shape (n_samples, n_features)
     """
     return run_inference(
-        network.features, source, device=device, batch_size=batch_size, modules=(network,),
-        autocast=True, progress=progress,
+        network.features,
+        source,
+        device=device,
+        batch_size=batch_size,
+        modules=(network,),
+        autocast=True,
+        progress=progress,
     )
 
 
@@ -140,7 +145,12 @@ def head_probabilities(
         return [torch.softmax(logits.float(), dim=1) for logits in network(batch)]
 
     outputs = run_inference(
-        probs, source, device=device, batch_size=batch_size, modules=(network,), autocast=True,
+        probs,
+        source,
+        device=device,
+        batch_size=batch_size,
+        modules=(network,),
+        autocast=True,
         progress=progress,
     )
     return [o.to(output_device) if output_device is not None else o for o in outputs]
@@ -199,9 +209,19 @@ def contrastive_stage(
         return criterion(z1, z2)
 
     return Stage(
-        name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
-        modules=[network], parameters=params, fetch=make_fetch(source, device), optimizer="sgd",
-        lr=lr, momentum=0.9, weight_decay=weight_decay, lr_schedule="cosine", drop_last=True,
+        name=name,
+        n_epochs=n_epochs,
+        n_samples=len(source),
+        compute_loss=compute_loss,
+        modules=[network],
+        parameters=params,
+        fetch=make_fetch(source, device),
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.9,
+        weight_decay=weight_decay,
+        lr_schedule="cosine",
+        drop_last=True,
     )
 
 
@@ -280,11 +300,21 @@ def pseudo_label_stage(
         return criterion([logits.float() for logits in network(x)], targets)
 
     return Stage(
-        name=name, n_epochs=n_epochs, n_samples=len(source), compute_loss=compute_loss,
-        modules=[network], parameters=parameters, fetch=make_fetch(source, device),
-        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        name=name,
+        n_epochs=n_epochs,
+        n_samples=len(source),
+        compute_loss=compute_loss,
+        modules=[network],
+        parameters=parameters,
+        fetch=make_fetch(source, device),
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
         lr_schedule=lr_schedule,
-        sampler=sampler, on_stage_begin=on_stage_begin, on_epoch_begin=on_epoch_begin,
+        sampler=sampler,
+        on_stage_begin=on_stage_begin,
+        on_epoch_begin=on_epoch_begin,
         on_epoch_end=on_epoch_end,
     )
 

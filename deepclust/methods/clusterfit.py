@@ -57,25 +57,42 @@ class ClusterFitFit(FitState):
         est = self.estimator
         stages = []
         if self.pretext_network is not None and est.pretext_epochs > 0:
-            stages.append(contrastive_stage(
-                self.pretext_network, self.source, self.device, n_epochs=est.pretext_epochs,
-                lr=est.pretext_lr, temperature=est.temperature,
-                augmentation=est.pretext_augmentation,
-            ))
+            stages.append(
+                contrastive_stage(
+                    self.pretext_network,
+                    self.source,
+                    self.device,
+                    n_epochs=est.pretext_epochs,
+                    lr=est.pretext_lr,
+                    temperature=est.temperature,
+                    augmentation=est.pretext_augmentation,
+                )
+            )
         optimizer, lr_schedule = est._training_settings("sgd", "cosine")
-        stages.append(pseudo_label_stage(
-            self.network, self.source, self.device, lambda: self.labels,
-            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
-            name="clusterfit", optimizer=optimizer, lr_schedule=lr_schedule,
-            on_stage_begin=self.cluster,
-        ))
+        stages.append(
+            pseudo_label_stage(
+                self.network,
+                self.source,
+                self.device,
+                lambda: self.labels,
+                n_epochs=est.max_epochs,
+                lr=est.lr,
+                augmentation=est.augmentation,
+                name="clusterfit",
+                optimizer=optimizer,
+                lr_schedule=lr_schedule,
+                on_stage_begin=self.cluster,
+            )
+        )
         return stages
 
     def pretrained_features(self) -> torch.Tensor:
         """Features of every sample from ``N_pre``."""
         if self.pretext_network is not None:
             return extract_features(
-                self.pretext_network, self.source, self.device,
+                self.pretext_network,
+                self.source,
+                self.device,
                 self.context.inference_batch_size,
                 progress=self.context.progress("pretext features"),
             )
@@ -95,13 +112,18 @@ class ClusterFitFit(FitState):
             ).fit_transform(features)
         if est.n_subclusters is None:
             result = kmeans(
-                features.to(self.device), est.n_clusters, random_state=self.seed,
+                features.to(self.device),
+                est.n_clusters,
+                random_state=self.seed,
                 device=self.device,
             )
         else:
             result = merged_kmeans(
-                features.to(self.device), est.n_clusters, n_subclusters=est.n_subclusters,
-                random_state=self.seed, device=self.device,
+                features.to(self.device),
+                est.n_clusters,
+                n_subclusters=est.n_subclusters,
+                random_state=self.seed,
+                device=self.device,
             )
         self.labels = torch.as_tensor(result.labels).long().to(self.device)
 
@@ -204,16 +226,24 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "CVPR 2020)",
         default_epochs=30,
         epoch_params=_pretext_and_main_epochs,
-        test_params=dict(
-            n_clusters=3, pretext_epochs=3, max_epochs=5, batch_size=32, device="cpu"
-        ),
+        test_params=dict(n_clusters=3, pretext_epochs=3, max_epochs=5, batch_size=32, device="cpu"),
         profiles={
             # Measurements behind these values: docs/benchmarks.rst, ClusterFit section.
-            "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=30,
-                        temperature=0.5, pretext_lr=0.2, n_subclusters=200, max_epochs=15,
-                        augmentation="strong", batch_size=256, device="cpu"),
-            "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50,
-                        batch_size=512, device="cuda"),
+            "cpu": dict(
+                backbone="convnet-small",
+                image_size=20,
+                pretext_epochs=30,
+                temperature=0.5,
+                pretext_lr=0.2,
+                n_subclusters=200,
+                max_epochs=15,
+                augmentation="strong",
+                batch_size=256,
+                device="cpu",
+            ),
+            "gpu": dict(
+                backbone="convnet", pretext_epochs=200, max_epochs=50, batch_size=512, device="cuda"
+            ),
         },
         model_file={"pretext_network_": "network"},
     )
@@ -229,9 +259,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretext_lr": [Interval(Real, 0, None, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "pretext_augmentation": [
-            StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
-        ],
+        "pretext_augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
         "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module, None],
     }
 

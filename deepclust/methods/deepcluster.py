@@ -44,14 +44,23 @@ class DeepClusterFit(FitState):
         # Constant rate, as the reference: the head is re-initialised every epoch and must
         # still be able to fit the new labels late in training.
         optimizer, lr_schedule = est._training_settings("sgd", "constant")
-        return [pseudo_label_stage(
-            self.network, self.source, self.device, lambda: self.labels,
-            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
-            name="deepcluster", optimizer=optimizer, lr_schedule=lr_schedule,
-            weight_decay=est.weight_decay,
-            sampler=balanced_sampler(lambda: to_numpy(self.labels), len(self.source)),
-            on_epoch_begin=self.recluster,
-        )]
+        return [
+            pseudo_label_stage(
+                self.network,
+                self.source,
+                self.device,
+                lambda: self.labels,
+                n_epochs=est.max_epochs,
+                lr=est.lr,
+                augmentation=est.augmentation,
+                name="deepcluster",
+                optimizer=optimizer,
+                lr_schedule=lr_schedule,
+                weight_decay=est.weight_decay,
+                sampler=balanced_sampler(lambda: to_numpy(self.labels), len(self.source)),
+                on_epoch_begin=self.recluster,
+            )
+        ]
 
     def features(self, progress: str | None = None) -> torch.Tensor:
         """Backbone features of every sample.
@@ -62,7 +71,10 @@ class DeepClusterFit(FitState):
             Description of a progress bar, shown only when the estimator is verbose.
         """
         features = extract_features(
-            self.network, self.source, self.device, self.context.inference_batch_size,
+            self.network,
+            self.source,
+            self.device,
+            self.context.inference_batch_size,
             progress=self.context.progress(progress) if progress else None,
         )
         self.check_finite(features, "the features for k-means")
@@ -201,18 +213,30 @@ class DeepClusterEstimator(BaseDeepClusterer):
 
     method_spec = MethodSpec(
         name="deepcluster",
-        title="DeepClusterEstimator (DeepCluster; Caron, Bojanowski, Joulin & Douze, "
-        "ECCV 2018)",
+        title="DeepClusterEstimator (DeepCluster; Caron, Bojanowski, Joulin & Douze, ECCV 2018)",
         default_epochs=30,
         test_params=dict(
             n_clusters=3, max_epochs=4, batch_size=32, pca_dim=8, kmeans_iter=10, device="cpu"
         ),
         profiles={
             # Measurements behind these values: docs/benchmarks.rst, DeepCluster section.
-            "cpu": dict(backbone="convnet-small", image_size=20, max_epochs=25, pca_dim=32,
-                        augmentation="strong", batch_size=256, device="cpu"),
-            "gpu": dict(backbone="convnet", max_epochs=200, pca_dim=128,
-                        augmentation="strong", batch_size=512, device="cuda"),
+            "cpu": dict(
+                backbone="convnet-small",
+                image_size=20,
+                max_epochs=25,
+                pca_dim=32,
+                augmentation="strong",
+                batch_size=256,
+                device="cpu",
+            ),
+            "gpu": dict(
+                backbone="convnet",
+                max_epochs=200,
+                pca_dim=128,
+                augmentation="strong",
+                batch_size=512,
+                device="cuda",
+            ),
         },
         model_file={"cluster_centers_": "array", "whitening_": "whitening"},
     )
@@ -282,8 +306,12 @@ class DeepClusterEstimator(BaseDeepClusterer):
         whitening = PCAWhitening(min(self.pca_dim, features.shape[1]), l2_normalize=True)
         whitened = whitening.fit_transform(features.cpu()).float()
         result = kmeans(
-            whitened.to(device), self.n_clusters, n_iter=self.kmeans_iter, random_state=seed,
-            backend=self.kmeans_backend, device=device,
+            whitened.to(device),
+            self.n_clusters,
+            n_iter=self.kmeans_iter,
+            random_state=seed,
+            backend=self.kmeans_backend,
+            device=device,
             init="k-means++" if self.n_clusters <= 256 else "random",
         )
         return whitening, whitened, result
@@ -327,7 +355,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         features = torch.as_tensor(self.transform(X))
         whitened = self.whitening_.transform(features)
         centers = torch.as_tensor(self.cluster_centers_, dtype=whitened.dtype)
-        similarity = nn.functional.normalize(whitened, dim=1) @ nn.functional.normalize(
-            centers, dim=1
-        ).T
+        similarity = (
+            nn.functional.normalize(whitened, dim=1) @ nn.functional.normalize(centers, dim=1).T
+        )
         return to_numpy(torch.softmax(similarity.double() / 0.1, dim=1))

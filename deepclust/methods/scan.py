@@ -102,7 +102,10 @@ class SCANFit(FitState):
                 width = source.shape[0]
                 stats = (np.zeros(width, np.float32), np.ones(width, np.float32))
             network = est._new_network(
-                source, n_heads=est.n_heads, backbone=features_of.backbone, stats=stats,
+                source,
+                n_heads=est.n_heads,
+                backbone=features_of.backbone,
+                stats=stats,
                 input_filter=features_of.input_filter,
             )
             self.trainable_backbone = features_of.trainable
@@ -124,11 +127,17 @@ class SCANFit(FitState):
         est = self.estimator
         stages = []
         if est.pretrained is None and est.pretext_epochs > 0:
-            stages.append(contrastive_stage(
-                self.network, self.source, self.device, n_epochs=est.pretext_epochs,
-                lr=est.pretext_lr, temperature=est.temperature,
-                augmentation=est.pretext_augmentation,
-            ))
+            stages.append(
+                contrastive_stage(
+                    self.network,
+                    self.source,
+                    self.device,
+                    n_epochs=est.pretext_epochs,
+                    lr=est.pretext_lr,
+                    temperature=est.temperature,
+                    augmentation=est.pretext_augmentation,
+                )
+            )
         if self.candidates is not None:
             stages.append(self.head_search_stage())
         return stages + [self.scan_stage(), self.selflabel_stage()]
@@ -148,9 +157,15 @@ class SCANFit(FitState):
             return total.sum()
 
         return Stage(
-            name="head_search", n_epochs=self.estimator.head_search_epochs,
-            n_samples=len(self.source), compute_loss=compute_loss, modules=[self.candidates],
-            optimizer="adam", lr=1e-3, weight_decay=1e-4, lr_schedule="constant",
+            name="head_search",
+            n_epochs=self.estimator.head_search_epochs,
+            n_samples=len(self.source),
+            compute_loss=compute_loss,
+            modules=[self.candidates],
+            optimizer="adam",
+            lr=1e-3,
+            weight_decay=1e-4,
+            lr_schedule="constant",
             on_stage_begin=self.mine_neighbors,
         )
 
@@ -176,10 +191,18 @@ class SCANFit(FitState):
             return torch.stack(losses).sum()
 
         return Stage(
-            name="scan", n_epochs=est.max_epochs, n_samples=len(self.source),
-            compute_loss=compute_loss, modules=[network], parameters=self.trained_parameters(),
-            fetch=make_fetch(self.source, device), optimizer=optimizer, lr=est.lr,
-            weight_decay=1e-4, lr_schedule=lr_schedule, on_epoch_begin=self.set_backbone_frozen,
+            name="scan",
+            n_epochs=est.max_epochs,
+            n_samples=len(self.source),
+            compute_loss=compute_loss,
+            modules=[network],
+            parameters=self.trained_parameters(),
+            fetch=make_fetch(self.source, device),
+            optimizer=optimizer,
+            lr=est.lr,
+            weight_decay=1e-4,
+            lr_schedule=lr_schedule,
+            on_epoch_begin=self.set_backbone_frozen,
             on_stage_begin=self.begin_scan,
         )
 
@@ -203,11 +226,18 @@ class SCANFit(FitState):
             return loss
 
         return Stage(
-            name="selflabel", n_epochs=est.selflabel_epochs, n_samples=len(self.source),
-            compute_loss=compute_loss, modules=[network],
-            parameters=self.trained_parameters(), fetch=make_fetch(self.source, device),
-            optimizer=optimizer, lr=est.lr if est.selflabel_lr is None else est.selflabel_lr,
-            weight_decay=1e-4, lr_schedule=lr_schedule, on_stage_begin=self.choose_head,
+            name="selflabel",
+            n_epochs=est.selflabel_epochs,
+            n_samples=len(self.source),
+            compute_loss=compute_loss,
+            modules=[network],
+            parameters=self.trained_parameters(),
+            fetch=make_fetch(self.source, device),
+            optimizer=optimizer,
+            lr=est.lr if est.selflabel_lr is None else est.selflabel_lr,
+            weight_decay=1e-4,
+            lr_schedule=lr_schedule,
+            on_stage_begin=self.choose_head,
             on_epoch_end=self.confident_fraction,
         )
 
@@ -216,8 +246,9 @@ class SCANFit(FitState):
         """The SCAN and self-labelling steps' parameters (never the projection head)."""
         if self.heads_only:
             return list(self.network.heads.parameters())
-        return [p for name, p in self.network.named_parameters()
-                if not name.startswith("projection")]
+        return [
+            p for name, p in self.network.named_parameters() if not name.startswith("projection")
+        ]
 
     def set_backbone_frozen(self, epoch: int) -> None:
         """Freeze the backbone in the warm-up epochs (and throughout when heads only).
@@ -261,7 +292,10 @@ class SCANFit(FitState):
     def mine_neighbors(self) -> None:
         """The nearest neighbours of every sample on the normalised backbone features."""
         features = extract_features(
-            self.network, self.source, self.device, self.context.inference_batch_size,
+            self.network,
+            self.source,
+            self.device,
+            self.context.inference_batch_size,
             progress=self.context.progress("mining neighbours"),
         )
         self.check_finite(features, "the features for the neighbour search")
@@ -366,11 +400,13 @@ class SCANFit(FitState):
         if self.pretext_features is not None:
             result = kmeans(
                 nn.functional.normalize(self.pretext_features, dim=1),
-                self.estimator.n_clusters, random_state=self.seed, device=self.device,
+                self.estimator.n_clusters,
+                random_state=self.seed,
+                device=self.device,
             )
-            stage_labels["pretext_kmeans"] = to_numpy(
-                torch.as_tensor(result.labels)
-            ).astype(np.int64)
+            stage_labels["pretext_kmeans"] = to_numpy(torch.as_tensor(result.labels)).astype(
+                np.int64
+            )
         return stage_labels
 
     def _warn_if_nothing_confident(self, history: list[dict]) -> None:
@@ -381,7 +417,8 @@ class SCANFit(FitState):
                 "Self-labelling found no sample with confidence above "
                 f"confidence_threshold={est.confidence_threshold}; the self-labelling stage "
                 "changed nothing. Lower confidence_threshold or train the SCAN step longer.",
-                UserWarning, stacklevel=5,
+                UserWarning,
+                stacklevel=5,
             )
 
 
@@ -532,17 +569,41 @@ class SCANClusterer(BaseDeepClusterer):
         # settings for small images on a CPU.
         recipe={"selflabel_epochs": 0, "lr": 1e-3, "batch_size": 128},
         test_params=dict(
-            n_clusters=3, pretext_epochs=3, max_epochs=15, selflabel_epochs=2, n_neighbors=5,
-            n_heads=2, batch_size=32, lr=1e-3, device="cpu",
+            n_clusters=3,
+            pretext_epochs=3,
+            max_epochs=15,
+            selflabel_epochs=2,
+            n_neighbors=5,
+            n_heads=2,
+            batch_size=32,
+            lr=1e-3,
+            device="cpu",
         ),
         profiles={
             # Measurements behind these values: docs/benchmarks.rst, SCAN section.
-            "cpu": dict(backbone="convnet-small", image_size=20, pretext_epochs=35,
-                        temperature=0.5, pretext_lr=0.2, n_head_candidates=20,
-                        max_epochs=10, head_warmup_epochs=2, lr=1e-3, selflabel_epochs=1,
-                        selflabel_lr=1e-4, batch_size=256, device="cpu"),
-            "gpu": dict(backbone="convnet", pretext_epochs=200, max_epochs=50,
-                        selflabel_epochs=20, batch_size=512, device="cuda"),
+            "cpu": dict(
+                backbone="convnet-small",
+                image_size=20,
+                pretext_epochs=35,
+                temperature=0.5,
+                pretext_lr=0.2,
+                n_head_candidates=20,
+                max_epochs=10,
+                head_warmup_epochs=2,
+                lr=1e-3,
+                selflabel_epochs=1,
+                selflabel_lr=1e-4,
+                batch_size=256,
+                device="cpu",
+            ),
+            "gpu": dict(
+                backbone="convnet",
+                pretext_epochs=200,
+                max_epochs=50,
+                selflabel_epochs=20,
+                batch_size=512,
+                device="cuda",
+            ),
         },
         model_file={"best_head_": "int"},
     )
@@ -562,9 +623,7 @@ class SCANClusterer(BaseDeepClusterer):
         "update_cluster_head_only": ["boolean"],
         "head_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "pretext_augmentation": [
-            StrOptions({"simclr", "weak", "strong", "none"}), nn.Module
-        ],
+        "pretext_augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
         "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left")],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left")],

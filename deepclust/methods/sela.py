@@ -77,13 +77,23 @@ class SeLaFit(FitState):
     def stages(self) -> list[Stage]:
         est = self.estimator
         optimizer, lr_schedule = est._training_settings("sgd", "step")
-        return [pseudo_label_stage(
-            self.network, self.source, self.device, lambda: self.labels,
-            n_epochs=est.max_epochs, lr=est.lr, augmentation=est.augmentation,
-            name="selflabel", optimizer=optimizer, momentum=est.momentum,
-            weight_decay=est.weight_decay, lr_schedule=lr_schedule,
-            on_epoch_begin=self.relabel_at_update_epochs,
-        )]
+        return [
+            pseudo_label_stage(
+                self.network,
+                self.source,
+                self.device,
+                lambda: self.labels,
+                n_epochs=est.max_epochs,
+                lr=est.lr,
+                augmentation=est.augmentation,
+                name="selflabel",
+                optimizer=optimizer,
+                momentum=est.momentum,
+                weight_decay=est.weight_decay,
+                lr_schedule=lr_schedule,
+                on_epoch_begin=self.relabel_at_update_epochs,
+            )
+        ]
 
     def relabel_at_update_epochs(self, epoch: int) -> dict | None:
         """Recompute the labels before the scheduled epochs.
@@ -100,13 +110,17 @@ class SeLaFit(FitState):
         """Every head's labels from the Sinkhorn label step, and SeLa's objective per head
         (the mean log-probability of the head's own labels)."""
         probs = head_probabilities(
-            self.network, self.source, self.device, self.context.inference_batch_size,
-            output_device=self.device, progress=self.context.progress("label update"),
+            self.network,
+            self.source,
+            self.device,
+            self.context.inference_batch_size,
+            output_device=self.device,
+            progress=self.context.progress("label update"),
         )
         self.check_finite(probs, "the label step's probabilities")
-        new = torch.stack(
-            [self.estimator._label_step(p, self.marginals) for p in probs]
-        ).to(self.device)
+        new = torch.stack([self.estimator._label_step(p, self.marginals) for p in probs]).to(
+            self.device
+        )
         changed = float((new != self.labels).float().mean())
         self.labels = new
         self.head_argmax = [p.argmax(1) for p in probs]
@@ -235,20 +249,42 @@ class SelfLabelClusterer(BaseDeepClusterer):
         title="SelfLabelClusterer (SeLa; Asano, Rupprecht & Vedaldi, ICLR 2020)",
         default_epochs=50,
         test_params=dict(
-            n_clusters=3, max_epochs=30, n_label_updates=10, batch_size=32, lr=0.05,
+            n_clusters=3,
+            max_epochs=30,
+            n_label_updates=10,
+            batch_size=32,
+            lr=0.05,
             device="cpu",
         ),
         profiles={
             # Measurements behind these values: docs/benchmarks.rst, SeLa section.
-            "cpu": dict(backbone="convnet-small", image_size=20, max_epochs=50,
-                        n_label_updates=100, augmentation="strong", lr_schedule="cosine",
-                        batch_size=1024, lr=0.05, device="cpu"),
-            "gpu": dict(backbone="convnet", max_epochs=200, n_label_updates=200,
-                        augmentation="strong", lr_schedule="cosine", batch_size=512, lr=0.05,
-                        device="cuda"),
+            "cpu": dict(
+                backbone="convnet-small",
+                image_size=20,
+                max_epochs=50,
+                n_label_updates=100,
+                augmentation="strong",
+                lr_schedule="cosine",
+                batch_size=1024,
+                lr=0.05,
+                device="cpu",
+            ),
+            "gpu": dict(
+                backbone="convnet",
+                max_epochs=200,
+                n_label_updates=200,
+                augmentation="strong",
+                lr_schedule="cosine",
+                batch_size=512,
+                lr=0.05,
+                device="cuda",
+            ),
         },
-        model_file={"labels_per_head_": "array", "best_head_": "int",
-                    "head_log_likelihoods_": "array"},
+        model_file={
+            "labels_per_head_": "array",
+            "best_head_": "int",
+            "head_log_likelihoods_": "array",
+        },
     )
 
     _fit_state_class = SeLaFit
@@ -313,8 +349,10 @@ class SelfLabelClusterer(BaseDeepClusterer):
         if self.cluster_sizes is None:
             return None
         sizes = np.asarray(self.cluster_sizes, dtype=np.float64)
-        if sizes.shape != (self.n_clusters,) or not np.all(np.isfinite(sizes)) or np.any(
-            sizes <= 0
+        if (
+            sizes.shape != (self.n_clusters,)
+            or not np.all(np.isfinite(sizes))
+            or np.any(sizes <= 0)
         ):
             raise ValueError(
                 f"cluster_sizes must hold {self.n_clusters} positive numbers (one per "
@@ -343,7 +381,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
             warnings.warn(
                 f"The Sinkhorn label step did not converge (largest relative cluster-mass "
                 f"error {result.error:.3g}); lower lamb if this persists.",
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning,
+                stacklevel=2,
             )
         counts = target_counts(len(probs), marginals, self.n_clusters)
         sizes = to_numpy(torch.bincount(result.labels, minlength=self.n_clusters))
@@ -405,8 +444,13 @@ class SelfLabelClusterer(BaseDeepClusterer):
                 "you trust the file, pass weights_only=False."
             ) from exc
         loaded = read_sela_checkpoint(checkpoint, path, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        est = cls(n_clusters=loaded.n_clusters, backbone=loaded.architecture,
-                  n_heads=len(loaded.network.heads), device=device, image_size=image_size)
+        est = cls(
+            n_clusters=loaded.n_clusters,
+            backbone=loaded.architecture,
+            n_heads=len(loaded.network.heads),
+            device=device,
+            image_size=image_size,
+        )
         if loaded.labels is not None:
             est.labels_per_head_ = loaded.labels
             est.labels_ = loaded.labels[0]  # the labels of head 0, the head predict uses

@@ -239,9 +239,7 @@ def build_backbone(backbone: str | nn.Module, input_shape: InputShape) -> tuple[
             )
         module = BACKBONES[backbone](tuple(input_shape))
     else:
-        raise TypeError(
-            f"backbone must be a name or an nn.Module; got {type(backbone).__name__}."
-        )
+        raise TypeError(f"backbone must be a name or an nn.Module; got {type(backbone).__name__}.")
     try:
         n_features = feature_dim(module, tuple(input_shape))
     except Exception as exc:

@@ -35,7 +35,12 @@ MAX_FEATURES = 2**20  #: backbone feature size
 
 #: The fields of a description, in the order :func:`describe_network` writes them.
 DESCRIPTION_FIELDS = (
-    "backbone", "input_shape", "n_features", "n_clusters", "n_heads", "projection_dim",
+    "backbone",
+    "input_shape",
+    "n_features",
+    "n_clusters",
+    "n_heads",
+    "projection_dim",
     "input_filter",
 )
 
@@ -179,10 +184,19 @@ class _ShapesOnly(TorchFunctionMode):
     device, which holds shapes but no memory; tensors created from data stay on the CPU
     (``MLP`` sizes itself with ``torch.tensor(shape).prod()``)."""
 
-    _FROM_SHAPE = frozenset({
-        torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
-        torch.randn, torch.randint, torch.eye,
-    })
+    _FROM_SHAPE = frozenset(
+        {
+            torch.empty,
+            torch.empty_strided,
+            torch.zeros,
+            torch.ones,
+            torch.full,
+            torch.rand,
+            torch.randn,
+            torch.randint,
+            torch.eye,
+        }
+    )
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -236,9 +250,13 @@ def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
     stats_shape = (input_shape[0],)
     with _ShapesOnly() if shapes_only else contextlib.nullcontext():
         return ClusteringNetwork(
-            module if module is not None else BACKBONES[backbone](filter_shape), n_features,
-            values["n_clusters"], values["n_heads"], mean=np.zeros(stats_shape, np.float32),
-            std=np.ones(stats_shape, np.float32), projection_dim=values["projection_dim"],
+            module if module is not None else BACKBONES[backbone](filter_shape),
+            n_features,
+            values["n_clusters"],
+            values["n_heads"],
+            mean=np.zeros(stats_shape, np.float32),
+            std=np.ones(stats_shape, np.float32),
+            projection_dim=values["projection_dim"],
             input_filter=INPUT_FILTERS[filter_name]() if filter_name else None,
         )
 

@@ -85,9 +85,7 @@ def round_to_sizes(
     device = probs.device
     capacity = torch.tensor(np.asarray(counts), dtype=torch.int64, device=device)  # a copy
     if capacity.shape != (n_clusters,) or int(capacity.sum()) != n_samples:
-        raise ValueError(
-            f"counts must hold {n_clusters} sizes summing to n_samples={n_samples}."
-        )
+        raise ValueError(f"counts must hold {n_clusters} sizes summing to n_samples={n_samples}.")
     log_v = log_v.to(device=device, dtype=torch.float32)
     log_scale = _extreme_log_scale(probs)
     labels = torch.full((n_samples,), -1, dtype=torch.int64, device=device)
@@ -97,9 +95,9 @@ def round_to_sizes(
         best = torch.empty(remaining.numel(), dtype=torch.int64, device=device)
         value = torch.empty(remaining.numel(), dtype=torch.float32, device=device)
         for start in range(0, remaining.numel(), chunk_size):
-            rows = remaining[start:start + chunk_size]
+            rows = remaining[start : start + chunk_size]
             scores = lamb * _log_probs(probs[rows], log_scale) + log_v + blocked
-            value[start:start + len(rows)], best[start:start + len(rows)] = scores.max(1)
+            value[start : start + len(rows)], best[start : start + len(rows)] = scores.max(1)
         # Within every cluster, rank the rows that asked for it by score.
         order = torch.argsort(value, descending=True)
         order = order[torch.argsort(best[order], stable=True)]

@@ -71,7 +71,7 @@ class Callback:
         """
 
     def on_batch_end(
-        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | None
+        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | torch.Tensor | None
     ) -> None:
         """Called after every batch.
 
@@ -83,8 +83,9 @@ class Callback:
             The stage being run.
         batch_index : int
             Index of the batch within the epoch, from 0.
-        loss : float or None
-            The batch's loss, or ``None`` if ``compute_loss`` skipped the batch.
+        loss : float, torch.Tensor or None
+            The batch's loss, or ``None`` if ``compute_loss`` skipped the batch. On CUDA it
+            is a 0-dim tensor on the device (reading it waits for the device).
         """
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
@@ -158,6 +159,9 @@ class ProgressBar(Callback):
     keeps only the :class:`EpochLogger` lines.
     """
 
+    #: How often (in batches) a loss kept on the device is read for the postfix.
+    tensor_loss_every = 25
+
     def __init__(self):
         self._bar = None
 
@@ -183,7 +187,7 @@ class ProgressBar(Callback):
         )
 
     def on_batch_end(
-        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | None
+        self, trainer: Trainer, stage: Stage, batch_index: int, loss: float | torch.Tensor | None
     ) -> None:
         """Advance the bar by one batch and show its loss.
 
@@ -195,14 +199,18 @@ class ProgressBar(Callback):
             The stage being run.
         batch_index : int
             Index of the batch within the epoch, from 0 (unused).
-        loss : float or None
-            The batch's loss, shown as the bar's postfix; ``None`` keeps the last one.
+        loss : float, torch.Tensor or None
+            The batch's loss, shown as the bar's postfix; ``None`` keeps the last one. A
+            tensor (on CUDA) is read every :attr:`tensor_loss_every` batches only, since
+            reading it waits for the device.
         """
         if self._bar is None:
             return
         self._bar.update(1)
+        if isinstance(loss, torch.Tensor) and batch_index % self.tensor_loss_every:
+            return
         if loss is not None:
-            self._bar.set_postfix(loss=f"{loss:.4f}")
+            self._bar.set_postfix(loss=f"{float(loss):.4f}")
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         """Close the epoch's bar.
@@ -268,8 +276,17 @@ def save_state(state: dict, path: str | os.PathLike) -> None:
 
 # Entries of every Trainer.state_dict(); a checkpoint without them is not one.
 _STATE_KEYS = (
-    "stage_index", "epoch", "epochs_done_total", "history", "modules", "optimizer",
-    "torch_rng", "numpy_rng", "numpy_global_rng", "python_rng", "extra",
+    "stage_index",
+    "epoch",
+    "epochs_done_total",
+    "history",
+    "modules",
+    "optimizer",
+    "torch_rng",
+    "numpy_rng",
+    "numpy_global_rng",
+    "python_rng",
+    "extra",
 )
 
 
@@ -306,8 +323,9 @@ def load_state(path: str | os.PathLike) -> dict:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         # torch's own message is left out: it suggests weights_only=False, which would run
         # whatever code the file holds.
-        raise ValueError(_bad_checkpoint(path, "it cannot be read as a torch file of "
-                                               "tensors and plain values")) from exc
+        raise ValueError(
+            _bad_checkpoint(path, "it cannot be read as a torch file of tensors and plain values")
+        ) from exc
     if not isinstance(state, dict):
         raise ValueError(_bad_checkpoint(path, f"it holds a {type(state).__name__}"))
     missing = [key for key in _STATE_KEYS if key not in state]

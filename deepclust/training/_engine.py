@@ -110,7 +110,10 @@ def _make_optimizer(stage: Stage, params: list[torch.Tensor]) -> torch.optim.Opt
     name = stage.optimizer.lower()
     if name == "sgd":
         return torch.optim.SGD(
-            params, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay,
+            params,
+            lr=stage.lr,
+            momentum=stage.momentum,
+            weight_decay=stage.weight_decay,
             nesterov=stage.momentum > 0,
         )
     if name == "adam":
@@ -420,6 +423,9 @@ class Trainer:
                     total_loss += loss
                     n_steps += 1
                 self._notify("on_batch_end", stage, i, loss)
+        total_loss = float(total_loss)  # on CUDA, the epoch's one wait for the device
+        if n_steps:
+            self._check_loss(stage, total_loss)
         return {
             "loss": total_loss / n_steps if n_steps else float("nan"),
             "lr": lr,
@@ -435,14 +441,21 @@ class Trainer:
         record["seconds"] = time.perf_counter() - started
         return record
 
-    def _step(self, stage: Stage, batch, lr: float) -> float | None:
-        """Loss of one batch and an optimiser step; ``None`` if the stage skipped it."""
+    def _step(self, stage: Stage, batch, lr: float) -> float | torch.Tensor | None:
+        """Loss of one batch and an optimiser step; ``None`` if the stage skipped it.
+
+        On the CPU the loss is read (and checked) at every step; on CUDA it stays a 0-dim
+        tensor on the device, summed and checked once an epoch, so that the step loop never
+        waits for the device.
+        """
         with self.autocast():
             loss = stage.compute_loss(batch)
         if loss is None:
             return None
-        value = float(loss.detach())
-        self._check_loss(stage, value)
+        value = loss.detach()
+        if self.device.type != "cuda":
+            value = float(value)
+            self._check_loss(stage, value)
         if self._optimizer is not None:
             self._optimizer_step(loss, lr)
         return value
@@ -475,8 +488,10 @@ class Trainer:
         TrainingDivergedError
         """
         stage = stage if stage is not None else self.stage
-        where = "" if stage is None else (
-            f" in stage {stage.name!r}, epoch {min(self.epoch + 1, stage.n_epochs)}"
+        where = (
+            ""
+            if stage is None
+            else (f" in stage {stage.name!r}, epoch {min(self.epoch + 1, stage.n_epochs)}")
         )
         lr = "" if stage is None else f" (lr={stage.lr:g} now)"
         return TrainingDivergedError(
@@ -551,10 +566,16 @@ def _restore_global_numpy_state(encoded: dict) -> None:
 
 def _encode_python_state(state: tuple) -> dict:
     version, internal, gauss = state
-    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss": gauss}
+    return {
+        "version": version,
+        "internal": torch.tensor(internal, dtype=torch.int64),
+        "gauss": gauss,
+    }
 
 
 def _decode_python_state(encoded: dict) -> tuple:
-    return (encoded["version"], tuple(int(v) for v in encoded["internal"].tolist()),
-            encoded["gauss"])
+    return (
+        encoded["version"],
+        tuple(int(v) for v in encoded["internal"].tolist()),
+        encoded["gauss"],
+    )

@@ -80,7 +80,9 @@ def run_inference(
                     size = max(1, size // 2)
                     warnings.warn(
                         f"CUDA ran out of memory during inference; retrying with batch size "
-                        f"{size}.", RuntimeWarning, stacklevel=2,
+                        f"{size}.",
+                        RuntimeWarning,
+                        stacklevel=2,
                     )
                     continue
                 if isinstance(out, (list, tuple)):

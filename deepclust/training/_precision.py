@@ -28,9 +28,7 @@ __all__ = [
 #: The accepted precision policies.
 PRECISIONS = ("auto", "mixed", "float32")
 
-_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "deepclust_precision", default="auto"
-)
+_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar("deepclust_precision", default="auto")
 
 
 @functools.cache
