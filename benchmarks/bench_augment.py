@@ -232,9 +232,7 @@ def _kornia_cell(entry: dict | None, notes: dict[str, str]) -> str:
     """Table cell for kornia, registering any note or error as a named footnote."""
     if entry is None:
         return "n/a"
-    text = entry.get("note") or (
-        f"does not run: ``{entry['error']}``" if "error" in entry else ""
-    )
+    text = entry.get("note") or (f"does not run: ``{entry['error']}``" if "error" in entry else "")
     label = ""
     if text:
         label = notes.setdefault(text, f"kornia-note-{len(notes) + 1}")

@@ -253,13 +253,15 @@ def _reference_transform(kind: str, size: int):
     from torchvision import transforms as T
 
     if kind == "reference-simclr":
-        return T.Compose([
-            T.RandomResizedCrop(size),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(0.2),
-            T.ToTensor(),
-        ])
+        return T.Compose(
+            [
+                T.RandomResizedCrop(size),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(0.2),
+                T.ToTensor(),
+            ]
+        )
     return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()])
 
 
@@ -307,8 +309,7 @@ def time_reference(spec: dict, images: np.ndarray) -> dict:
     try:
         import torchvision.transforms  # noqa: F401
     except Exception as error:  # a torchvision that does not match torch
-        return {"skipped": f"torchvision.transforms does not load: {type(error).__name__}: "
-                           f"{error}"}
+        return {"skipped": f"torchvision.transforms does not load: {type(error).__name__}: {error}"}
     kind, device = spec["case"], torch.device(spec["device"])
     torch.manual_seed(0)
     labels = None
@@ -316,7 +317,10 @@ def time_reference(spec: dict, images: np.ndarray) -> dict:
         labels = np.random.default_rng(0).integers(0, 10, len(images))
     dataset = ReferenceDataset(images, _reference_transform(kind, spec["size"]), labels)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=spec["batch_size"], shuffle=True, num_workers=2,
+        dataset,
+        batch_size=spec["batch_size"],
+        shuffle=True,
+        num_workers=2,
         pin_memory=device.type == "cuda",
     )
     model = _reference_model(kind, device).train()
@@ -336,8 +340,11 @@ def time_reference(spec: dict, images: np.ndarray) -> dict:
         optimizer.step()
         total += loss.item()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "images_per_second": len(images) / seconds,
-            "loss": total / len(loader)}
+    return {
+        "seconds": seconds,
+        "images_per_second": len(images) / seconds,
+        "loss": total / len(loader),
+    }
 
 
 def run_worker(spec: dict) -> dict:
@@ -383,8 +390,7 @@ def run_worker(spec: dict) -> dict:
 
 def _git(*arguments: str, cwd: Path = REPO_ROOT) -> str:
     """Output of a git command in ``cwd`` (stripped); raises if git fails."""
-    done = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["git", *arguments], cwd=cwd, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
@@ -405,13 +411,26 @@ def _machine_info(devices: list[str]) -> dict:
     model = ""
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lscpu.splitlines()
+                if line.startswith("Model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     try:
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("flags")).split(":", 1)[1].split())
+        flags = set(
+            next(
+                line
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("flags")
+            )
+            .split(":", 1)[1]
+            .split()
+        )
     except (OSError, StopIteration):
         flags = set()
     info = {
@@ -467,15 +486,22 @@ def _spawn(spec: dict, folder: Path, timeout: float) -> dict:
     env = {**os.environ, "PYTHONPATH": path}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)]
     try:
-        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            command,
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         tail = (done.stdout + done.stderr)[-2000:]
         return {"error": f"worker exited with {done.returncode}: {tail}"}
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 def _plan_tasks(args: argparse.Namespace) -> list[dict]:
@@ -489,19 +515,24 @@ def _plan_tasks(args: argparse.Namespace) -> list[dict]:
                 continue
             for case in REFERENCES:
                 if any(CASES[c]["reference"] == case for c in args.cases):
-                    tasks.append({"kind": "reference", "case": case, "size": size,
-                                  "device": device})
+                    tasks.append(
+                        {"kind": "reference", "case": case, "size": size, "device": device}
+                    )
     return tasks
 
 
 def _describe(measurement: dict) -> str:
     """One progress line for a measurement."""
-    where = (f"[round {measurement['round'] + 1}] {measurement['case']:21s} "
-             f"{measurement['size']:3d}px {measurement['device']:4s} {measurement['tree']:4s}")
+    where = (
+        f"[round {measurement['round'] + 1}] {measurement['case']:21s} "
+        f"{measurement['size']:3d}px {measurement['device']:4s} {measurement['tree']:4s}"
+    )
     if "images_per_second" in measurement:
         threads = measurement.get("torch_threads_after_fit")
-        return (f"{where} {measurement['images_per_second']:9.0f} img/s  (epoch "
-                f"{measurement['seconds']:.2f} s, {threads} threads)")
+        return (
+            f"{where} {measurement['images_per_second']:9.0f} img/s  (epoch "
+            f"{measurement['seconds']:.2f} s, {threads} threads)"
+        )
     return f"{where} {measurement.get('skipped') or measurement.get('error')}"
 
 
@@ -524,8 +555,12 @@ def run_benchmark(args: argparse.Namespace, result: dict, path: Path, folder: Pa
     """
     trees = result["trees"]
     data = _prepare_data(args.n, args.seed, folder)
-    base = {"backbone": args.backbone, "batch_size": args.batch_size,
-            "threads": args.threads, "data": str(data)}
+    base = {
+        "backbone": args.backbone,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "data": str(data),
+    }
     tasks = _plan_tasks(args)
     per_round = sum(len(trees) if task["kind"] == "estimator" else 1 for task in tasks)
     result["planned_measurements"] = args.repeats * per_round
@@ -536,8 +571,13 @@ def run_benchmark(args: argparse.Namespace, result: dict, path: Path, folder: Pa
                 spec = {**base, **task, "tree": trees[label]["path"]}
                 load = os.getloadavg()[0]
                 measured = _spawn(spec, folder, args.timeout)
-                measurement = {**task, "tree": label, "round": round_index,
-                               "load_average_1min": load, **measured}
+                measurement = {
+                    **task,
+                    "tree": label,
+                    "round": round_index,
+                    "load_average_1min": load,
+                    **measured,
+                }
                 result["measurements"].append(measurement)
                 print(_describe(measurement), flush=True)
                 _save_result(result, path)
@@ -556,15 +596,21 @@ def _summarise_group(key: tuple, measurements: list[dict], trees: dict) -> dict:
         row[f"ips_{label}"] = _median_ips(mine)
         row[f"runs_{label}"] = [m.get("images_per_second") for m in mine]
     notes = {m.get("skipped") or m.get("error") for m in measurements} - {None}
-    notes |= {f"parameters not taken at {m['tree']}: {', '.join(m['dropped_params'])}"
-              for m in measurements if m.get("dropped_params")}
+    notes |= {
+        f"parameters not taken at {m['tree']}: {', '.join(m['dropped_params'])}"
+        for m in measurements
+        if m.get("dropped_params")
+    }
     row["notes"] = sorted(notes)
     if row.get("ips_now") and row.get("ips_rev"):
         row["ratio"] = row["ips_now"] / row["ips_rev"]
         ips = {(m["round"], m["tree"]): m.get("images_per_second") for m in measurements}
         rounds = sorted({m["round"] for m in measurements})
-        row["ratios_by_round"] = [ips[(r, "now")] / ips[(r, "rev")] for r in rounds
-                                  if ips.get((r, "now")) and ips.get((r, "rev"))]
+        row["ratios_by_round"] = [
+            ips[(r, "now")] / ips[(r, "rev")]
+            for r in rounds
+            if ips.get((r, "now")) and ips.get((r, "rev"))
+        ]
     return row
 
 
@@ -644,14 +690,20 @@ def _table_rows(result: dict, footnotes: list[str]) -> tuple[list[str], list[lis
         for note in notes:
             footnotes.append(note)
             mark += f" [#train-{len(footnotes)}]_"
-        cells = [f"``{row['case']}``{mark}", f"{row['size']} px", row["device"],
-                 _fmt(row.get("ips_now"))]
+        cells = [
+            f"``{row['case']}``{mark}",
+            f"{row['size']} px",
+            row["device"],
+            _fmt(row.get("ips_now")),
+        ]
         if compare:
             per_round = ", ".join(f"{r:.2f}" for r in row.get("ratios_by_round", []))
             cells += [_fmt(row.get("ips_rev")), _fmt(row.get("ratio"), "{:.2f}x"), per_round]
         if row["case"] in CASES:
-            cells += [_fmt(row.get("reference_ips")),
-                      _fmt(row.get("ratio_to_reference"), "{:.2f}x")]
+            cells += [
+                _fmt(row.get("reference_ips")),
+                _fmt(row.get("ratio_to_reference"), "{:.2f}x"),
+            ]
         else:
             cells += ["", ""]
         rows.append(cells)
@@ -677,7 +729,9 @@ def render_doc(result: dict) -> str:
     flags = ", ".join(f for f, present in m["cpu_flags"].items() if present) or "none"
     trees = "; ".join(f"{label}: {tree['commit']}" for label, tree in result["trees"].items())
     lines = [
-        "Training throughput", "-------------------", "",
+        "Training throughput",
+        "-------------------",
+        "",
         f"Images per second of one training epoch (``n / seconds`` of the stage's "
         f"``history_`` record) on {cfg['n']:,} Fashion-MNIST training images, backbone "
         f"``{cfg['backbone']}`` at every size, batch size {cfg['batch_size']}; median of "
@@ -691,15 +745,28 @@ def render_doc(result: dict) -> str:
         f"{m['cpu_count']} CPUs (of the flags {', '.join(CPU_FLAGS)}: {flags}), "
         f"{m.get('gpu', 'no GPU used')}, {m['platform']}, torch {m['torch']}, "
         f"threads {cfg['threads'] or 'torch default'}. Trees: {trees}.",
-        "", "Command::", "", f"    {cfg['command']}", "",
+        "",
+        "Command::",
+        "",
+        f"    {cfg['command']}",
+        "",
     ]
     if cfg["n"] < 5000 or cfg["repeats"] < 2:
-        lines += [".. note::", "", "   A smoke test of the benchmark, too small to compare "
-                  "figures: run it with the default ``--n`` and ``--repeats``.", ""]
+        lines += [
+            ".. note::",
+            "",
+            "   A smoke test of the benchmark, too small to compare "
+            "figures: run it with the default ``--n`` and ``--repeats``.",
+            "",
+        ]
     made, planned = len(result["measurements"]), result.get("planned_measurements", 0)
     if made < planned:
-        lines += [".. note::", "", f"   The run stopped early: {made} of {planned} "
-                  "measurements made.", ""]
+        lines += [
+            ".. note::",
+            "",
+            f"   The run stopped early: {made} of {planned} measurements made.",
+            "",
+        ]
     lines += [".. list-table::", "   :header-rows: 1", ""]
     for cells in [header, *rows]:
         lines.append(f"   * - {cells[0]}")
@@ -733,12 +800,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=10_000, help="training images (default 10000)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 64], help="image sizes")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--device", nargs="+", choices=["cpu", "cuda"], default=None,
-                        help="default: cpu, and cuda when available")
+    parser.add_argument(
+        "--device",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: cpu, and cuda when available",
+    )
     parser.add_argument("--backbone", default="convnet-small")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch.set_num_threads in the workers (0: leave it)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch.set_num_threads in the workers (0: leave it)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all cases")
     parser.add_argument("--compare", metavar="REV", help="also measure git revision REV")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference rows")
@@ -746,8 +822,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--doc", type=Path, default=DOC, help="the .rst.inc to write")
-    parser.add_argument("--report", action="store_true",
-                        help="rewrite --doc from the newest JSON in --results-dir; run nothing")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="rewrite --doc from the newest JSON in --results-dir; run nothing",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -755,8 +834,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _new_result(args: argparse.Namespace, argv: list[str] | None) -> dict:
     """The result record before any measurement: configuration, machine, trees."""
     started = datetime.datetime.now().isoformat(timespec="seconds")
-    config = {key: value for key, value in vars(args).items()
-              if key not in ("worker", "report", "results_dir", "doc")}
+    config = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("worker", "report", "results_dir", "doc")
+    }
     arguments = sys.argv[1:] if argv is None else argv
     config["command"] = shlex.join(["python", "benchmarks/bench_train.py", *arguments])
     return {
@@ -801,8 +883,11 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if args.compare:
                 worktree, commit = _add_worktree(args.compare, folder)
-                result["trees"]["rev"] = {"path": str(worktree), "commit": commit,
-                                          "rev": args.compare}
+                result["trees"]["rev"] = {
+                    "path": str(worktree),
+                    "commit": commit,
+                    "rev": args.compare,
+                }
             run_benchmark(args, result, path, folder)
         finally:
             if worktree is not None:

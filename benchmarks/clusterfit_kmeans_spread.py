@@ -32,25 +32,36 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
     X, y = random_subset(X, y, args.limit, seed=0)
-    params = dict(ClusterFitTransformer.method_spec.profiles["cpu"], max_epochs=1,
-                  n_clusters=10, random_state=0)
+    params = dict(
+        ClusterFitTransformer.method_spec.profiles["cpu"],
+        max_epochs=1,
+        n_clusters=10,
+        random_state=0,
+    )
     est = ClusterFitTransformer(**params).fit(X)
     features = torch.nn.functional.normalize(
-        torch.as_tensor(est.pretrained_transform(X)).float(), dim=1)
+        torch.as_tensor(est.pretrained_transform(X)).float(), dim=1
+    )
 
     def report(name: str, data: torch.Tensor, **kwargs) -> None:
         for seed in range(args.seeds):
             result = kmeans(data, 10, random_state=seed, **kwargs)
             scores = evaluate_clustering(y, result.labels)
-            print(f"{name:<22} seed {seed}  inertia {float(result.inertia):8.1f}  "
-                  f"ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}", flush=True)
+            print(
+                f"{name:<22} seed {seed}  inertia {float(result.inertia):8.1f}  "
+                f"ACC {scores['acc']:.3f}  NMI {scores['nmi']:.3f}",
+                flush=True,
+            )
 
     report("n_init 1, n_iter 20", features, n_iter=20)
     report("n_init 1, n_iter 100", features, n_iter=100)
     report("n_init 10, n_iter 100", features, n_init=10, n_iter=100)
     for dim in (16, 32):
-        report(f"PCA-whitened {dim}", PCAWhitening(dim, l2_normalize=True)
-               .fit_transform(features), n_iter=20)
+        report(
+            f"PCA-whitened {dim}",
+            PCAWhitening(dim, l2_normalize=True).fit_transform(features),
+            n_iter=20,
+        )
 
 
 if __name__ == "__main__":

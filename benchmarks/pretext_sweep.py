@@ -43,14 +43,23 @@ from deepclust.metrics import evaluate_clustering  # noqa: E402
 
 
 def train_pretext(args, X, y) -> None:
-    params = dict(SCANClusterer.method_spec.profiles["cpu"], max_epochs=0, selflabel_epochs=0,
-                  n_clusters=10,
-                  random_state=args.seed)
+    params = dict(
+        SCANClusterer.method_spec.profiles["cpu"],
+        max_epochs=0,
+        selflabel_epochs=0,
+        n_clusters=10,
+        random_state=args.seed,
+    )
     started = time.perf_counter()
     est = SCANClusterer(**params).fit(X, y)
     print("seconds", time.perf_counter() - started)
-    print("pretext_kmeans", evaluate_clustering(y, est.stage_labels_["pretext_kmeans"]),
-          "neighbour accuracy", est.neighbor_accuracy_, flush=True)
+    print(
+        "pretext_kmeans",
+        evaluate_clustering(y, est.stage_labels_["pretext_kmeans"]),
+        "neighbour accuracy",
+        est.neighbor_accuracy_,
+        flush=True,
+    )
     args.cache.mkdir(parents=True, exist_ok=True)
     with open(args.cache / f"pretext_s{args.seed}.pkl", "wb") as f:
         pickle.dump(est, f)
@@ -64,21 +73,27 @@ def scan_variant(args, X, y) -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
-    params = dict(SCANClusterer.method_spec.profiles["cpu"], n_clusters=10, random_state=args.seed,
-                  pretrained=pretext, **overrides)
+    params = dict(
+        SCANClusterer.method_spec.profiles["cpu"],
+        n_clusters=10,
+        random_state=args.seed,
+        pretrained=pretext,
+        **overrides,
+    )
     started = time.perf_counter()
     est = SCANClusterer(**params).fit(X, y)
     result = {
-        "name": args.name, "seed": args.seed, "overrides": overrides,
+        "name": args.name,
+        "seed": args.seed,
+        "overrides": overrides,
         "seconds": time.perf_counter() - started,
         "stages": {k: evaluate_clustering(y, v) for k, v in est.stage_labels_.items()},
-        "head_losses": est.head_losses_.tolist(), "best_head": est.best_head_,
+        "head_losses": est.head_losses_.tolist(),
+        "best_head": est.best_head_,
     }
     source = est._read_input(X, reset=False)
     probs = head_probabilities(est.network_, source, torch.device("cpu"), 1024)
-    result["head_acc_final"] = [
-        evaluate_clustering(y, p.argmax(1).numpy())["acc"] for p in probs
-    ]
+    result["head_acc_final"] = [evaluate_clustering(y, p.argmax(1).numpy())["acc"] for p in probs]
     result["sizes"] = np.bincount(est.labels_, minlength=10).tolist()
     print(json.dumps(result), flush=True)
     with open(args.out, "a") as f:
@@ -89,7 +104,8 @@ def kmeans_variants(args, X, y) -> None:
     from sklearn.cluster import AgglomerativeClustering, KMeans
 
     features = torch.nn.functional.normalize(
-        torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float(), dim=1)
+        torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float(), dim=1
+    )
 
     def report(name, labels):
         scores = evaluate_clustering(y, np.asarray(labels))
@@ -108,8 +124,10 @@ def kmeans_variants(args, X, y) -> None:
             ward = AgglomerativeClustering(10, linkage="ward").fit(centres)
             report(f"over {n_sub} -> ward s{seed}", ward.labels_[labels])
     for seed in range(3):
-        report(f"merged_kmeans 200 s{seed}",
-               merged_kmeans(features, 10, n_subclusters=200, random_state=seed).labels)
+        report(
+            f"merged_kmeans 200 s{seed}",
+            merged_kmeans(features, 10, n_subclusters=200, random_state=seed).labels,
+        )
     neighbours = torch.as_tensor(knn(features, 20, metric="cosine")[0]).long()
     smoothed = torch.nn.functional.normalize(features + features[neighbours].sum(1), dim=1)
     for seed in range(4):
@@ -134,7 +152,8 @@ def head_candidates(args, X, y) -> None:
     torch.manual_seed(args.seed)
     features = torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float()
     neighbours = torch.as_tensor(
-        knn(torch.nn.functional.normalize(features, dim=1), 20, metric="cosine")[0]).long()
+        knn(torch.nn.functional.normalize(features, dim=1), 20, metric="cosine")[0]
+    ).long()
     candidates = StackedLinearHeads(features.shape[1], 10, args.n_candidates)
     optimizer = torch.optim.Adam(candidates.parameters(), lr=1e-3, weight_decay=1e-4)
     criterion = SCANLoss(entropy_weight=5.0)
@@ -142,7 +161,7 @@ def head_candidates(args, X, y) -> None:
     for _ in range(args.epochs):
         order = torch.randperm(len(features))
         for i in range(0, len(order), 256):
-            anchors = order[i:i + 256]
+            anchors = order[i : i + 256]
             partners = neighbours[anchors, torch.randint(0, 20, (len(anchors),))]
             logits = candidates(torch.cat([features[anchors], features[partners]]))
             loss = criterion(*logits.chunk(2, dim=1))[0].sum()
@@ -155,14 +174,19 @@ def head_candidates(args, X, y) -> None:
             scores = evaluate_clustering(y, probs.argmax(1).numpy())
             rows.append((scan_objective(probs, neighbours, 5.0), scores["acc"], scores["nmi"]))
     rows.sort()
-    print(f"# seed {args.seed}: {args.n_candidates} candidates, {args.epochs} epochs, "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"# seed {args.seed}: {args.n_candidates} candidates, {args.epochs} epochs, "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     for loss, acc, nmi in rows:
         print(f"loss {loss:.4f}  ACC {acc:.3f}  NMI {nmi:.3f}")
     losses, accs = np.array(rows)[:, 0], np.array(rows)[:, 1]
-    print(f"correlation(loss, ACC) {np.corrcoef(losses, accs)[0, 1]:.2f}; ACC of the "
-          f"lowest-loss candidate {accs[0]:.3f}, mean {accs.mean():.3f}, "
-          f"range {accs.min():.3f}-{accs.max():.3f}")
+    print(
+        f"correlation(loss, ACC) {np.corrcoef(losses, accs)[0, 1]:.2f}; ACC of the "
+        f"lowest-loss candidate {accs[0]:.3f}, mean {accs.mean():.3f}, "
+        f"range {accs.min():.3f}-{accs.max():.3f}"
+    )
 
 
 def neighbour_variants(args, X, y) -> None:
@@ -171,13 +195,19 @@ def neighbour_variants(args, X, y) -> None:
         est = pickle.load(f)
     network = est.network_.eval()
     source = est._read_input(X, reset=False)
-    views = {"backbone": lambda b: network.features(b),
-             "projection": lambda b: network.project(b),
-             "backbone+hflip": lambda b: network.features(b) + network.features(b.flip(-1))}
+    views = {
+        "backbone": lambda b: network.features(b),
+        "projection": lambda b: network.project(b),
+        "backbone+hflip": lambda b: network.features(b) + network.features(b.flip(-1)),
+    }
     for name, view in views.items():
         with torch.no_grad():
-            features = torch.cat([view(source.load(np.arange(i, min(i + 2048, len(X)))))
-                                  for i in range(0, len(X), 2048)])
+            features = torch.cat(
+                [
+                    view(source.load(np.arange(i, min(i + 2048, len(X)))))
+                    for i in range(0, len(X), 2048)
+                ]
+            )
         features = torch.nn.functional.normalize(features.float(), dim=1)
         indices = torch.as_tensor(knn(features, 50, metric="cosine")[0]).long().numpy()
         hits = y[indices] == y[:, None]
@@ -199,9 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
-    {"pretext": train_pretext, "scan": scan_variant, "kmeans": kmeans_variants,
-     "neighbours": neighbour_variants, "heads": head_candidates}[
-        args.command](args, X, y)
+    {
+        "pretext": train_pretext,
+        "scan": scan_variant,
+        "kmeans": kmeans_variants,
+        "neighbours": neighbour_variants,
+        "heads": head_candidates,
+    }[args.command](args, X, y)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,11 @@ def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
         X, y = load_fashion_mnist()
         return X, y, {"data": "fashion-mnist", "data_name": "fashion-mnist", "n_train": 60000}
     with np.load(name) as archive:
-        return archive["X"], archive["y"], {"data": os.path.abspath(name),
-                                            "data_name": Path(name).stem}
+        return (
+            archive["X"],
+            archive["y"],
+            {"data": os.path.abspath(name), "data_name": Path(name).stem},
+        )
 
 
 def random_subset(X: np.ndarray, y: np.ndarray, size: int, seed: int):
@@ -79,10 +82,19 @@ def _git_commit() -> str | None:
 
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
@@ -122,9 +134,11 @@ def fitted_extras(est, X: np.ndarray, y: np.ndarray, info: dict) -> dict:
 def result_path(result: dict) -> Path:
     """Where a result is written: named once, by what it is."""
     commit = (result.get("commit") or "unknown").replace("+dirty", "-dirty")
-    name = (f"quality-{result['method']}-{result['data_name']}-{result['profile']}"
-            f"-k{len(result['cluster_sizes'])}-s{result['seed']}"
-            f"-{result['date'].replace('-', '')}-{commit}.json")
+    name = (
+        f"quality-{result['method']}-{result['data_name']}-{result['profile']}"
+        f"-k{len(result['cluster_sizes'])}-s{result['seed']}"
+        f"-{result['date'].replace('-', '')}-{commit}.json"
+    )
     return RESULTS / name
 
 
@@ -134,17 +148,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--profile", default="cpu", help="a profile of the method")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-clusters", type=int, default=None,
-                        help="default: the number of classes")
+    parser.add_argument(
+        "--n-clusters", type=int, default=None, help="default: the number of classes"
+    )
     parser.add_argument("--limit", type=int, default=None, help="cluster a random subset")
-    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
-                        help="override a profile parameter (JSON value), repeatable")
-    parser.add_argument("--out", default=None,
-                        help="JSON result file (default: named by method, data, profile, K, "
-                             "seed, date and commit in benchmarks/results/)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: all cores); 1 lets two runs share "
-                             "a 2-core machine without slowing each other down")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="override a profile parameter (JSON value), repeatable",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON result file (default: named by method, data, profile, K, "
+        "seed, date and commit in benchmarks/results/)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: all cores); 1 lets two runs share "
+        "a 2-core machine without slowing each other down",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -152,8 +179,9 @@ def _parser() -> argparse.ArgumentParser:
 def _profile_params(args, y: np.ndarray) -> dict:
     profiles = get_method(args.method).method_spec.profiles
     if args.profile not in profiles:
-        raise SystemExit(f"--profile {args.profile!r}: {args.method} has profiles "
-                         f"{sorted(profiles)}.")
+        raise SystemExit(
+            f"--profile {args.profile!r}: {args.method} has profiles {sorted(profiles)}."
+        )
     params = dict(profiles[args.profile])
     for item in args.set:
         key, _, value = item.partition("=")
@@ -192,11 +220,11 @@ def main(argv: list[str] | None = None) -> dict:
         "cluster_sizes": np.bincount(labels, minlength=params["n_clusters"]).tolist(),
         "params": {k: v for k, v in params.items() if k != "verbose"},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch "
-                   f"thread(s), torch {torch.__version__}, cuda={torch.cuda.is_available()}",
+        f"thread(s), torch {torch.__version__}, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d"),
         "commit": commit,
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
-                                                            else argv),
+        "command": "python benchmarks/quality.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         **fitted_extras(est, X, y, info),
     }
     result["labels"] = labels.tolist()

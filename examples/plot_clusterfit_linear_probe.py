@@ -38,7 +38,11 @@ X_train, X_test, y_train, y_test = train_test_split(
 
 clusterfit_probe = make_pipeline(
     ClusterFitTransformer(
-        n_clusters=50, pretext_epochs=15, max_epochs=12, batch_size=128, device="cpu",
+        n_clusters=50,
+        pretext_epochs=15,
+        max_epochs=12,
+        batch_size=128,
+        device="cpu",
         random_state=0,
     ),
     StandardScaler(),
@@ -83,9 +87,14 @@ fig, ax = plt.subplots(figsize=(6, 4))
 n_labels = [int(f * len(order)) for f in fractions]
 for name, accuracies in results.items():
     ax.plot(n_labels, accuracies, "o-", label=name)
-ax.set(xscale="log", xlabel="labelled training images", ylabel="test accuracy",
-       title="Linear probe: logistic regression on features", xticks=n_labels,
-       xticklabels=[str(n) for n in n_labels])
+ax.set(
+    xscale="log",
+    xlabel="labelled training images",
+    ylabel="test accuracy",
+    title="Linear probe: logistic regression on features",
+    xticks=n_labels,
+    xticklabels=[str(n) for n in n_labels],
+)
 ax.grid(alpha=0.3)
 ax.legend()
 fig.tight_layout()

@@ -49,12 +49,17 @@ loss = [r["loss"] for r in est.history_]
 
 fig, (ax_nmi, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
 ax_nmi.plot(epochs, nmi_previous, "o-")
-ax_nmi.set(xlabel="epoch", ylabel="NMI(t-1, t)", ylim=(0, 1),
-           title="NMI between consecutive k-means assignments")
+ax_nmi.set(
+    xlabel="epoch",
+    ylabel="NMI(t-1, t)",
+    ylim=(0, 1),
+    title="NMI between consecutive k-means assignments",
+)
 ax_nmi.grid(alpha=0.3)
 ax_loss.plot(np.arange(len(loss)), loss, "o-", color="tab:orange")
-ax_loss.set(xlabel="epoch", ylabel="cross-entropy",
-            title="Training loss against the current pseudo-labels")
+ax_loss.set(
+    xlabel="epoch", ylabel="cross-entropy", title="Training loss against the current pseudo-labels"
+)
 ax_loss.grid(alpha=0.3)
 for ax in (ax_nmi, ax_loss):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -40,9 +40,7 @@ pixels = X.reshape(len(X), -1) / 255.0
 normalised = features / np.linalg.norm(features, axis=1, keepdims=True)
 views = {
     "raw pixels (64-d)": PCA(2, random_state=0).fit_transform(pixels),
-    f"learned features ({features.shape[1]}-d)": PCA(2, random_state=0).fit_transform(
-        normalised
-    ),
+    f"learned features ({features.shape[1]}-d)": PCA(2, random_state=0).fit_transform(normalised),
 }
 
 # %%
@@ -52,8 +50,9 @@ fig, axes = plt.subplots(2, 2, figsize=(10, 9), layout="constrained")
 for col, (title, points) in enumerate(views.items()):
     for row, (colours, legend) in enumerate([(est.labels_, "cluster"), (y, "digit")]):
         ax = axes[row, col]
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab10", s=6,
-                             vmin=-0.5, vmax=9.5)
+        scatter = ax.scatter(
+            points[:, 0], points[:, 1], c=colours, cmap="tab10", s=6, vmin=-0.5, vmax=9.5
+        )
         ax.set(xticks=[], yticks=[])
         if row == 0:
             ax.set_title(title)

@@ -32,15 +32,12 @@ torch.set_num_threads(2)
 X, y = load_digits_images()
 
 # Few epochs: the two searches fit 2 x 5 x 2 = 20 models.
-est = DeepClusterEstimator(
-    max_epochs=6, pca_dim=32, batch_size=128, device="cpu", random_state=0
-)
+est = DeepClusterEstimator(max_epochs=6, pca_dim=32, batch_size=128, device="cpu", random_state=0)
 param_grid = {"n_clusters": [6, 8, 10, 12, 14]}
 cv = KFold(n_splits=2, shuffle=True, random_state=0)
 
 # With labels: held-out Hungarian accuracy.
-with_labels = GridSearchCV(est, param_grid, scoring=cluster_accuracy_scorer, cv=cv,
-                           refit=False)
+with_labels = GridSearchCV(est, param_grid, scoring=cluster_accuracy_scorer, cv=cv, refit=False)
 with_labels.fit(X, y)
 
 # Without labels: the estimator's own score (cosine silhouette).
@@ -80,6 +77,7 @@ plt.show()
 # which need not be the number of classes a person had in mind. Use it to narrow down a
 # range, and look at the clusters (:ref:`sphx_glr_auto_examples_plot_quickstart.py`)
 # before settling.
-for count, acc, sil in zip(counts, with_labels.cv_results_["mean_test_score"],
-                           label_free.cv_results_["mean_test_score"]):
+for count, acc, sil in zip(
+    counts, with_labels.cv_results_["mean_test_score"], label_free.cv_results_["mean_test_score"]
+):
     print(f"n_clusters={count:2d}  accuracy {acc:.3f}  silhouette {sil:.3f}")

@@ -33,9 +33,7 @@ print(X.shape, X.dtype)
 # self-labels that are recomputed, a few times during training, as the equal-size
 # partition the network finds most likely (Sinkhorn-Knopp). Its default is 50 epochs;
 # 25 keep this example under a minute.
-est = SelfLabelClusterer(
-    n_clusters=10, max_epochs=25, batch_size=128, device="cpu", random_state=0
-)
+est = SelfLabelClusterer(n_clusters=10, max_epochs=25, batch_size=128, device="cpu", random_state=0)
 est.fit(X)
 print("cluster sizes:", np.bincount(est.labels_))
 
@@ -72,8 +70,13 @@ for cluster in range(10):
         if col < len(members):
             ax.imshow(X[members[col]], cmap="gray_r", interpolation="nearest")
     axes[cluster, 0].text(
-        -0.9, 0.5, f"{cluster}: '{majority}'", transform=axes[cluster, 0].transAxes,
-        ha="right", va="center", fontsize=9,
+        -0.9,
+        0.5,
+        f"{cluster}: '{majority}'",
+        transform=axes[cluster, 0].transAxes,
+        ha="right",
+        va="center",
+        fontsize=9,
     )
 fig.suptitle("SeLa clusters of the digits (row: cluster and its majority digit)")
 fig.subplots_adjust(left=0.14, right=0.99, top=0.94, bottom=0.01, wspace=0.05, hspace=0.1)

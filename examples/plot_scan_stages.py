@@ -33,8 +33,14 @@ torch.set_num_threads(2)
 X, y = load_digits_images()
 
 est = SCANClusterer(
-    n_clusters=10, pretext_epochs=40, max_epochs=20, selflabel_epochs=2, lr=1e-3,
-    batch_size=128, device="cpu", random_state=0,
+    n_clusters=10,
+    pretext_epochs=40,
+    max_epochs=20,
+    selflabel_epochs=2,
+    lr=1e-3,
+    batch_size=128,
+    device="cpu",
+    random_state=0,
 )
 est.fit(X, y)
 print(f"neighbours with the same digit as their anchor: {est.neighbor_accuracy_:.1%}")
@@ -52,8 +58,10 @@ stages = {
 }
 scores = {name: evaluate_clustering(y, est.stage_labels_[key]) for name, key in stages.items()}
 for name, values in scores.items():
-    print(f"{name.replace(chr(10), ' '):32s}",
-          "  ".join(f"{k.upper()} {v:.3f}" for k, v in values.items()))
+    print(
+        f"{name.replace(chr(10), ' '):32s}",
+        "  ".join(f"{k.upper()} {v:.3f}" for k, v in values.items()),
+    )
 
 # %%
 # Plot
@@ -83,8 +91,9 @@ ax_scores.legend(loc="lower right")
 for row, stage in enumerate(["pretext", "scan", "selflabel"]):
     ax = fig.add_subplot(grid[row, 1])
     records = [r for r in est.history_ if r["stage"] == stage]
-    ax.plot([r["epoch"] for r in records], [r["loss"] for r in records], "o-", ms=3,
-            color=f"C{row}")
+    ax.plot(
+        [r["epoch"] for r in records], [r["loss"] for r in records], "o-", ms=3, color=f"C{row}"
+    )
     ax.set_ylabel(f"{stage}\nloss", fontsize=8)
     ax.tick_params(labelsize=8)
     if row == 0:

@@ -79,8 +79,9 @@ ax_sizes.set(xlabel="cluster", ylabel="images", xticks=x, title="Cluster sizes")
 ax_sizes.legend(fontsize=8)
 
 ax_lamb.semilogx(lambs, size_error, "o-", label="largest size deviation")
-ax_lamb.set(xlabel="lamb", ylabel="relative deviation from equal size",
-            title="Hard labels vs. lamb")
+ax_lamb.set(
+    xlabel="lamb", ylabel="relative deviation from equal size", title="Hard labels vs. lamb"
+)
 ax_iter = ax_lamb.twinx()
 ax_iter.semilogx(lambs, iterations, "s--", color="tab:gray", label="iterations")
 ax_iter.set_ylabel("Sinkhorn iterations")
