@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from deepclust.data import DataSource
+from deepclust.methods import _stages
 from deepclust.networks import ClusteringNetwork
 from deepclust.training import Callback, Stage, Trainer
 
@@ -84,6 +85,45 @@ class FitState:
             The stages :meth:`run` trains, one after the other.
         """
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def pseudo_label_stage(self, name: str, optimizer: str, lr_schedule: str, **options) -> Stage:
+        """The shared pseudo-label stage on ``self.network`` and ``self.labels``.
+
+        Parameters
+        ----------
+        name : str
+            The stage's name in the history.
+        optimizer : {'sgd', 'adam', 'adamw'}
+            The method's reference optimiser, used unless the estimator's ``optimizer``
+            is set.
+        lr_schedule : {'cosine', 'step', 'constant'}
+            The method's reference schedule, used unless the estimator's ``lr_schedule``
+            is set.
+        **options
+            Further arguments of :func:`~deepclust.methods._stages.pseudo_label_stage`
+            (``momentum``, ``weight_decay``, ``sampler``, hooks).
+
+        Returns
+        -------
+        Stage
+            Cross-entropy of every head against the current ``labels``, with the
+            estimator's ``max_epochs``, ``lr`` and ``augmentation``.
+        """
+        est = self.estimator
+        optimizer, lr_schedule = est._training_settings(optimizer, lr_schedule)
+        return _stages.pseudo_label_stage(
+            self.network,
+            self.source,
+            self.device,
+            lambda: self.labels,
+            n_epochs=est.max_epochs,
+            lr=est.lr,
+            augmentation=est.augmentation,
+            name=name,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            **options,
+        )
 
     def fitted_attributes(self, history: list[dict]) -> dict:
         """The estimator's fitted attributes once every stage has run.

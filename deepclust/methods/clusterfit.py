@@ -19,7 +19,7 @@ from deepclust.methods._docs import fill_doc
 from deepclust.methods._feature_source import FeatureSource, resolve_feature_source
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
-from deepclust.methods._stages import contrastive_stage, extract_features, pseudo_label_stage
+from deepclust.methods._stages import contrastive_stage, extract_features
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.networks import ClusteringNetwork
 from deepclust.training import Stage, use_precision
@@ -68,21 +68,8 @@ class ClusterFitFit(FitState):
                     augmentation=est.pretext_augmentation,
                 )
             )
-        optimizer, lr_schedule = est._training_settings("sgd", "cosine")
         stages.append(
-            pseudo_label_stage(
-                self.network,
-                self.source,
-                self.device,
-                lambda: self.labels,
-                n_epochs=est.max_epochs,
-                lr=est.lr,
-                augmentation=est.augmentation,
-                name="clusterfit",
-                optimizer=optimizer,
-                lr_schedule=lr_schedule,
-                on_stage_begin=self.cluster,
-            )
+            self.pseudo_label_stage("clusterfit", "sgd", "cosine", on_stage_begin=self.cluster)
         )
         return stages
 

@@ -18,7 +18,7 @@ from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
-from deepclust.methods._stages import balanced_sampler, extract_features, pseudo_label_stage
+from deepclust.methods._stages import balanced_sampler, extract_features
 from deepclust.networks import ClusteringNetwork, SobelFilter
 from deepclust.training import Stage
 
@@ -43,19 +43,11 @@ class DeepClusterFit(FitState):
         est = self.estimator
         # Constant rate, as the reference: the head is re-initialised every epoch and must
         # still be able to fit the new labels late in training.
-        optimizer, lr_schedule = est._training_settings("sgd", "constant")
         return [
-            pseudo_label_stage(
-                self.network,
-                self.source,
-                self.device,
-                lambda: self.labels,
-                n_epochs=est.max_epochs,
-                lr=est.lr,
-                augmentation=est.augmentation,
-                name="deepcluster",
-                optimizer=optimizer,
-                lr_schedule=lr_schedule,
+            self.pseudo_label_stage(
+                "deepcluster",
+                "sgd",
+                "constant",
                 weight_decay=est.weight_decay,
                 sampler=balanced_sampler(lambda: to_numpy(self.labels), len(self.source)),
                 on_epoch_begin=self.recluster,

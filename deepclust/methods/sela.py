@@ -19,7 +19,7 @@ from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
-from deepclust.methods._stages import head_probabilities, pseudo_label_stage
+from deepclust.methods._stages import head_probabilities
 from deepclust.networks import ClusteringNetwork
 from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
 from deepclust.training import Stage
@@ -76,21 +76,13 @@ class SeLaFit(FitState):
 
     def stages(self) -> list[Stage]:
         est = self.estimator
-        optimizer, lr_schedule = est._training_settings("sgd", "step")
         return [
-            pseudo_label_stage(
-                self.network,
-                self.source,
-                self.device,
-                lambda: self.labels,
-                n_epochs=est.max_epochs,
-                lr=est.lr,
-                augmentation=est.augmentation,
-                name="selflabel",
-                optimizer=optimizer,
+            self.pseudo_label_stage(
+                "selflabel",
+                "sgd",
+                "step",
                 momentum=est.momentum,
                 weight_decay=est.weight_decay,
-                lr_schedule=lr_schedule,
                 on_epoch_begin=self.relabel_at_update_epochs,
             )
         ]
