@@ -30,7 +30,9 @@ plain float32 loop with SGD (``reference-simclr``: two views, RandomResizedCrop,
 ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8, RandomGrayscale(0.2), both views in one forward
 pass through the backbone and deepclust's projection head, NT-Xent;
 ``reference-pseudolabel``: RandomResizedCrop, flip, a linear head and cross-entropy on
-fixed random labels). They run with the current checkout only.
+fixed random labels; ``reference-strong``: the same with SCAN's strong policy, a padded
+random crop, flip, RandAugment with 4 operations and a cutout, the counterpart of the
+``sela`` case's ``augmentation='strong'``). They run with the current checkout only.
 
 Every measurement runs in a fresh subprocess. With ``--compare REV`` a git worktree of
 ``REV`` is made in a temporary folder and every case runs alternately with the current
@@ -90,7 +92,7 @@ CASES = {
         "method": "sela",
         "params": {"max_epochs": 1, "n_label_updates": 0, "augmentation": "strong"},
         "stage": "selflabel",
-        "reference": "reference-pseudolabel",
+        "reference": "reference-strong",
     },
     "deepcluster": {
         "method": "deepcluster",
@@ -112,7 +114,7 @@ CASES = {
         "reference": "reference-pseudolabel",
     },
 }
-REFERENCES = ("reference-simclr", "reference-pseudolabel")
+REFERENCES = ("reference-simclr", "reference-pseudolabel", "reference-strong")
 #: The estimator classes of checkouts older than the method registry (before 8b8bcea;
 #: ``ebb284d`` for one), by method name.
 CLASSES_BEFORE_REGISTRY = {
@@ -260,6 +262,17 @@ def _reference_transform(kind: str, size: int):
                 T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
                 T.RandomGrayscale(0.2),
                 T.ToTensor(),
+            ]
+        )
+    if kind == "reference-strong":  # SCAN's strong policy: crop, flip, RandAugment, cutout
+        return T.Compose(
+            [
+                T.Resize(size),
+                T.RandomCrop(size, padding=max(1, size // 8)),
+                T.RandomHorizontalFlip(),
+                T.RandAugment(num_ops=4),
+                T.ToTensor(),
+                T.RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0)),
             ]
         )
     return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()])
@@ -738,8 +751,11 @@ def render_doc(result: dict) -> str:
         f"{cfg['repeats']} runs, each in a fresh process, the trees alternated run by run. "
         "Reference rows: the same network trained as the reference implementations do "
         "(per-image torchvision transforms of PIL images, ``DataLoader`` with 2 workers, "
-        "float32, SGD); ``pretext`` is compared with ``reference-simclr``, the other cases "
-        "with ``reference-pseudolabel``. See ``benchmarks/bench_train.py`` for the cases.",
+        "float32, SGD); ``pretext`` is compared with ``reference-simclr`` (SimCLR's "
+        "transforms), ``sela`` (whose ``strong`` policy is SCAN's) with ``reference-strong`` "
+        "(crop, flip, RandAugment with 4 operations, a cutout of a quarter of the image), "
+        "the other cases with ``reference-pseudolabel`` (random resized crop and flip). "
+        "See ``benchmarks/bench_train.py`` for the cases.",
         "",
         f"Date {result['started'][:10]}. Machine: {m['cpu_model'] or 'unknown CPU'}, "
         f"{m['cpu_count']} CPUs (of the flags {', '.join(CPU_FLAGS)}: {flags}), "
