@@ -164,8 +164,11 @@ class BaseDeepClusterer(
     _doc_link_module = "deepclust"
     _doc_link_template = DOCS_URL + "/generated/deepclust.{estimator_name}.html"
 
-    #: Smallest batch size of gradient-free passes (predict, transform, label passes).
-    _min_inference_batch_size = 512
+    #: Smallest batch size of gradient-free passes (predict, transform, label passes) by
+    #: device type. On 2 CPU cores a label pass over 20,000 Fashion-MNIST images at 20 px
+    #: ran at 14,000-23,000 images/s in batches of 256-512 and at 8,800-11,000 in batches
+    #: of 2,048-4,096 (2026-12-03), so CPUs keep 512; GPUs take larger batches.
+    _min_inference_batch_size = {"cpu": 512, "cuda": 2048}
 
     #: The :class:`~deepclust.methods.FitState` subclass that trains this method.
     _fit_state_class: type
@@ -261,9 +264,9 @@ class BaseDeepClusterer(
         """The ``precision`` parameter (``'auto'`` for a method without one)."""
         return getattr(self, "precision", "auto")
 
-    def _inference_batch_size(self) -> int:
-        """Batch size of gradient-free passes over the data."""
-        return max(self.batch_size, self._min_inference_batch_size)
+    def _inference_batch_size(self, device: torch.device) -> int:
+        """Batch size of gradient-free passes over the data on ``device``."""
+        return max(self.batch_size, self._min_inference_batch_size.get(device.type, 512))
 
     def _new_network(
         self,
@@ -350,7 +353,7 @@ class BaseDeepClusterer(
             seed=seed,
             y=y,
             batch_size=self.batch_size,
-            inference_batch_size=self._inference_batch_size(),
+            inference_batch_size=self._inference_batch_size(device),
             verbose=self.verbose,
             callbacks=list(callbacks or ()),
             resume_state=resume_from,
@@ -392,7 +395,7 @@ class BaseDeepClusterer(
             fn,
             source,
             device=device,
-            batch_size=self._inference_batch_size(),
+            batch_size=self._inference_batch_size(device),
             modules=(network,),
             autocast=self._precision(),
         )
@@ -481,7 +484,7 @@ class BaseDeepClusterer(
             features_and_logits,
             source,
             device=device,
-            batch_size=self._inference_batch_size(),
+            batch_size=self._inference_batch_size(device),
             modules=(network,),
         )
         labels = to_numpy(self._labels_from_outputs(features, logits))

@@ -318,10 +318,9 @@ class ClusterFitTransformer(BaseDeepClusterer):
         """
         source = self._read_input(X, reset=False)
         features_of = resolve_feature_source(self.pretext_network_ or self.pretrained)
+        device = self._inference_device()
         with use_precision(self._precision()):
-            features = features_of.features(
-                source, self._inference_device(), self._inference_batch_size()
-            )
+            features = features_of.features(source, device, self._inference_batch_size(device))
         return to_numpy(features).astype(np.float32, copy=False)
 
     def _check_fit_params(self, source) -> None:
