@@ -22,7 +22,7 @@ from deepclust.data import DataSource
 from deepclust.networks import ClusteringNetwork
 from deepclust.training import run_inference
 
-__all__ = ["FeatureSource", "FrozenFeatures", "resolve_feature_source"]
+__all__ = ["FeatureSource", "FrozenFeatures", "check_feature_source", "resolve_feature_source"]
 
 ACCEPTED = (
     "an nn.Module mapping a (B, C, H, W) batch in [0, 1] to features, a callable doing the "
@@ -107,15 +107,6 @@ class FeatureSource:
         return features.float().flatten(1)
 
 
-def _from_estimator(estimator) -> FeatureSource:
-    network = getattr(estimator, "network_", None)
-    if network is None:
-        raise NotFittedError(
-            f"pretrained={type(estimator).__name__} is not fitted; fit it first or pass None."
-        )
-    return _from_network(network)
-
-
 def _from_network(network) -> FeatureSource:
     network = copy.deepcopy(network)
     stats = (to_numpy(network.normalize.mean), to_numpy(network.normalize.std))
@@ -141,19 +132,60 @@ class _NetworkFeatures(nn.Module):
 
 
 def _from_transformer(transformer) -> FeatureSource:
-    try:
-        check_is_fitted(transformer)
-    except NotFittedError as exc:
-        raise NotFittedError(
-            f"pretrained={type(transformer).__name__} is not fitted; fit it first."
-        ) from exc
-
     def transform(batch: torch.Tensor) -> np.ndarray:
         flat = to_numpy(batch.detach().float().cpu()).reshape(len(batch), -1)
         return np.asarray(transformer.transform(flat), dtype=np.float32)
 
     module = FrozenFeatures(transform)
     return FeatureSource(module=module, trainable=False, backbone=module)
+
+
+def _classify(pretrained) -> tuple[str, object]:
+    """The kind of a ``pretrained`` argument (``'network'``, ``'module'``,
+    ``'transformer'`` or ``'callable'``) and the object its features come from, checked
+    for kind and fittedness without copying anything."""
+    from deepclust.methods._base import BaseDeepClusterer
+
+    name = type(pretrained).__name__
+    if isinstance(pretrained, BaseDeepClusterer):
+        network = getattr(pretrained, "network_", None)
+        if network is None:
+            raise NotFittedError(f"pretrained={name} is not fitted; fit it first or pass None.")
+        return "network", network
+    if isinstance(pretrained, ClusteringNetwork):
+        return "network", pretrained
+    module = getattr(pretrained, "module_", None)
+    if not isinstance(pretrained, nn.Module) and isinstance(module, nn.Module):
+        return "module", module  # a fitted skorch net
+    if isinstance(pretrained, nn.Module):
+        return "module", pretrained
+    if hasattr(pretrained, "transform") and hasattr(pretrained, "fit"):
+        try:
+            check_is_fitted(pretrained)
+        except NotFittedError as exc:
+            raise NotFittedError(f"pretrained={name} is not fitted; fit it first.") from exc
+        return "transformer", pretrained
+    if callable(pretrained):
+        return "callable", pretrained
+    raise TypeError(f"pretrained must be {ACCEPTED}; got {name}.")
+
+
+def check_feature_source(pretrained) -> None:
+    """Refuse a ``pretrained`` argument of the wrong kind, or not fitted, before training.
+
+    Parameters
+    ----------
+    pretrained : object
+        The argument, as for :func:`resolve_feature_source` (``None`` is not checked here).
+
+    Raises
+    ------
+    TypeError
+        When ``pretrained`` is none of the accepted kinds.
+    sklearn.exceptions.NotFittedError
+        When it is an estimator or transformer that is not fitted yet.
+    """
+    _classify(pretrained)
 
 
 def resolve_feature_source(pretrained) -> FeatureSource:
@@ -177,21 +209,13 @@ fitted skorch net
     sklearn.exceptions.NotFittedError
         When it is an estimator or transformer that is not fitted yet.
     """
-    from deepclust.methods._base import BaseDeepClusterer
-
-    if isinstance(pretrained, BaseDeepClusterer):
-        return _from_estimator(pretrained)
-    if isinstance(pretrained, ClusteringNetwork):
-        return _from_network(pretrained)
-    module = getattr(pretrained, "module_", None)
-    if not isinstance(pretrained, nn.Module) and isinstance(module, nn.Module):
-        pretrained = module  # a fitted skorch net
-    if isinstance(pretrained, nn.Module):
-        module = copy.deepcopy(pretrained)
+    kind, source = _classify(pretrained)
+    if kind == "network":
+        return _from_network(source)
+    if kind == "module":
+        module = copy.deepcopy(source)
         return FeatureSource(module=module, trainable=True, backbone=module)
-    if hasattr(pretrained, "transform") and hasattr(pretrained, "fit"):
-        return _from_transformer(pretrained)
-    if callable(pretrained):
-        module = FrozenFeatures(pretrained)
-        return FeatureSource(module=module, trainable=False, backbone=module)
-    raise TypeError(f"pretrained must be {ACCEPTED}; got {type(pretrained).__name__}.")
+    if kind == "transformer":
+        return _from_transformer(source)
+    module = FrozenFeatures(source)
+    return FeatureSource(module=module, trainable=False, backbone=module)

@@ -16,7 +16,11 @@ from deepclust._utils import to_numpy
 from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
-from deepclust.methods._feature_source import FeatureSource, resolve_feature_source
+from deepclust.methods._feature_source import (
+    FeatureSource,
+    check_feature_source,
+    resolve_feature_source,
+)
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import contrastive_stage, extract_features
@@ -331,7 +335,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
                 f"n_subclusters={self.n_subclusters} must lie between n_clusters="
                 f"{self.n_clusters} and n_samples={len(source)}; change it or pass None."
             )
-        self._feature_source()
+        if self.pretrained is not None:
+            check_feature_source(self.pretrained)
 
 
 def _reinitialised(module: nn.Module) -> nn.Module:

@@ -17,7 +17,7 @@ from deepclust.cluster import kmeans, knn
 from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
-from deepclust.methods._feature_source import resolve_feature_source
+from deepclust.methods._feature_source import check_feature_source, resolve_feature_source
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import (
@@ -706,4 +706,4 @@ class SCANClusterer(BaseDeepClusterer):
                 "candidates. Set n_head_candidates >= n_heads, or 0 for random heads."
             )
         if self.pretrained is not None:
-            resolve_feature_source(self.pretrained)
+            check_feature_source(self.pretrained)
