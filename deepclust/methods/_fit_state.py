@@ -13,6 +13,7 @@ from deepclust.data import DataSource
 from deepclust.methods import _stages
 from deepclust.networks import ClusteringNetwork
 from deepclust.training import Callback, Stage, Trainer
+from deepclust.training._engine import float_state
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepclust.methods._base import BaseDeepClusterer, FitContext
@@ -159,9 +160,8 @@ class FitState:
         fitted = self.fitted_attributes(history)
         fitted.setdefault("history_", history)
         fitted.setdefault("n_iter_", len(history))
-        for name, value in fitted["network_"].state_dict().items():
-            if value.is_floating_point():
-                self.check_finite(value, f"the fitted network's weight {name!r}")
+        for name, value in float_state(fitted["network_"]):
+            self.check_finite(value, f"the fitted network's weight {name!r}")
         fitted["network_"].eval()
         return fitted
 

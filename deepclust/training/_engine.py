@@ -424,7 +424,7 @@ class Trainer:
                     n_steps += 1
                 self._notify("on_batch_end", stage, i, loss)
         total_loss = float(total_loss)  # on CUDA, the epoch's one wait for the device
-        if n_steps:
+        if n_steps and self.device.type == "cuda":  # the CPU checked every step
             self._check_loss(stage, total_loss)
         return {
             "loss": total_loss / n_steps if n_steps else float("nan"),
@@ -469,7 +469,7 @@ class Trainer:
         """Raise :class:`TrainingDivergedError` if a weight of the stage's modules is NaN or
         infinite (a loss can stay finite while the weights overflow)."""
         for module in stage.modules:
-            for name, value in _float_state(module):
+            for name, value in float_state(module):
                 if not bool(torch.isfinite(value.detach()).all()):
                     raise self.diverged(stage, f"the weight {name!r} became NaN or infinite")
 
@@ -512,9 +512,19 @@ class Trainer:
             self._optimizer.step()
 
 
-def _float_state(module: nn.Module):
+def float_state(module: nn.Module):
     """``(name, tensor)`` of a module's parameters and floating-point buffers (BatchNorm's
-    running statistics included)."""
+    running statistics included).
+
+    Parameters
+    ----------
+    module : nn.Module
+        The module whose values are listed.
+
+    Yields
+    ------
+    tuple of (str, torch.Tensor)
+    """
     yield from module.named_parameters()
     yield from ((n, b) for n, b in module.named_buffers() if b.is_floating_point())
 
