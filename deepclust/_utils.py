@@ -18,6 +18,8 @@ __all__ = [
     "stderr_is_terminal",
     "available_cpus",
     "torch_threads_at_most",
+    "short_repr",
+    "is_int",
 ]
 
 
@@ -191,3 +193,34 @@ def torch_threads_at_most(n_threads: int):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def short_repr(value) -> str:
+    """``repr(value)``, cut to 80 characters, for error messages about user input.
+
+    Parameters
+    ----------
+    value : object
+        The value shown.
+
+    Returns
+    -------
+    str
+    """
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer and not a bool (JSON fields, parameters).
+
+    Parameters
+    ----------
+    value : object
+        The value checked.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, int) and not isinstance(value, bool)

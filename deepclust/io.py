@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepclust._utils import atomic_write
+from deepclust._utils import atomic_write, is_int, short_repr
 
 __all__ = ["FORMAT_VERSION", "save_model", "load_model", "model_paths"]
 
@@ -78,15 +78,6 @@ class _Invalid(ValueError):
 
 def _refusal(path: Path, exc: _Invalid) -> ValueError:
     return ValueError(f"{path}: {str(exc).rstrip('.')}. {exc.hint}")
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -373,7 +364,7 @@ def _array_names(spec) -> list[str]:
 def _entries(value: Any, field: str, required: tuple, optional: tuple = ()) -> dict:
     """``value`` as a JSON object with these entries, or the refusal naming the field."""
     if not isinstance(value, dict):
-        raise _Invalid(f"{field} must be a JSON object; got {_shown(value)}")
+        raise _Invalid(f"{field} must be a JSON object; got {short_repr(value)}")
     missing = [key for key in required if key not in value]
     if missing:
         raise _Invalid(f"{field}.{missing[0]} is missing")
@@ -393,10 +384,10 @@ def _check_description(metadata: dict) -> tuple[type, Any, dict]:
     from deepclust.methods import method_spec
 
     version = metadata.get("format_version")
-    if not (_is_int(version) and 1 <= version <= FORMAT_VERSION):
+    if not (is_int(version) and 1 <= version <= FORMAT_VERSION):
         raise _Invalid(
             f"format_version must be an integer between 1 and {FORMAT_VERSION}; got "
-            f"{_shown(version)}"
+            f"{short_repr(version)}"
         )
     missing = [key for key in _REQUIRED if key not in metadata]
     if missing:
@@ -427,7 +418,7 @@ def _checked_method(name: Any) -> type:
     classes = sorted(cls.__name__ for cls in registered_methods().values())
     if not isinstance(name, str):
         raise _Invalid(
-            f"estimator must be the class name of a registered method; got {_shown(name)}"
+            f"estimator must be the class name of a registered method; got {short_repr(name)}"
         )
     if name not in classes:
         raise _Invalid(
@@ -487,12 +478,12 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
     if not scalar:
         raise _Invalid(
             f"{field} must be null, a boolean, a number, a string or a list of numbers; "
-            f"got {_shown(value)}"
+            f"got {short_repr(value)}"
         )
     if name in getattr(cls, "_fitted_input_params", ()) and value is not None:
         raise _Invalid(
             f"{field} must be null (a fitted object is never stored in a model file); got "
-            f"{_shown(value)}"
+            f"{short_repr(value)}"
         )
     constraints = cls._parameter_constraints.get(name, [])
     constraints = [constraints] if isinstance(constraints, str) else constraints
@@ -506,13 +497,13 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
         name == "image_size"
         and value is not None
         and not (
-            (isinstance(value, list) and len(value) == 2 or _is_int(value))
-            and all(_is_int(v) and 4 <= v <= MAX_DIM for v in np.atleast_1d(value).tolist())
+            (isinstance(value, list) and len(value) == 2 or is_int(value))
+            and all(is_int(v) and 4 <= v <= MAX_DIM for v in np.atleast_1d(value).tolist())
         )
     ):
         raise _Invalid(
             f"{field} must be null, or one or two integers between 4 and {MAX_DIM}; got "
-            f"{_shown(value)}"
+            f"{short_repr(value)}"
         )
     if name == "device" and isinstance(value, str) and value != "auto":
         try:
@@ -522,14 +513,14 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
         if kind not in ("cpu", "cuda", "mps"):
             raise _Invalid(
                 f"{field} must be 'auto' or a device such as 'cpu', 'cuda' or 'cuda:0'; got "
-                f"{_shown(value)}"
+                f"{short_repr(value)}"
             )
 
 
 def _checked_estimator(cls: type, params: Any):
     """The unfitted estimator ``params`` build, validated by scikit-learn's constraints."""
     if not isinstance(params, dict):
-        raise _Invalid(f"params must be a JSON object; got {_shown(params)}")
+        raise _Invalid(f"params must be a JSON object; got {short_repr(params)}")
     defaults = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(defaults))
     if unknown:
@@ -586,10 +577,10 @@ def _check_fitted(fitted: Any, spec, network: dict) -> None:
     kind, shape = fitted["input_kind_"], fitted["input_shape_"]
     if kind not in ("images", "features"):
         raise _Invalid(
-            f"fitted.input_kind_ must be one of ['features', 'images']; got {_shown(kind)}"
+            f"fitted.input_kind_ must be one of ['features', 'images']; got {short_repr(kind)}"
         )
-    if not isinstance(shape, list) or not all(_is_int(s) for s in shape):
-        raise _Invalid(f"fitted.input_shape_ must be a list of integers; got {_shown(shape)}")
+    if not isinstance(shape, list) or not all(is_int(s) for s in shape):
+        raise _Invalid(f"fitted.input_shape_ must be a list of integers; got {short_repr(shape)}")
     if shape != list(network["input_shape"]):
         raise _Invalid(
             f"fitted.input_shape_ {shape} differs from network.input_shape "
@@ -601,26 +592,28 @@ def _check_fitted(fitted: Any, spec, network: dict) -> None:
             "(images have shape (C, H, W), features (D,))"
         )
     n_values = math.prod(shape)
-    if not _is_int(fitted["n_features_in_"]) or fitted["n_features_in_"] != n_values:
+    if not is_int(fitted["n_features_in_"]) or fitted["n_features_in_"] != n_values:
         raise _Invalid(
             f"fitted.n_features_in_ must be the number of values per sample, "
-            f"{n_values}; got {_shown(fitted['n_features_in_'])}"
+            f"{n_values}; got {short_repr(fitted['n_features_in_'])}"
         )
     n_iter = fitted.get("n_iter_")
-    if n_iter is not None and not (_is_int(n_iter) and 0 <= n_iter <= 10**9):
+    if n_iter is not None and not (is_int(n_iter) and 0 <= n_iter <= 10**9):
         raise _Invalid(
-            f"fitted.n_iter_ must be null or an integer between 0 and {10**9}; got {_shown(n_iter)}"
+            f"fitted.n_iter_ must be null or an integer between 0 and {10**9}; got "
+            f"{short_repr(n_iter)}"
         )
     history = fitted.get("history_", [])
     if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
         raise _Invalid(
-            f"fitted.history_ must be a list of JSON objects (one per epoch); got {_shown(history)}"
+            "fitted.history_ must be a list of JSON objects (one per epoch); got "
+            f"{short_repr(history)}"
         )
     for attr, kind in scalars.items():
         value = fitted.get(attr)
-        if attr in fitted and not (_is_int(value) if kind == "int" else _is_number(value)):
+        if attr in fitted and not (is_int(value) if kind == "int" else _is_number(value)):
             expected = "an integer" if kind == "int" else "a number"
-            raise _Invalid(f"fitted.{attr} must be {expected}; got {_shown(value)}")
+            raise _Invalid(f"fitted.{attr} must be {expected}; got {short_repr(value)}")
     head = fitted.get("best_head_")
     if head is not None and not 0 <= head < network["n_heads"]:
         raise _Invalid(
@@ -632,22 +625,22 @@ def _check_whitening(whitening: Any, key: str, network: dict) -> None:
     fields = ("n_components_", "n_features_in_", "eps", "l2_normalize")
     _entries(whitening, key, fields)
     n_features, n_components = whitening["n_features_in_"], whitening["n_components_"]
-    if not _is_int(n_features) or n_features != network["n_features"]:
+    if not is_int(n_features) or n_features != network["n_features"]:
         raise _Invalid(
-            f"{key}.n_features_in_ {_shown(n_features)} differs from "
+            f"{key}.n_features_in_ {short_repr(n_features)} differs from "
             f"network.n_features {network['n_features']}"
         )
-    if not (_is_int(n_components) and 1 <= n_components <= n_features):
+    if not (is_int(n_components) and 1 <= n_components <= n_features):
         raise _Invalid(
             f"{key}.n_components_ must be an integer between 1 and {n_features}; "
-            f"got {_shown(n_components)}"
+            f"got {short_repr(n_components)}"
         )
     eps = whitening["eps"]
     if not (_is_number(eps) and math.isfinite(eps) and eps >= 0):
-        raise _Invalid(f"{key}.eps must be a finite number >= 0; got {_shown(eps)}")
+        raise _Invalid(f"{key}.eps must be a finite number >= 0; got {short_repr(eps)}")
     if not isinstance(whitening["l2_normalize"], bool):
         raise _Invalid(
-            f"{key}.l2_normalize must be true or false; got {_shown(whitening['l2_normalize'])}"
+            f"{key}.l2_normalize must be true or false; got {short_repr(whitening['l2_normalize'])}"
         )
 
 
@@ -668,16 +661,16 @@ def _check_tensors_record(record: Any, spec) -> None:
     _entries(record, "tensors", ("sha256", "n_bytes"), ("file", "arrays"))
     sha = record["sha256"]
     if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
-        raise _Invalid(f"tensors.sha256 must be 64 lower-case hex digits; got {_shown(sha)}")
-    if not (_is_int(record["n_bytes"]) and 8 <= record["n_bytes"] <= 2**50):
+        raise _Invalid(f"tensors.sha256 must be 64 lower-case hex digits; got {short_repr(sha)}")
+    if not (is_int(record["n_bytes"]) and 8 <= record["n_bytes"] <= 2**50):
         raise _Invalid(
             f"tensors.n_bytes must be an integer between 8 and {2**50}; got "
-            f"{_shown(record['n_bytes'])}"
+            f"{short_repr(record['n_bytes'])}"
         )
     if "file" in record and not _is_plain_name(record["file"]):
         raise _Invalid(
             "tensors.file must be a file name ending in '.safetensors', without "
-            f"folders; got {_shown(record['file'])}"
+            f"folders; got {short_repr(record['file'])}"
         )
     arrays = record.get("arrays", {})
     _entries(arrays, "tensors.arrays", (), tuple(_array_names(spec)))
@@ -686,12 +679,13 @@ def _check_tensors_record(record: Any, spec) -> None:
         if entry["dtype"] not in _FLOAT_DTYPES | _INT_DTYPES | {"BOOL"}:
             raise _Invalid(
                 f"tensors.arrays.{attr}.dtype must be a numeric safetensors dtype; "
-                f"got {_shown(entry['dtype'])}"
+                f"got {short_repr(entry['dtype'])}"
             )
         shape = entry["shape"]
-        if not (isinstance(shape, list) and all(_is_int(s) and s >= 0 for s in shape)):
+        if not (isinstance(shape, list) and all(is_int(s) and s >= 0 for s in shape)):
             raise _Invalid(
-                f"tensors.arrays.{attr}.shape must be a list of integers >= 0; got {_shown(shape)}"
+                f"tensors.arrays.{attr}.shape must be a list of integers >= 0; got "
+                f"{short_repr(shape)}"
             )
 
 
@@ -716,7 +710,7 @@ def _tensor_header(blob: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
         if not (
             isinstance(dtype, str)
             and isinstance(shape, list)
-            and all(_is_int(s) and s >= 0 for s in shape)
+            and all(is_int(s) and s >= 0 for s in shape)
         ):
             raise _Invalid(f"the safetensors header entry of {name!r} is invalid")
         tensors[name] = (dtype, tuple(shape))
@@ -840,12 +834,12 @@ def _read_metadata(metadata_path: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT_NAME:
         raise ValueError(f"{str(metadata_path)!r} is not a deepclust model file.")
     version = metadata.get("format_version")
-    if _is_int(version) and version > FORMAT_VERSION:
+    if is_int(version) and version > FORMAT_VERSION:
         raise ValueError(
             f"{str(metadata_path)!r} has model format version {version!r}; this deepclust "
             f"reads versions up to {FORMAT_VERSION}. Upgrade deepclust to load it."
         )
-    if _is_int(version) and version == 1:
+    if is_int(version) and version == 1:
         _upgrade_v1(metadata)
     return metadata
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from deepclust._utils import is_int, short_repr
 from deepclust.networks._backbones import BACKBONES, build_backbone, feature_dim
 from deepclust.networks._filters import SobelFilter
 from deepclust.networks._model import ClusteringNetwork
@@ -91,19 +92,10 @@ def describe_network(network: nn.Module, backbone, input_shape) -> dict:
     }
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _bounded_int(value: Any, field: str, low: int, high: int) -> int:
-    if not (_is_int(value) and low <= value <= high):
+    if not (is_int(value) and low <= value <= high):
         raise ValueError(
-            f"{field} must be an integer between {low} and {high}; got {_shown(value)}"
+            f"{field} must be an integer between {low} and {high}; got {short_repr(value)}"
         )
     return value
 
@@ -112,7 +104,7 @@ def _input_shape(value: Any, field: str) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or len(value) not in (1, 3):
         raise ValueError(
             f"{field} must be a list of 1 or 3 integers (features (D,) or images (C, H, W)); "
-            f"got {_shown(value)}"
+            f"got {short_repr(value)}"
         )
     shape = tuple(_bounded_int(s, f"{field}[{i}]", 1, MAX_DIM) for i, s in enumerate(value))
     if math.prod(shape) > MAX_INPUT_VALUES:
@@ -148,7 +140,7 @@ def check_description(spec: Any, where: str = "network") -> dict:
         ``backbone`` is registered is not checked here.
     """
     if not isinstance(spec, dict):
-        raise ValueError(f"{where} must be a JSON object; got {_shown(spec)}")
+        raise ValueError(f"{where} must be a JSON object; got {short_repr(spec)}")
     missing = [key for key in DESCRIPTION_FIELDS if key not in spec]
     if missing:
         raise ValueError(f"{where}.{missing[0]} is missing")
@@ -158,7 +150,7 @@ def check_description(spec: Any, where: str = "network") -> dict:
     if not isinstance(spec["backbone"], str):
         raise ValueError(
             f"{where}.backbone must be a string naming a registered backbone; got "
-            f"{_shown(spec['backbone'])}"
+            f"{short_repr(spec['backbone'])}"
         )
     projection = spec["projection_dim"]
     if projection is not None:
@@ -166,7 +158,7 @@ def check_description(spec: Any, where: str = "network") -> dict:
     if spec["input_filter"] is not None and spec["input_filter"] not in INPUT_FILTERS:
         raise ValueError(
             f"{where}.input_filter must be null or one of {sorted(INPUT_FILTERS)}; got "
-            f"{_shown(spec['input_filter'])}"
+            f"{short_repr(spec['input_filter'])}"
         )
     return {
         "backbone": spec["backbone"],
