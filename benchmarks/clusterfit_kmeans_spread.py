@@ -1,8 +1,9 @@
 """How much ClusterFit's pseudo-labels depend on the k-means seed and settings.
 
-Trains ClusterFit's ``cpu``-profile pretext (``N_pre``) on a 10,000-image Fashion-MNIST
-subset, then clusters its L2-normalised features with k-means under several seeds,
-``n_init``/``n_iter`` settings and PCA-whitening sizes, printing inertia, ACC and NMI.
+Trains ClusterFit's pretext (``N_pre``), with the recipe resolved for a 10,000-image
+Fashion-MNIST subset on a CPU (``budget='default'``), then clusters its L2-normalised
+features with k-means under several seeds, ``n_init``/``n_iter`` settings and
+PCA-whitening sizes, printing inertia, ACC and NMI.
 
 Usage: python benchmarks/clusterfit_kmeans_spread.py [--limit 10000] [--threads 1]
 """
@@ -21,6 +22,26 @@ from quality import load_data, random_subset  # noqa: E402
 from deepclust import ClusterFitTransformer  # noqa: E402
 from deepclust.cluster import PCAWhitening, kmeans  # noqa: E402
 from deepclust.metrics import evaluate_clustering  # noqa: E402
+from deepclust.recipes import recipe_for  # noqa: E402
+
+
+def recipe_params(X) -> dict:
+    """ClusterFit's settings for ``X`` on a CPU: its recipe at ``budget='default'``.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        The images.
+
+    Returns
+    -------
+    dict
+        The recipe's parameter values, with ``n_clusters=10``, ``device='cpu'`` and
+        ``random_state=0``.
+    """
+    est = ClusterFitTransformer(n_clusters=10, device="cpu", random_state=0)
+    params = recipe_for(est, X)["params"]
+    return dict(params, n_clusters=10, device="cpu", random_state=0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,13 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     X, y, _ = load_data("fashion-mnist")
     X, y = random_subset(X, y, args.limit, seed=0)
-    params = dict(
-        ClusterFitTransformer.method_spec.profiles["cpu"],
-        max_epochs=1,
-        n_clusters=10,
-        random_state=0,
-    )
-    est = ClusterFitTransformer(**params).fit(X)
+    est = ClusterFitTransformer(**dict(recipe_params(X), max_epochs=1)).fit(X)
     features = torch.nn.functional.normalize(
         torch.as_tensor(est.pretrained_transform(X)).float(), dim=1
     )

@@ -1,13 +1,17 @@
-"""Clustering quality of one registered method on one data set, with a profile's settings.
+"""Clustering quality of one registered method on one data set, with its recipe.
 
 Usage (from the repository root)::
 
-    python benchmarks/quality.py --method sela --data fashion-mnist --profile cpu --seed 0
+    python benchmarks/quality.py --method scan --data fashion-mnist --budget default --seed 0
 
-``--method`` is any registered method (``deepclust.methods.method_names()``), ``--profile``
-one of its ``method_spec.profiles``. ``--data`` is ``digits``, ``fashion-mnist`` (Debian's
-``dataset-fashion-mnist``) or an ``.npz`` file holding ``X`` (uint8 images
-``(N, H, W[, C])``) and ``y``. All samples are clustered (``--limit`` takes a random subset).
+``--method`` is any registered method (``deepclust.methods.method_names()``). The
+estimator is built as a user would build it: ``n_clusters``, ``budget``, ``device`` and
+``random_state``, every other parameter left to the method's recipe (``--set`` overrides
+one). The resolved settings are the result's ``recipe``. ``--data`` is ``digits``,
+``fashion-mnist`` (Debian's ``dataset-fashion-mnist``), ``shapes``
+(``deepclust.datasets.make_shapes(20000, random_state=0)``: 32x32 colour shapes) or an
+``.npz`` file holding ``X`` (uint8 images ``(N, H, W[, C])``) and ``y``. All samples are
+clustered (``--limit`` takes a random subset).
 
 The JSON result holds ``acc`` (Hungarian), ``acc_majority``, ``nmi``, ``ari``, ``seconds``,
 the parameters used, ``labels`` (the cluster of every sample, in order), the estimator's
@@ -16,7 +20,7 @@ labels, from ``stage_labels_``), ``predict`` (scores of ``predict(X)`` where it 
 from ``labels_``), ``neighbor_accuracy``, and ``linear_probe`` (logistic regression on the
 training images' features, scored on the test images, for estimators with
 ``pretrained_transform``). It is written to
-``benchmarks/results/quality-{method}-{data}-{profile}-k{K}-s{seed}-{date}-{commit}.json``
+``benchmarks/results/quality-{method}-{data}-{budget}-k{K}-s{seed}-{date}-{commit}.json``
 unless ``--out`` names another file; result files are never renamed, and
 ``benchmarks/report_quality.py`` decides which runs are current.
 """
@@ -37,8 +41,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepclust.datasets import load_digits_images, load_fashion_mnist  # noqa: E402
+from deepclust.io import _json_value  # noqa: E402
 from deepclust.methods import get_method, method_names  # noqa: E402
 from deepclust.metrics import cluster_accuracy, evaluate_clustering  # noqa: E402
+from deepclust.recipes import BUDGETS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,6 +57,11 @@ def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     if name == "fashion-mnist":
         X, y = load_fashion_mnist()
         return X, y, {"data": "fashion-mnist", "data_name": "fashion-mnist", "n_train": 60000}
+    if name == "shapes":
+        from deepclust.datasets import make_shapes
+
+        X, y = make_shapes(20000, random_state=0)
+        return X, y, {"data": "shapes", "data_name": "shapes"}
     with np.load(name) as archive:
         return (
             archive["X"],
@@ -110,8 +121,6 @@ def _scores(y: np.ndarray, labels: np.ndarray) -> dict:
 
 def fitted_extras(est, X: np.ndarray, y: np.ndarray, info: dict) -> dict:
     """What the fitted estimator offers beyond ``labels_``, scored against ``y``."""
-    from deepclust.io import _json_value
-
     extras: dict = {"history": _json_value(getattr(est, "history_", []))}
     if hasattr(est, "stage_labels_"):
         extras["stages"] = {
@@ -146,7 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=method_names(), required=True)
     parser.add_argument("--data", default="fashion-mnist")
-    parser.add_argument("--profile", default="cpu", help="a profile of the method")
+    parser.add_argument(
+        "--budget", default="default", choices=sorted(BUDGETS), help="training budget"
+    )
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--n-clusters", type=int, default=None, help="default: the number of classes"
@@ -157,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PARAM=VALUE",
-        help="override a profile parameter (JSON value), repeatable",
+        help="set an estimator parameter (JSON value) over the recipe, repeatable",
     )
     parser.add_argument(
         "--out",
@@ -176,13 +188,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _profile_params(args, y: np.ndarray) -> dict:
-    profiles = get_method(args.method).method_spec.profiles
-    if args.profile not in profiles:
-        raise SystemExit(
-            f"--profile {args.profile!r}: {args.method} has profiles {sorted(profiles)}."
-        )
-    params = dict(profiles[args.profile])
+def estimator_params(args, y: np.ndarray) -> dict:
+    """The estimator's parameters: what a user sets, and the ``--set`` overrides."""
+    valid = get_method(args.method)().get_params(deep=False)
+    params = {"budget": args.budget} if "budget" in valid else {}
+    params["device"] = args.device
     for item in args.set:
         key, _, value = item.partition("=")
         params[key] = json.loads(value)
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
         X, y = random_subset(X, y, args.limit, args.seed)
         info.pop("n_train", None)
         info["data_name"] += f"-n{args.limit}"
-    params = _profile_params(args, y)
+    params = estimator_params(args, y)
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
 
@@ -211,7 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
     labels = np.asarray(est.labels_)
     result = {
         "method": args.method,
-        "profile": args.profile,
+        "profile": args.budget,
+        "budget": args.budget,
         "seed": args.seed,
         **info,
         "n_samples": int(len(X)),
@@ -225,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         "commit": commit,
         "command": "python benchmarks/quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
+        "recipe": _json_value(est.recipe_),
         **fitted_extras(est, X, y, info),
     }
     result["labels"] = labels.tolist()

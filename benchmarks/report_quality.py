@@ -1,16 +1,21 @@
-"""Tabulate ``benchmarks/results/quality-*.json`` into ``docs/_bench/quality.rst.inc``.
+"""Tabulate the quality and baseline results into ``docs/_bench/quality.rst.inc``.
 
-Run after ``quality.py`` runs; the docs include the generated file, so every figure on the
-benchmarks page comes from a result file.
+Run after ``quality.py`` or ``baselines.py`` runs; the docs include the generated file, so
+every figure on the benchmarks page comes from a result file.
 
-The methods, their titles and their current profiles come from the method registry
-(:func:`deepclust.methods.registered_methods`). Runs are grouped by data set, profile and
-parameters (less ``n_clusters``, ``random_state`` and ``verbose``); a group is *current*
-when those parameters equal the method's current profile, and is listed first. Of
-identical runs (same parameters and seed) only the newest by date is shown. Extras are
-tabulated whenever the result files hold them: ``stages`` (the labels after each stage),
-``predict`` and ``linear_probe``, and the consecutive-assignment NMI (``nmi_previous``,
-or ``history`` records that carry it).
+It reads ``benchmarks/results/quality-*.json`` and ``baseline-*.json``. The runs made with
+recipes (result files with a ``recipe`` key) and the baselines are tabulated per data set
+(name and number of samples): one row per method (or baseline), budget and K, with the
+seeds, the mean and worst-seed scores, the mean and longest fit time and the commits.
+Only the newest run (by date, then file name) of each method, data set, budget, K and
+seed counts. Below each table come the method titles (from the method registry,
+:func:`deepclust.methods.registered_methods`), then for each row its resolved settings
+(``recipe_['params']``), machine, command, the extras the result files hold (``stages``,
+``predict``, ``linear_probe``, the consecutive-assignment NMI) and its result files.
+
+Results without a ``recipe`` key, made with the former per-method benchmark profiles,
+are listed in a separate compact table, "Earlier profile runs", never mixed with the
+recipe tables.
 
 Usage: python benchmarks/report_quality.py [--results DIR] [--out FILE]
 """
@@ -30,20 +35,63 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))  # the checkout's deepclust, when not installed
 
 from deepclust.methods import registered_methods  # noqa: E402
+from deepclust.recipes import BUDGETS  # noqa: E402
 
-#: Parameters that vary between the runs of one recipe (and ``verbose``, which only logs).
-RUN_PARAMS = ("n_clusters", "random_state", "verbose")
-HEADER = ["seed", "K", "ACC", "NMI", "ARI", "ACC (majority)", "minutes", "max/min size", "commit"]
+#: The result files read, as glob patterns in the results folder.
+PATTERNS = ("quality-*.json", "baseline-*.json")
+
+#: Titles of the baselines of ``benchmarks/baselines.py``, in the order they are listed.
+BASELINE_TITLES = {
+    "kmeans": "k-means on the raw pixels (scikit-learn ``KMeans``, ``n_init=10``)",
+    "umap-gmm": "UMAP to 10 dimensions on the raw pixels, then a Gaussian mixture "
+    "(full covariances)",
+}
+
+RECIPE_HEADER = [
+    "method",
+    "budget",
+    "K",
+    "seeds",
+    "ACC mean",
+    "ACC worst",
+    "NMI mean",
+    "NMI worst",
+    "ARI mean",
+    "s mean",
+    "s max",
+    "commit(s)",
+]
+EARLIER_HEADER = ["method", "data", "profile", "K", "seed", "ACC", "NMI", "s", "date", "commit"]
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def load_results(directory: Path) -> list[dict]:
-    """Every ``quality-*.json`` in ``directory``, old key names mapped to the new ones."""
+    """Every result file in ``directory``, old key names mapped to the new ones.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The results folder.
+
+    Returns
+    -------
+    list of dict
+        The results, each with its file name in ``file``; files that are not a JSON
+        object are skipped with a message.
+    """
     results = []
-    for path in sorted(directory.glob("quality-*.json")):
-        result = json.loads(path.read_text())
+    paths = sorted({p for pattern in PATTERNS for p in directory.glob(pattern)})
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            print(f"skipped: {path.name} ({error})")
+            continue
+        if not isinstance(result, dict):
+            print(f"skipped: {path.name} (not a JSON object)")
+            continue
         result["file"] = path.name
         results.append(_new_keys(result))
     return results
@@ -60,31 +108,62 @@ def _new_keys(result: dict) -> dict:
     return result
 
 
-def recipe(result: dict) -> dict:
-    """A run's parameters less those that differ between the seeds of one recipe."""
-    return {k: v for k, v in result["params"].items() if k not in RUN_PARAMS}
+def is_baseline(result: dict) -> bool:
+    """Whether a result is a run of ``benchmarks/baselines.py``."""
+    return result.get("profile") == "baseline" or str(result.get("file", "")).startswith(
+        "baseline-"
+    )
 
 
-def _canonical(params) -> dict:
-    """Parameters as JSON stores them (tuples become lists), for comparison."""
-    return json.loads(json.dumps(dict(params)))
+def is_recipe_run(result: dict) -> bool:
+    """Whether a result was made with a recipe (it records the resolved ``recipe``)."""
+    return isinstance(result.get("recipe"), dict) and not is_baseline(result)
 
 
-def current_profile(result: dict, methods: dict) -> dict | None:
-    """The registered profile a result names, or None."""
-    cls = methods.get(result["method"])
-    profile = cls.method_spec.profiles.get(result["profile"]) if cls is not None else None
-    return None if profile is None else _canonical(profile)
+def data_name(result: dict) -> str:
+    """The data set's name (with ``-n{N}`` for a subset), ``?`` when unrecorded."""
+    return str(result.get("data_name") or result.get("data") or "?")
 
 
-def newest_of_identical(results: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Of runs identical but for when they ran, keep the newest (by date, then file name)."""
-    kept: dict[str, dict] = {}
-    for r in sorted(results, key=lambda r: (r["date"], r["file"])):
-        params = {k: v for k, v in r["params"].items() if k != "verbose"}
-        key = json.dumps(
-            [r["method"], r["data"], r["n_samples"], r["profile"], r["seed"], params],
-            sort_keys=True,
+def n_clusters(result: dict) -> int | None:
+    """The number of clusters K of a run."""
+    if result.get("cluster_sizes"):
+        return len(result["cluster_sizes"])
+    params = result.get("params") or {}
+    value = params.get("n_clusters", result.get("n_clusters"))
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def budget(result: dict) -> str:
+    """A recipe run's budget, ``-`` for a baseline."""
+    if is_baseline(result):
+        return "-"
+    recipe = result.get("recipe") or {}
+    return str(result.get("budget") or recipe.get("budget") or result.get("profile") or "?")
+
+
+def newest_runs(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The newest run of each method, data set, budget, K and seed, and the others.
+
+    Parameters
+    ----------
+    results : list of dict
+        Results of recipe runs and baselines.
+
+    Returns
+    -------
+    kept, superseded : list of dict
+        Both in the order of ``results``.
+    """
+    kept: dict[tuple, dict] = {}
+    for r in sorted(results, key=lambda r: (str(r.get("date", "")), str(r.get("file", "")))):
+        key = (
+            r.get("method"),
+            data_name(r),
+            r.get("n_samples"),
+            budget(r),
+            n_clusters(r),
+            r.get("seed"),
         )
         kept[key] = r
     shown = {id(r) for r in kept.values()}
@@ -98,20 +177,36 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     rule = "  ".join("=" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [rule, fmt.format(*header), rule]
+    lines = [rule, fmt.format(*header).rstrip(), rule]
     lines += [fmt.format(*row).rstrip() for row in rows]
     return lines + [rule]
 
 
 def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or isinstance(value, str):
+        return "-" if value is None else value
+    if isinstance(value, float) and math.isnan(value):
         return "-"
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
+def _numbers(values) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+
+
 def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
+    values = _numbers(values)
     return float(np.mean(values)) if values else None
+
+
+def _min(values) -> float | None:
+    values = _numbers(values)
+    return min(values) if values else None
+
+
+def _max(values) -> float | None:
+    values = _numbers(values)
+    return max(values) if values else None
 
 
 def _summary_rows(runs: list[dict], score, cells) -> list[list[str]]:
@@ -125,44 +220,23 @@ def _summary_rows(runs: list[dict], score, cells) -> list[list[str]]:
     values = [cells(r) for r in runs]
     means = [_mean(column) for column in zip(*values, strict=True)]
     worst = min(runs, key=lambda r: -math.inf if score(r) is None else score(r))
-    return [["mean", *means], [f"worst (seed {worst['seed']})", *cells(worst)]]
+    return [["mean", *means], [f"worst (seed {worst.get('seed')})", *cells(worst)]]
 
 
-def _by_k(runs: list[dict]) -> dict[int, list[dict]]:
-    groups: dict[int, list[dict]] = {}
-    for r in sorted(runs, key=lambda r: (len(r["cluster_sizes"]), r["seed"])):
-        groups.setdefault(len(r["cluster_sizes"]), []).append(r)
+def _by_k(runs: list[dict]) -> dict[int | None, list[dict]]:
+    groups: dict[int | None, list[dict]] = {}
+    for r in sorted(runs, key=lambda r: (n_clusters(r) or 0, r.get("seed") or 0)):
+        groups.setdefault(n_clusters(r), []).append(r)
     return groups
 
 
-def _size_ratio(result: dict) -> float:
-    sizes = np.asarray(result["cluster_sizes"])
-    return float(sizes.max() / sizes.min()) if sizes.min() > 0 else math.inf
+def _value(value) -> str:
+    """A parameter value as JSON writes it (``[20, 20]``, ``"strong"``, ``0.001``)."""
+    return json.dumps(value, sort_keys=True)
 
 
-def main_table(runs: list[dict]) -> list[str]:
-    """Scores, time and cluster sizes of every run, with mean and worst seed per K."""
-
-    def cells(r):
-        return [
-            r["acc"],
-            r["nmi"],
-            r["ari"],
-            r.get("acc_majority"),
-            r["seconds"] / 60,
-            _size_ratio(r),
-        ]
-
-    digits = [3, 3, 3, 3, 1, 2]
-    rows = []
-    for k, same_k in _by_k(runs).items():
-        for r in same_k:
-            rows.append(
-                [str(r["seed"]), str(k), *map(_num, cells(r), digits), r.get("commit") or "-"]
-            )
-        for label, *values in _summary_rows(same_k, lambda r: r["acc"], cells):
-            rows.append([label, str(k), *map(_num, values, digits), ""])
-    return _table(HEADER, rows)
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={_value(v)}" for k, v in params.items())
 
 
 # --------------------------------------------------------------------------- extras
@@ -170,7 +244,7 @@ def main_table(runs: list[dict]) -> list[str]:
 
 def stages_table(runs: list[dict]) -> list[str]:
     """The scores of every stage's labels, stage by stage, whenever runs have ``stages``."""
-    runs = [r for r in runs if r.get("stages")]
+    runs = [r for r in runs if isinstance(r.get("stages"), dict) and r["stages"]]
     if not runs:
         return []
     lines = [
@@ -185,22 +259,22 @@ def stages_table(runs: list[dict]) -> list[str]:
             have = [r for r in same_k if stage in r["stages"]]
 
             def cells(r, stage=stage):
-                s = r["stages"][stage]
+                s = r["stages"][stage] or {}
                 return [s.get("acc"), s.get("nmi"), s.get("ari")]
 
-            rows += [[stage, str(r["seed"]), str(k), *map(_num, cells(r))] for r in have]
+            rows += [[stage, str(r.get("seed")), str(k), *map(_num, cells(r))] for r in have]
             rows += [
                 [stage, label, str(k), *map(_num, values)]
                 for label, *values in _summary_rows(have, lambda r, c=cells: c(r)[0], cells)
             ]
     lines += _table(header, rows)
-    neighbours = [r for r in runs if r.get("neighbor_accuracy") is not None]
+    neighbours = [r for r in runs if isinstance(r.get("neighbor_accuracy"), (int, float))]
     if neighbours:
         lines += [
             "",
             "Mined-neighbour accuracy (how often a mined neighbour shares its "
             "anchor's class): "
-            + ", ".join(f"seed {r['seed']} {r['neighbor_accuracy']:.3f}" for r in neighbours)
+            + ", ".join(f"seed {r.get('seed')} {r['neighbor_accuracy']:.3f}" for r in neighbours)
             + ".",
         ]
     return lines
@@ -226,7 +300,7 @@ def predict_table(runs: list[dict]) -> list[str]:
             "``predict(X)`` gives labels other than ``labels_`` here (the trained "
             "network's own clusters); its scores are in the ``predict`` columns."
         )
-    probed = [r for r in runs if r.get("linear_probe") and r.get("n_train")]
+    probed = [r for r in runs if r.get("linear_probe") and r.get("n_train") and r.get("n_samples")]
     if probed:
         n_train, n_samples = probed[0]["n_train"], probed[0]["n_samples"]
         lines.append(
@@ -243,7 +317,7 @@ def predict_table(runs: list[dict]) -> list[str]:
     digits = [d for _, _, d in columns]
     rows = []
     for k, same_k in _by_k(runs).items():
-        rows += [[str(r["seed"]), str(k), *map(_num, cells(r), digits)] for r in same_k]
+        rows += [[str(r.get("seed")), str(k), *map(_num, cells(r), digits)] for r in same_k]
         rows += [
             [label, str(k), *map(_num, values, digits)]
             for label, *values in _summary_rows(same_k, lambda r: cells(r)[0], cells)
@@ -254,15 +328,16 @@ def predict_table(runs: list[dict]) -> list[str]:
 def _consecutive_nmi(result: dict) -> list[float]:
     values = result.get("nmi_previous")
     if values is None:
-        values = [h.get("nmi_previous") for h in result.get("history") or []]
-    return [v for v in values if v is not None and not math.isnan(v)]
+        history = result.get("history") or []
+        values = [h.get("nmi_previous") for h in history if isinstance(h, dict)]
+    return _numbers(values)
 
 
 def stability_line(runs: list[dict]) -> list[str]:
     """First and last consecutive-assignment NMI, whenever runs record it."""
     parts = []
     for k, same_k in _by_k(runs).items():
-        curves = {r["seed"]: _consecutive_nmi(r) for r in same_k}
+        curves = {r.get("seed"): _consecutive_nmi(r) for r in same_k}
         curves = {seed: c for seed, c in curves.items() if len(c) > 1}
         parts += [f"seed {seed} K={k}: {c[0]:.3f} -> {c[-1]:.3f}" for seed, c in curves.items()]
         if len(curves) > 1:
@@ -281,134 +356,321 @@ def stability_line(runs: list[dict]) -> list[str]:
     ]
 
 
-# --------------------------------------------------------------------------- groups
+# --------------------------------------------------------------------------- rows
+
+
+def method_order(results: list[dict], methods: dict) -> list[str]:
+    """Registered methods in registration order, then the baselines, then the others."""
+    present = {str(r.get("method")) for r in results}
+    known = [*methods, *BASELINE_TITLES]
+    return [m for m in known if m in present] + sorted(present - set(known))
+
+
+def row_groups(runs: list[dict], methods: dict) -> list[list[dict]]:
+    """The runs of one data set grouped by method, budget and K, in table order."""
+    order = {name: i for i, name in enumerate(method_order(runs, methods))}
+    budgets = {name: i for i, name in enumerate(BUDGETS)}
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((str(r.get("method")), budget(r), n_clusters(r)), []).append(r)
+
+    def key(item):
+        (method, name, k), _ = item
+        return order[method], budgets.get(name, len(budgets)), name, k or 0
+
+    return [
+        sorted(group, key=lambda r: r.get("seed") or 0)
+        for _, group in sorted(groups.items(), key=key)
+    ]
+
+
+def _commits(runs: list[dict]) -> str:
+    return ", ".join(dict.fromkeys(str(r.get("commit") or "-") for r in runs))
+
+
+def recipe_row(group: list[dict]) -> list[str]:
+    """One row of a data set's table: a method (or baseline), budget and K."""
+    first = group[0]
+    accs = [r.get("acc") for r in group]
+    nmis = [r.get("nmi") for r in group]
+    seconds = [r.get("seconds") for r in group]
+    return [
+        str(first.get("method")),
+        budget(first),
+        str(n_clusters(first) or "-"),
+        ", ".join(str(r.get("seed")) for r in group),
+        _num(_mean(accs)),
+        _num(_min(accs)),
+        _num(_mean(nmis)),
+        _num(_min(nmis)),
+        _num(_mean(r.get("ari") for r in group)),
+        _num(_mean(seconds), 0),
+        _num(_max(seconds), 0),
+        _commits(group),
+    ]
+
+
+def title_lines(groups: list[list[dict]], methods: dict) -> list[str]:
+    """The titles of the methods and baselines in a table."""
+    names = dict.fromkeys(str(g[0].get("method")) for g in groups)
+    titles = []
+    for name in names:
+        if name in methods:
+            titles.append(f"``{name}``: {methods[name].method_spec.title}")
+        elif name in BASELINE_TITLES:
+            titles.append(f"``{name}`` (baseline): {BASELINE_TITLES[name]}")
+        else:
+            titles.append(f"``{name}``: not a registered method")
+    return ["Methods: " + "; ".join(titles) + ".", ""]
+
+
+# --------------------------------------------------------------------------- details
 
 
 def _seeds(runs: list[dict]) -> str:
-    seeds = sorted({r["seed"] for r in runs})
-    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+    seeds = sorted({str(r.get("seed")) for r in runs})
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(seeds)
 
 
 def _when_and_where(runs: list[dict]) -> str:
-    dates = sorted({r["date"] for r in runs})
+    dates = sorted({str(r.get("date") or "?") for r in runs})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    machines = dict.fromkeys(r["machine"] for r in runs)
+    machines = dict.fromkeys(str(r.get("machine") or "not recorded") for r in runs)
     if len(machines) == 1:
         return f"{when}, machine: {next(iter(machines))}"
     return (
         when
         + ", machines: "
-        + "; ".join(f"{m} ({_seeds([r for r in runs if r['machine'] == m])})" for m in machines)
+        + "; ".join(
+            f"{m} ({_seeds([r for r in runs if str(r.get('machine') or 'not recorded') == m])})"
+            for m in machines
+        )
     )
 
 
-def _differences(params: dict, profile: dict | None, name: str) -> str:
-    if profile is None:
-        return f"parameters of their own (no ``{name}`` profile is registered)"
-    diffs = []
-    for key in dict.fromkeys([*profile, *params]):
-        if key not in params:
-            diffs.append(f"``{key}`` unset (profile: {profile[key]!r})")
-        elif key not in profile:
-            diffs.append(f"``{key}={params[key]!r}`` (not in the profile)")
-        elif params[key] != profile[key]:
-            diffs.append(f"``{key}={params[key]!r}`` (profile: {profile[key]!r})")
-    return f"the ``{name}`` profile with " + ", ".join(diffs)
+def settings(result: dict) -> tuple[dict, list[str]]:
+    """The settings a run used and the names set explicitly over the recipe.
+
+    Parameters
+    ----------
+    result : dict
+        A recipe run (its ``recipe``) or a baseline (its ``params``, less
+        ``random_state``, which is the seed).
+
+    Returns
+    -------
+    params : dict
+    set_by_user : list of str
+    """
+    if is_baseline(result):
+        params = {}
+        for stage, values in (result.get("params") or {}).items():
+            values = values if isinstance(values, dict) else {"": values}
+            for name, value in values.items():
+                if name != "random_state":
+                    params[f"{stage}.{name}" if name else stage] = value
+        return params, []
+    recipe = result.get("recipe") or {}
+    return dict(recipe.get("params") or {}), list(recipe.get("set_by_user") or [])
+
+
+def settings_lines(runs: list[dict]) -> list[str]:
+    """The resolved settings of a group's runs, once when the seeds share them."""
+    variants: dict[str, list[dict]] = {}
+    for r in runs:
+        variants.setdefault(json.dumps(settings(r), sort_keys=True), []).append(r)
+    label = "Settings" if is_baseline(runs[0]) else "Settings (``recipe_['params']``)"
+    lines = []
+    for same in variants.values():
+        params, set_by_user = settings(same[0])
+        text = f"{label}: ``{_params_text(params)}``" if params else f"{label}: not recorded"
+        if set_by_user:
+            text += "; set explicitly over the recipe: " + ", ".join(
+                f"``{name}``" for name in set_by_user
+            )
+        if len(variants) > 1:
+            text += f" ({_seeds(same)})"
+        lines += [text + ".", ""]
+    return lines
 
 
 def _commands(runs: list[dict]) -> list[str]:
     """The recorded command, once when the runs differ only in ``--seed`` and ``--out``."""
+    commands = [str(r["command"]) for r in runs if r.get("command")]
+    if not commands:
+        return []
 
     def bare(command: str) -> str:
         return re.sub(r"\s--(seed|out)[ =]\S+", "", command)
 
-    if len({bare(r["command"]) for r in runs}) == 1:
+    if len({bare(c) for c in commands}) == 1:
         note = " (the other runs differ only in ``--seed`` and ``--out``)" if len(runs) > 1 else ""
-        return [f"Command{note}::", "", "    " + runs[0]["command"], ""]
-    return ["Commands::", "", *("    " + r["command"] for r in runs), ""]
+        return [f"Command{note}::", "", "    " + commands[0], ""]
+    return ["Commands::", "", *("    " + c for c in commands), ""]
 
 
-def group_lines(runs: list[dict], profile: dict | None) -> list[str]:
-    """One group of runs with the same recipe: description, command, tables."""
+def group_details(runs: list[dict]) -> list[str]:
+    """A table row's details: settings, machine, command, extras and result files."""
     first = runs[0]
-    params = recipe(first)
-    sizes = sorted({len(r["cluster_sizes"]) for r in runs})
-    what = f"{first['data']} ({first['n_samples']:,} images), {_seeds(runs)}, K = " + " and ".join(
-        map(str, sizes)
-    )
-    if profile == params:
-        lead = f"**Current profile** ``{first['profile']}``: {what}"
-    else:
-        lead = f"**Runs with other parameters**: {what}; " + _differences(
-            params, profile, first["profile"]
-        )
-    shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    lines = [f"{lead}; run on {_when_and_where(runs)}. Parameters: ``{shown}``.", ""]
+    name = str(first.get("method"))
+    if not is_baseline(first):
+        name += f", budget {budget(first)}"
+    lines = [
+        f"**{name}, K = {n_clusters(first) or '?'}**: {_seeds(runs)}, {_when_and_where(runs)}.",
+        "",
+    ]
+    lines += settings_lines(runs)
     lines += _commands(runs)
-    lines += main_table(runs) + [""]
     for extra in (stages_table(runs), predict_table(runs), stability_line(runs)):
         if extra:
             lines += extra + [""]
-    files = ", ".join(f"``{r['file']}``" for r in runs)
+    files = ", ".join(f"``{r.get('file', '?')}``" for r in runs)
     return lines + [f"Result files: {files}.", ""]
 
 
-def method_lines(title: str, runs: list[dict], methods: dict) -> list[str]:
-    """A method's section: its current profiles' runs first, then the other recipes."""
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        key = json.dumps([r["data"], r["n_samples"], r["profile"], recipe(r)], sort_keys=True)
-        groups.setdefault(key, []).append(r)
+# --------------------------------------------------------------------------- sections
 
-    def order(group):
-        current = current_profile(group[0], methods) == recipe(group[0])
-        return (
-            not current,
-            -len(group),
-            [-int(d) for d in group[0]["date"].split("-")],
-            group[0]["file"],
-        )
 
-    lines = [title, "~" * len(title), ""]
-    for group in sorted(groups.values(), key=order):
-        group.sort(key=lambda r: (len(r["cluster_sizes"]), r["seed"]))
-        lines += group_lines(group, current_profile(group[0], methods))
+def _heading(title: str, underline: str = "~") -> list[str]:
+    return [title, underline * len(title), ""]
+
+
+def data_set_lines(runs: list[dict], methods: dict) -> list[str]:
+    """One data set's section: the table, the titles and every row's details."""
+    first = runs[0]
+    n_samples = first.get("n_samples")
+    size = f" ({n_samples:,} samples)" if isinstance(n_samples, int) else ""
+    groups = row_groups(runs, methods)
+    lines = _heading(f"{data_name(first)}{size}")
+    lines += _table(RECIPE_HEADER, [recipe_row(g) for g in groups]) + [""]
+    lines += title_lines(groups, methods)
+    for group in groups:
+        lines += group_details(group)
     return lines
+
+
+def recipe_lines(results: list[dict], methods: dict) -> list[str]:
+    """The tables of the recipe runs and baselines, one per data set."""
+    data_sets: dict[tuple, list[dict]] = {}
+    for r in results:
+        key = (data_name(r), r.get("n_samples") if isinstance(r.get("n_samples"), int) else -1)
+        data_sets.setdefault(key, []).append(r)
+    if not data_sets:
+        return ["No runs with recipes or baselines yet.", ""]
+
+    def order(key):  # by data set (a subset beside it), then by number of samples
+        name, n_samples = key
+        return re.sub(r"-n\d+$", "", name), n_samples, name
+
+    lines = []
+    for key in sorted(data_sets, key=order):
+        lines += data_set_lines(data_sets[key], methods)
+    return lines
+
+
+def earlier_lines(results: list[dict], methods: dict) -> list[str]:
+    """The runs of the former benchmark profiles, one compact row each."""
+    if not results:
+        return []
+    order = {name: i for i, name in enumerate(method_order(results, methods))}
+    results = sorted(
+        results,
+        key=lambda r: (
+            order[str(r.get("method"))],
+            data_name(r),
+            str(r.get("profile")),
+            n_clusters(r) or 0,
+            str(r.get("date")),
+            r.get("seed") or 0,
+            str(r.get("file", "")),
+        ),
+    )
+    rows = [
+        [
+            str(r.get("method")),
+            data_name(r),
+            str(r.get("profile") or "-"),
+            str(n_clusters(r) or "-"),
+            str(r.get("seed")),
+            _num(r.get("acc")),
+            _num(r.get("nmi")),
+            _num(r.get("seconds"), 0),
+            str(r.get("date") or "-"),
+            str(r.get("commit") or "-"),
+        ]
+        for r in results
+    ]
+    sizes = {data_name(r): r.get("n_samples") for r in results}
+    counts = "; ".join(
+        f"{name} {n:,}" if isinstance(n, int) else f"{name} not recorded"
+        for name, n in sizes.items()
+    )
+    lines = _heading("Earlier profile runs")
+    lines += [
+        "Runs made with the former per-method benchmark profiles (fixed parameter sets, "
+        "before recipes): every such result file, one row each, for the record. Their "
+        "parameters and commands are in the files, which are named after method, data, "
+        f"profile, K, seed, date and commit. Samples: {counts}.",
+        "",
+    ]
+    return lines + _table(EARLIER_HEADER, rows) + [""]
 
 
 def report(results: list[dict], methods: dict) -> list[str]:
-    """The whole include file: one section per method, registered ones in their order."""
+    """The whole include file: the recipe tables, then the earlier profile runs.
+
+    Parameters
+    ----------
+    results : list of dict
+        Recipe runs and baselines (the newest of each seed) and earlier profile runs.
+    methods : dict
+        The registered methods, :func:`deepclust.methods.registered_methods`.
+
+    Returns
+    -------
+    list of str
+        The lines of the reStructuredText include file.
+    """
+    current = [r for r in results if is_recipe_run(r) or is_baseline(r)]
+    earlier = [r for r in results if not (is_recipe_run(r) or is_baseline(r))]
     lines = [
-        ".. Generated by benchmarks/report_quality.py from "
-        "benchmarks/results/quality-*.json; do not edit.",
+        ".. Generated by benchmarks/report_quality.py from benchmarks/results/quality-*.json "
+        "and baseline-*.json; do not edit.",
         "",
     ]
-    names = [*methods, *sorted({r["method"] for r in results} - set(methods))]
-    for name in names:
-        runs = [r for r in results if r["method"] == name]
-        if runs:
-            title = methods[name].method_spec.title if name in methods else name
-            lines += method_lines(title, runs, methods)
-    return lines
+    return lines + recipe_lines(current, methods) + earlier_lines(earlier, methods)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write the include file and say which result files it leaves out.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(ROOT / "results"))
     parser.add_argument("--out", default=str(ROOT.parent / "docs" / "_bench" / "quality.rst.inc"))
     args = parser.parse_args(argv)
     methods = registered_methods()
-    results, superseded = newest_of_identical(load_results(Path(args.results)))
+    results = load_results(Path(args.results))
+    current = [r for r in results if is_recipe_run(r) or is_baseline(r)]
+    shown, superseded = newest_runs(current)
     for r in superseded:
-        print(f"not shown: {r['file']} (a newer identical run of seed {r['seed']} exists)")
-    unknown = sorted({r["method"] for r in results} - set(methods))
+        print(f"not shown: {r['file']} (a newer run of seed {r.get('seed')} exists)")
+    earlier = [r for r in results if not (is_recipe_run(r) or is_baseline(r))]
+    unknown = sorted({str(r.get("method")) for r in results} - set(methods) - set(BASELINE_TITLES))
     if unknown:
         print(f"note: results of unregistered methods, listed last: {unknown}")
-    lines = report(results, methods)
+    lines = report(shown + earlier, methods)
     while lines and not lines[-1]:
         lines.pop()
     Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out} from {len(results)} result files")
+    print(
+        f"wrote {args.out} from {len(shown)} recipe and baseline runs and "
+        f"{len(earlier)} earlier profile runs"
+    )
 
 
 if __name__ == "__main__":

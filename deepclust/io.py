@@ -194,7 +194,7 @@ def _save_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict)
     elif kind == "network":
         metadata[name] = _describe(
             value,
-            metadata["params"]["backbone"],
+            _fitted_backbone(estimator),
             estimator.input_shape_,
             metadata["estimator"],
         )
@@ -259,6 +259,14 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
     return tensors_path, metadata_path
 
 
+def _fitted_backbone(estimator):
+    """The backbone the fit built: the parameter, or the recipe's choice for ``'auto'``."""
+    backbone = estimator.backbone
+    if isinstance(backbone, str) and backbone == "auto":
+        return getattr(estimator, "recipe_", {}).get("params", {}).get("backbone", backbone)
+    return backbone
+
+
 def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
     """The JSON description and the tensors of a fitted estimator."""
     from sklearn.utils.validation import check_is_fitted
@@ -282,7 +290,9 @@ def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
         "format_version": FORMAT_VERSION,
         "estimator": name,
         "params": params,
-        "network": _describe(estimator.network_, params["backbone"], estimator.input_shape_, name),
+        "network": _describe(
+            estimator.network_, _fitted_backbone(estimator), estimator.input_shape_, name
+        ),
         "fitted": {
             "input_kind_": str(estimator.input_kind_),
             "input_shape_": [int(s) for s in estimator.input_shape_],
@@ -291,6 +301,8 @@ def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
             "history_": _json_value(getattr(estimator, "history_", [])),
         },
     }
+    if getattr(estimator, "recipe_", None) is not None:
+        metadata["fitted"]["recipe_"] = _json_value(estimator.recipe_)
     tensors = _state_tensors(estimator.network_, _NETWORK)
     for attr, kind in {"labels_": "array", **spec.model_file}.items():
         if getattr(estimator, attr, None) is not None:
@@ -548,10 +560,16 @@ def _checked_estimator(cls: type, params: Any):
 def _check_consistency(params: dict, networks: dict) -> None:
     main = networks["network"]
     for key, values in networks.items():
-        if isinstance(params["backbone"], str) and values["backbone"] != params["backbone"]:
+        if isinstance(params["backbone"], str) and params["backbone"] != "auto":
+            if values["backbone"] != params["backbone"]:
+                raise _Invalid(
+                    f"params.backbone {params['backbone']!r} differs from {key}.backbone "
+                    f"{values['backbone']!r}"
+                )
+        elif values["backbone"] != main["backbone"]:  # 'auto': the recipe chose one for all
             raise _Invalid(
-                f"params.backbone {params['backbone']!r} differs from {key}.backbone "
-                f"{values['backbone']!r}"
+                f"{key}.backbone {values['backbone']!r} differs from network.backbone "
+                f"{main['backbone']!r}"
             )
         if values["input_shape"] != main["input_shape"]:
             raise _Invalid(
@@ -572,8 +590,10 @@ def _check_fitted(fitted: Any, spec, network: dict) -> None:
         fitted,
         "fitted",
         ("input_kind_", "input_shape_", "n_features_in_"),
-        ("n_iter_", "history_", *scalars),
+        ("n_iter_", "history_", "recipe_", *scalars),
     )
+    if not isinstance(fitted.get("recipe_", {}), dict):
+        raise _Invalid(f"fitted.recipe_ must be a JSON object; got {short_repr(fitted['recipe_'])}")
     kind, shape = fitted["input_kind_"], fitted["input_shape_"]
     if kind not in ("images", "features"):
         raise _Invalid(
@@ -925,6 +945,8 @@ def _restore_input_description(estimator, metadata: dict) -> None:
     estimator.n_features_in_ = fitted["n_features_in_"]
     estimator.history_ = list(fitted.get("history_") or [])
     estimator.n_iter_ = fitted.get("n_iter_")
+    if "recipe_" in fitted:
+        estimator.recipe_ = fitted["recipe_"]
     estimator.device_ = torch.device("cpu")
 
 

@@ -560,7 +560,7 @@ def test_help_texts(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 60)" in text and "(default: deepclust-demo)" in text
+    assert "(default: fast)" in text and "(default: deepclust-demo)" in text
 
 
 def test_bad_argument_is_one_line(capsys):

@@ -62,10 +62,13 @@ def test_folder_is_recursive_sorted_and_lazy(image_folder):
     assert all(not n.startswith("/") for n in names)
 
 
-def test_file_list_default_size_and_channel_conversion(image_folder):
+def test_file_list_default_size_and_channel_conversion(image_folder, tmp_path):
     files = list_image_files(image_folder)[:5]
     source = as_source(files)
-    assert source.shape == (1, 64, 64)
+    assert source.shape == (1, 8, 8)  # the files' own (median) size
+    large = tmp_path / "large.png"
+    Image.fromarray(np.zeros((300, 150), np.uint8)).save(large)
+    assert as_source([str(large)]).shape == (1, 64, 32)  # scaled down to 64 px, aspect kept
     rgb = as_source(files, n_channels=3, image_size=8)
     assert rgb.shape == (3, 8, 8)
 

@@ -32,6 +32,7 @@ from deepclust.methods import (
 )
 from deepclust.methods._stages import extract_features, head_probabilities
 from deepclust.networks import ClusteringNetwork
+from deepclust.recipes import batch_size_for
 
 
 @dataclass
@@ -66,10 +67,9 @@ class RandomKMeansClusterer(BaseDeepClusterer):
     method_spec = MethodSpec(
         name="random-kmeans",
         title="k-means on a frozen random network",
-        default_epochs=0,
+        recipe=lambda facts, budget: {"batch_size": batch_size_for(facts)},
         epoch_params=lambda epochs: {},
         test_params={"n_clusters": 3, "device": "cpu"},
-        profiles={"cpu": {"device": "cpu"}},
     )
     _fit_state_class = RandomKMeansFit
 
@@ -79,7 +79,7 @@ class RandomKMeansClusterer(BaseDeepClusterer):
         *,
         backbone="auto",
         device="auto",
-        batch_size=256,
+        batch_size="auto",
         image_size=None,
         on_bad_image="raise",
         random_state=None,
@@ -166,7 +166,9 @@ def test_quality_benchmark(tmp_path):
             "random-kmeans",
             "--data",
             "digits",
-            "--profile",
+            "--budget",
+            "fast",
+            "--device",
             "cpu",
             "--threads",
             "1",
@@ -176,3 +178,4 @@ def test_quality_benchmark(tmp_path):
     )
     assert out.is_file() and result["method"] == "random-kmeans"
     assert len(result["labels"]) == 1797 and 0.3 < result["acc"] <= 1.0
+    assert result["recipe"]["params"] == {"batch_size": 128}

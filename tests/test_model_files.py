@@ -123,7 +123,7 @@ def _set(section: str, key: str, value):
         (
             "sela",
             _set("params", "backbone", "convnet"),
-            r"params.backbone 'convnet' differs from network.backbone 'auto'",
+            r"params.backbone 'convnet' differs from network.backbone 'convnet-small'",
         ),
         (
             "sela",
@@ -153,13 +153,13 @@ def _set(section: str, key: str, value):
         ("deepcluster", _set("whitening", "eps", "small"), r"whitening.eps must be"),
         (
             "deepcluster",
-            _set("whitening", "n_features_in_", 64),
+            _set("whitening", "n_features_in_", 96),
             r"whitening.n_features_in_ .* differs from network.n_features",
         ),
         (
             "clusterfit",
             _set("pretext_network", "backbone", "convnet"),
-            r"params.backbone 'auto' differs from pretext_network.backbone 'convnet'",
+            r"pretext_network.backbone 'convnet' differs from network.backbone 'convnet-small'",
         ),
         (
             "clusterfit",
@@ -269,7 +269,7 @@ def test_whitening_tensor_of_the_wrong_shape_is_refused(fitted, tmp_path):
     tensors_path, metadata_path = save_model(fitted["deepcluster"], tmp_path / "model")
     key = "whitening_.mean_"
     _edit_tensors(tensors_path, metadata_path, lambda t: t.update({key: t[key][:-1]}))
-    with pytest.raises(ValueError, match=r"whitening_.mean_ has shape \(127,\)"):
+    with pytest.raises(ValueError, match=r"whitening_.mean_ has shape \(63,\)"):
         load_model(tmp_path / "model")
 
 

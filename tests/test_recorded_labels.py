@@ -8,6 +8,8 @@ on one machine with torch 2.14, one thread, where the labels match exactly; the 
 The labels were first recorded before the method registry was introduced, and that code
 reproduced them; they were recorded again when the channels-last memory layout and the
 one-time resize of in-memory images changed the floating-point results (2026-12-03).
+The parameters that the methods' recipes would otherwise set are given explicitly, with
+the values the estimators had as defaults when the labels were recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ RECORDED_PARAMS = {
         max_epochs=3,
         n_label_updates=2,
         batch_size=128,
+        backbone="convnet",
+        augmentation="simclr",
+        lr_schedule=None,
         device="cpu",
         random_state=0,
         precision="float32",
@@ -38,6 +43,8 @@ RECORDED_PARAMS = {
         max_epochs=2,
         pca_dim=16,
         batch_size=128,
+        backbone="convnet",
+        augmentation="weak",
         device="cpu",
         random_state=0,
         precision="float32",
@@ -52,6 +59,10 @@ RECORDED_PARAMS = {
         head_search_epochs=2,
         lr=1e-3,
         batch_size=128,
+        backbone="convnet",
+        temperature=0.1,
+        pretext_lr=0.1,
+        head_warmup_epochs=0,
         device="cpu",
         random_state=0,
         precision="float32",
@@ -62,6 +73,10 @@ RECORDED_PARAMS = {
         max_epochs=2,
         n_subclusters=30,
         batch_size=128,
+        backbone="convnet",
+        temperature=0.1,
+        pretext_lr=0.1,
+        augmentation="simclr",
         device="cpu",
         random_state=0,
         precision="float32",

@@ -22,14 +22,17 @@ half-written file. Arguments and ``DIR`` are checked before SOURCE is read, and 
 run creates nothing; a run holds a lock on ``DIR`` (:mod:`deepclust.cli._outdir`) and never
 overwrites files of deepclust's names that no deepclust run wrote.
 
-``--epochs E`` sets each method's main training length, and each method has its own
-command-line defaults; both are declared in the method's ``method_spec``
-(``epoch_params``, ``default_epochs`` and ``recipe``, see
-:class:`deepclust.methods.MethodSpec`) and listed by ``deepclust cluster --help``.
+The estimator is built as a user of the library would build it: ``n_clusters``,
+``budget``, ``device`` and ``random_state``, every other setting resolved at ``fit`` by
+the method's recipe (:mod:`deepclust.recipes`) from the data, so the command, the
+estimators and ``benchmarks/quality.py`` train alike; ``run.json``, ``metrics.json`` and
+the report record the resolved settings. ``--epochs E`` overrides the recipe's training
+length as the method's ``method_spec.epoch_params`` says (listed by ``deepclust cluster
+--help``).
 
-Precedence: these defaults, then ``--config FILE`` (a JSON object of estimator
-parameters), then the explicit options (``--epochs``, ``--batch-size``, ``--image-size``,
-``--n-clusters``, ``--seed``, ``--device``).
+Precedence: the recipe, then ``--config FILE`` (a JSON object of estimator parameters),
+then the explicit options (``--epochs``, ``--batch-size``, ``--image-size``,
+``--n-clusters``, ``--budget``, ``--seed``, ``--device``).
 
 Status and per-epoch lines go to stderr (silenced by ``--quiet``), progress bars too when
 it is a terminal; results (summary, scores) go to stdout. User errors exit with status 2
@@ -62,12 +65,17 @@ from deepclust.cli._outdir import (
     check_user_files,
     remove_stale_temporaries,
 )
+from deepclust.recipes import BUDGETS
 from deepclust.training import Callback, TrainingDivergedError
 
 __all__ = ["main", "build_parser"]
 
 LABELS_NAME = "labels.csv"
 _LABEL_CHUNK = 4096
+
+#: ``deepclust cluster``'s method when ``--method`` is not given: SCAN, the best of the
+#: four on every data set of the benchmarks page.
+DEFAULT_METHOD = "scan"
 _DEVICE_KINDS = ("auto", "cpu", "cuda")
 
 
@@ -96,10 +104,12 @@ def _epochs_help() -> str:
 
     parts = []
     for name, cls in registered_methods().items():
-        spec = cls.method_spec
-        set_by = ", ".join(f"{k}={v}" for k, v in spec.epoch_params(spec.default_epochs).items())
+        set_by = ", ".join(f"{k}={v}" for k, v in cls.method_spec.epoch_params(10).items())
         parts.append(f"{name}: {set_by}")
-    return "main training length E; the defaults set: " + "; ".join(parts)
+    return (
+        "training length E, over the recipe's (default: from --budget and the data); "
+        "E=10 sets " + "; ".join(parts)
+    )
 
 
 def _progress_factory(quiet: bool):
@@ -179,16 +189,16 @@ def resolve_cli_device(device: str):
 
 
 def estimator_params(args, method: str) -> dict:
-    """All parameters given to the estimator: defaults < ``--config`` < explicit options.
+    """The parameters given to the estimator: ``--config`` < explicit options; the rest
+    is left to the method's recipe.
 
     Parameters
     ----------
     args : argparse.Namespace
         The parsed ``cluster`` command line (``--config``, ``--epochs``, ``--batch-size``,
-        ``--n-clusters``, ``--seed``, ``--device``, ``--quiet``).
+        ``--budget``, ``--n-clusters``, ``--seed``, ``--device``, ``--quiet``).
     method : str
-        A registered method's name (``--method``): its estimator class and its
-        ``method_spec`` defaults.
+        A registered method's name (``--method``): its estimator class.
 
     Returns
     -------
@@ -197,8 +207,7 @@ def estimator_params(args, method: str) -> dict:
     """
     cls = _estimator_class(method)
     valid = set(cls().get_params(deep=False))
-    params = dict(cls.method_spec.recipe)
-    params.update(epoch_params(method, cls.method_spec.default_epochs))
+    params = {}
     config = _read_config(args.config)
     unknown = sorted(set(config) - valid)
     if unknown:
@@ -213,6 +222,8 @@ def estimator_params(args, method: str) -> dict:
         params.update(epoch_params(method, args.epochs))
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
+    if getattr(args, "budget", None) is not None and "budget" in valid:
+        params["budget"] = args.budget
     params.update(
         n_clusters=args.n_clusters,
         random_state=args.seed,
@@ -477,7 +488,7 @@ def run_pipeline(
     """Fit with checkpoints, then write every output into ``out_dir`` (locked, existing).
 
     ``run.json`` is written when training starts, so a fit refused by the estimator's own
-    checks leaves nothing behind.
+    checks leaves nothing behind, and again after the fit with the resolved ``recipe``.
 
     Parameters
     ----------
@@ -524,6 +535,8 @@ def run_pipeline(
     )
     record()  # a method without a training loop never calls on_train_begin
     fit_seconds = time.perf_counter() - started
+    run_info["recipe"] = _json_safe(estimator.recipe_)  # the settings the fit resolved
+    _atomic_write_text(run_path, json.dumps(run_info, indent=1))
     say(f"Trained in {fit_seconds:.0f} s.")
     fit_labels = getattr(estimator, "labels_", None)
     if fit_labels is not None and len(fit_labels) != len(loaded):
@@ -558,8 +571,9 @@ def run_pipeline(
     }
 
 
-def _write_metrics(out_dir: Path, y, labels, predicted, method: str) -> dict:
-    """``metrics.json``: scores of ``labels`` and, when it differs, of ``predict``."""
+def _write_metrics(out_dir: Path, y, labels, predicted, method: str, recipe: dict) -> dict:
+    """``metrics.json``: scores of ``labels`` and, when it differs, of ``predict``, with the
+    recipe the fit resolved."""
     from deepclust.metrics import evaluate_clustering
 
     names = ("acc", "nmi", "ari")
@@ -568,6 +582,7 @@ def _write_metrics(out_dir: Path, y, labels, predicted, method: str) -> dict:
     record = {**metrics, "n_samples": len(labels), "method": method, "predict_agreement": agreement}
     if agreement < 1:
         record["predict"] = evaluate_clustering(y, predicted, metrics=names)
+    record["recipe"] = _json_safe(recipe)
     _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
     return metrics
 
@@ -585,6 +600,8 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
             for k, v in sorted(_json_safe(estimator.get_params()).items())
             if k != "verbose"
         ),
+        "recipe": f"budget={estimator.recipe_['budget']}: "
+        + ", ".join(f"{k}={v}" for k, v in _json_safe(estimator.recipe_["params"]).items()),
     }
     if agreement < 1:
         summary["labels"] = (
@@ -663,7 +680,9 @@ def write_outputs(
         step()
         metrics = None
         if loaded.y is not None:
-            metrics = _write_metrics(out_dir, loaded.y, labels, predicted, method)
+            metrics = _write_metrics(
+                out_dir, loaded.y, labels, predicted, method, estimator.recipe_
+            )
             written.append(out_dir / "metrics.json")
         step()
         pages, n_hidden = [], 0
@@ -745,11 +764,10 @@ def _cluster(args: argparse.Namespace) -> int:
             params["image_size"] = loaded.image_size
         estimator = cls(**params)
         epochs = {k: v for k, v in params.items() if k.endswith("epochs")}
+        length = ", ".join(f"{k}={v}" for k, v in epochs.items()) or f"budget={args.budget}"
         say(
             f"Clustering {loaded.description} into {args.n_clusters} clusters with "
-            f"{type(estimator).__name__} on {device} ("
-            + ", ".join(f"{k}={v}" for k, v in epochs.items())
-            + ")."
+            f"{type(estimator).__name__} on {device} ({length})."
         )
         result = run_pipeline(
             estimator,
@@ -836,17 +854,15 @@ def _demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     check_output_folder(out_dir)
     say = functools.partial(_status, args)
-    # SimCLR pretext + SCAN step; self-labelling is left out until it helps on 8x8 images.
+    # The method and recipe of ``deepclust cluster``, at the demo's budget.
+    lengths = {} if args.epochs is None else epoch_params(DEFAULT_METHOD, args.epochs)
     estimator = SCANClusterer(
         n_clusters=10,
-        pretext_epochs=args.epochs,
-        max_epochs=30,
-        selflabel_epochs=0,
-        lr=1e-3,
-        batch_size=128,
+        budget=args.budget,
         device=args.device,
         random_state=args.seed,
         verbose=not args.quiet,
+        **lengths,
     )
     with _output_folder(out_dir):
         prepare_resume(
@@ -960,9 +976,10 @@ method has its own defaults; --config FILE (a JSON object of estimator
 parameters) overrides them, and the options below override both.
 """
 _DEMO_DESCRIPTION = """\
-Cluster scikit-learn's 1,797 8x8 digits with SCAN (about 2 minutes on 2 CPU
-cores), print ACC, NMI and ARI next to k-means on the raw pixels, and write the
-outputs of deepclust cluster into the --out folder.
+Cluster scikit-learn's 1,797 8x8 digits with SCAN and its recipe at the 'fast'
+budget (about a minute on 2 CPU cores), print ACC, NMI and ARI next to k-means
+on the raw pixels, and write the outputs of deepclust cluster into the --out
+folder.
 """
 _PREDICT_DESCRIPTION = """\
 Label SOURCE with a model written by deepclust cluster (its --out folder, or
@@ -981,11 +998,13 @@ def _add_demo(commands, runtime) -> None:
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument(
-        "--epochs",
-        type=_non_negative_int,
-        default=60,
-        metavar="E",
-        help="epochs of the self-supervised (SimCLR) pretext training",
+        "--budget",
+        default="fast",
+        choices=sorted(BUDGETS, key=BUDGETS.get),
+        help="training budget of the recipe (as deepclust cluster --budget)",
+    )
+    demo.add_argument(
+        "--epochs", type=_non_negative_int, metavar="E", help="training length E, over the recipe's"
     )
     demo.add_argument("--out", default="deepclust-demo", metavar="DIR", help="output folder")
     demo.set_defaults(run=_demo)
@@ -1009,7 +1028,16 @@ def _add_cluster(commands, runtime) -> None:
         "fashion-mnist, fashion-mnist-train, fashion-mnist-test",
     )
     cluster.add_argument(
-        "--method", required=True, choices=method_names(), help="clustering method"
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=method_names(),
+        help="clustering method (the benchmarks' best on every data set tried)",
+    )
+    cluster.add_argument(
+        "--budget",
+        default="default",
+        choices=sorted(BUDGETS, key=BUDGETS.get),
+        help="training budget: 'fast' about a third of 'default', 'thorough' three times",
     )
     cluster.add_argument(
         "--n-clusters", required=True, type=_n_clusters, metavar="K", help="number of clusters"
@@ -1021,8 +1049,8 @@ def _add_cluster(commands, runtime) -> None:
         "--image-size",
         type=_image_size,
         metavar="PX",
-        help="side length images are resized to; by default folders keep the images' own "
-        "size, at most 32 px on CPU and 64 px on CUDA, and arrays keep theirs",
+        help="side length images are resized to; by default the recipe's: the images' own "
+        "size scaled down to at most 20 px (grey) or 32 px (colour) on CPU and 64 px on CUDA",
     )
     cluster.add_argument(
         "--batch-size",

@@ -95,6 +95,32 @@ class DataSource:
         return int(np.prod(self.shape))
 
     @property
+    def native_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the images before any resizing (``None`` for features).
+
+        Returns
+        -------
+        tuple of int or None
+        """
+        return getattr(self, "image_size", None)
+
+    def at_image_size(self, image_size: tuple[int, int]) -> DataSource:
+        """The same samples loaded at ``image_size`` (this source when it already is).
+
+        Parameters
+        ----------
+        image_size : tuple of int
+            ``(H, W)``.
+
+        Returns
+        -------
+        DataSource
+        """
+        if self.kind != "images" or tuple(image_size) == tuple(self.shape[1:]):
+            return self
+        raise NotImplementedError(f"{type(self).__name__} cannot change its image size.")
+
+    @property
     def n_channels(self) -> int | None:
         """Channel count of images, ``None`` for features.
 
@@ -169,6 +195,32 @@ class TensorSource(DataSource):
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
+
+    @property
+    def native_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the images as given (``None`` for features).
+
+        Returns
+        -------
+        tuple of int or None
+        """
+        return tuple(int(s) for s in self.data.shape[2:]) if self.kind == "images" else None
+
+    def at_image_size(self, image_size: tuple[int, int]) -> DataSource:
+        """The same images resized to ``image_size`` once, at their first load.
+
+        Parameters
+        ----------
+        image_size : tuple of int
+            ``(H, W)``.
+
+        Returns
+        -------
+        DataSource
+        """
+        if self.kind != "images" or tuple(image_size) == tuple(self.image_size):
+            return self
+        return TensorSource(self.data, tuple(int(s) for s in image_size))
 
     def load(self, indices: np.ndarray | slice | None = None) -> torch.Tensor:
         if indices is None:
@@ -262,10 +314,44 @@ class FileSource(DataSource):
         self.modes: dict[str, str] = {}
         self._n_channels = n_channels
         self._cache: torch.Tensor | None = None
+        self._native_size: tuple[int, int] | None = None
         self.shape = (n_channels or 0, *self.image_size)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """Median ``(H, W)`` of the files as stored (read from the headers of up to 256
+        of them, evenly spaced in the list).
+
+        Returns
+        -------
+        tuple of int
+        """
+        if self._native_size is None:
+            self._native_size = probe_native_size(self.paths)
+        return self._native_size
+
+    def at_image_size(self, image_size: tuple[int, int]) -> DataSource:
+        """The same files decoded at ``image_size`` (scanned again when it differs).
+
+        Parameters
+        ----------
+        image_size : tuple of int
+            ``(H, W)``.
+
+        Returns
+        -------
+        DataSource
+        """
+        if tuple(image_size) == self.image_size:
+            return self
+        resized = FileSource(
+            self.paths, image_size, self._n_channels, root=self.root, skipped=self.skipped
+        )
+        resized._native_size = self._native_size
+        return resized.scan()
 
     def summary(self) -> str:
         """One line on the files, e.g. ``'1,200 images; left out: 3 hidden, 1 unreadable'``.
@@ -481,8 +567,44 @@ def _normalise_image_size(image_size) -> tuple[int, int] | None:
     return (int(image_size[0]), int(image_size[1]))
 
 
+def probe_native_size(paths: Sequence[str], max_files: int = 256) -> tuple[int, int]:
+    """Median ``(H, W)`` of image files, read from the headers of up to ``max_files``.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files.
+    max_files : int, default=256
+        How many files, evenly spaced in ``paths``, are opened.
+
+    Returns
+    -------
+    tuple of int
+        ``(DEFAULT_FILE_IMAGE_SIZE,) * 2`` when none of them can be opened.
+    """
+    step = max(1, len(paths) // max_files)
+    sizes = []
+    for path in list(paths)[::step][:max_files]:
+        try:
+            with Image.open(path) as image:
+                sizes.append((image.height, image.width))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    if not sizes:
+        return (DEFAULT_FILE_IMAGE_SIZE, DEFAULT_FILE_IMAGE_SIZE)
+    height, width = np.median(np.asarray(sizes), axis=0)
+    return int(round(height)), int(round(width))
+
+
+def _default_file_size(paths: Sequence[str]) -> tuple[int, int]:
+    """The files' median size, scaled down so that no side exceeds the default size."""
+    height, width = probe_native_size(paths)
+    scale = min(1.0, DEFAULT_FILE_IMAGE_SIZE / max(height, width))
+    return max(4, round(height * scale)), max(4, round(width * scale))
+
+
 def _paths_source(X, image_size, n_channels) -> FileSource:
-    size = _normalise_image_size(image_size) or (DEFAULT_FILE_IMAGE_SIZE,) * 2
+    size = _normalise_image_size(image_size)
     if _is_path_like(X):
         path = os.fspath(X)
         if os.path.isdir(path):
@@ -495,7 +617,9 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
                     f"{'; left out: ' + left_out if left_out else ''}). Point to a folder "
                     "that holds images."
                 )
-            return FileSource(files, size, n_channels, root=path, skipped=skipped)
+            return FileSource(
+                files, size or _default_file_size(files), n_channels, root=path, skipped=skipped
+            )
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"No such file or folder: {path!r}. Pass an existing image folder, a list of "
@@ -511,7 +635,7 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) do not exist: {shown}{more}. Check the paths."
         )
-    return FileSource(paths, size, n_channels)
+    return FileSource(paths, size or _default_file_size(paths), n_channels)
 
 
 def _array_to_tensor(X: np.ndarray) -> torch.Tensor:

@@ -1,8 +1,18 @@
-"""Offline data set loaders (Fashion-MNIST, scikit-learn digits) and an IDX reader."""
+"""Offline data set loaders (Fashion-MNIST, scikit-learn digits), an IDX reader, and
+``make_shapes``, generated colour images whose classes are shapes and whose colours are
+nuisances."""
 
 from __future__ import annotations
 
 from ._idx import read_idx
 from ._loaders import FASHION_MNIST_ENV_VAR, load_digits_images, load_fashion_mnist
+from ._shapes import SHAPE_NAMES, make_shapes
 
-__all__ = ["read_idx", "load_fashion_mnist", "load_digits_images", "FASHION_MNIST_ENV_VAR"]
+__all__ = [
+    "read_idx",
+    "load_fashion_mnist",
+    "load_digits_images",
+    "make_shapes",
+    "SHAPE_NAMES",
+    "FASHION_MNIST_ENV_VAR",
+]

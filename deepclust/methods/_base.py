@@ -36,6 +36,7 @@ from deepclust._utils import (
 from deepclust.data import DataSource, as_source
 from deepclust.methods._docs import fill_doc
 from deepclust.networks import ClusteringNetwork, build_backbone
+from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
 from deepclust.training import PRECISIONS, Trainer, run_inference, use_precision
 
 __all__ = ["BaseDeepClusterer", "FitContext"]
@@ -112,6 +113,10 @@ class FitContext:
         return trainer
 
 
+def _as_pair(size) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (Integral, np.integer)) else tuple(size)
+
+
 def _cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
@@ -148,13 +153,14 @@ class BaseDeepClusterer(
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module],
+        "budget": [StrOptions(set(BUDGETS))],
         "device": [str, torch.device, None],
         "precision": [StrOptions(set(PRECISIONS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions({"sgd", "adam", "adamw"}), None],
-        "lr_schedule": [StrOptions({"cosine", "step", "constant"}), None],
+        "lr_schedule": [StrOptions({"cosine", "step", "constant", "auto"}), None],
         "image_size": [Interval(Integral, 4, None, closed="left"), tuple, None],
         "on_bad_image": [StrOptions({"raise", "skip"})],
         "random_state": ["random_state"],
@@ -247,9 +253,10 @@ class BaseDeepClusterer(
             )
 
     def _training_settings(self, optimizer: str, lr_schedule: str) -> tuple[str, str]:
-        """The optimiser and schedule of the main training stage: the user's, or the
-        method's reference defaults given here."""
-        return self.optimizer or optimizer, self.lr_schedule or lr_schedule
+        """The optimiser and schedule of the main training stage: the user's (or the
+        recipe's), else the method's reference defaults given here."""
+        schedule = None if is_auto("lr_schedule", self.lr_schedule) else self.lr_schedule
+        return self.optimizer or optimizer, schedule or lr_schedule
 
     def _check_fit_params(self, source: DataSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""
@@ -266,7 +273,22 @@ class BaseDeepClusterer(
 
     def _inference_batch_size(self, device: torch.device) -> int:
         """Batch size of gradient-free passes over the data on ``device``."""
-        return max(self.batch_size, self._min_inference_batch_size.get(device.type, 512))
+        batch_size = self.batch_size
+        if is_auto("batch_size", batch_size):  # after fit: the one the fit trained with
+            batch_size = getattr(self, "recipe_", {}).get("params", {}).get("batch_size", 1)
+        return max(batch_size, self._min_inference_batch_size.get(device.type, 512))
+
+    def _resolve_recipe(self, source: DataSource, device: torch.device) -> dict:
+        """The recipe record of a fit on ``source`` (see :attr:`recipe_`)."""
+        return resolve_recipe(self, DataFacts.from_source(source, device, self.n_clusters))
+
+    def _recipe_for(self, X) -> dict:
+        """The recipe record ``fit(X)`` would resolve, without training (or changing
+        ``self``)."""
+        reader = copy.copy(self)
+        return reader._resolve_recipe(
+            reader._read_input(X, reset=True), resolve_device(self.device)
+        )
 
     def _new_network(
         self,
@@ -342,7 +364,11 @@ class BaseDeepClusterer(
                 "n_clusters of them)."
             )
         self._check_n_samples(n_samples)
-        self._check_fit_params(source)
+        recipe = self._resolve_recipe(source, device)
+        fitting = with_settings(self, recipe["params"])  # ``self`` keeps its 'auto' values
+        if source.kind == "images" and fitting.image_size is not None:
+            source = source.at_image_size(_as_pair(fitting.image_size))
+        fitting._check_fit_params(source)
         if y is not None:
             y = np.asarray(y)
             if y.shape[0] != n_samples:
@@ -352,8 +378,8 @@ class BaseDeepClusterer(
             device=device,
             seed=seed,
             y=y,
-            batch_size=self.batch_size,
-            inference_batch_size=self._inference_batch_size(device),
+            batch_size=fitting.batch_size,
+            inference_batch_size=fitting._inference_batch_size(device),
             verbose=self.verbose,
             callbacks=list(callbacks or ()),
             resume_state=resume_from,
@@ -365,8 +391,9 @@ class BaseDeepClusterer(
             torch_threads_at_most(available_cpus()),
         ):
             seed_everything(seed)
-            fitted = self._fit_state_class(self, source, context).run()
+            fitted = self._fit_state_class(fitting, source, context).run()
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
+        fitted["recipe_"] = recipe
         fitted.setdefault("input_kind_", source.kind)
         fitted.setdefault("input_shape_", tuple(source.shape))
         fitted["device_"] = device

@@ -58,10 +58,12 @@ docdict["n_clusters_desc"] = _entry(
 docdict["backbone"] = _entry(
     """
     backbone : str or nn.Module, default='auto'
-        The network that maps a sample to features. ``'auto'`` picks an MLP for 2-D
-        features, a small VGG-style conv net (``'convnet'``, 128 features) for images up to
-        32 px and a ResNet-18 above. The other names are ``'convnet-small'`` (64 features),
-        ``'resnet18'``, ``'resnet50'``, ``'alexnet'`` and ``'mlp'``
+        The network that maps a sample to features. ``'auto'`` lets the recipe choose (see
+        ``budget``): an MLP for 2-D features; on a CPU ``'convnet-small'`` (a small
+        VGG-style conv net, 64 features); on a GPU ``'convnet'`` (128 features) for images
+        up to 32 px and a ResNet-18 above. The other names are
+        ``'convnet-small'``, ``'convnet'``, ``'resnet18'``, ``'resnet50'``, ``'alexnet'``
+        and ``'mlp'``
         (:data:`deepclust.networks.BACKBONES`, which
         :func:`deepclust.networks.register_backbone` extends). A :class:`torch.nn.Module`
         mapping a batch of samples to ``(B, F)`` features is copied, never trained in
@@ -114,25 +116,40 @@ docdict["pretext_epochs_desc"] = _entry(
     """
     Epochs of the SimCLR pretext stage (``>= 0``), trained only when ``pretrained`` is
     ``None``; every epoch sees two augmented views of each image. ``0`` skips it: the
-    method then starts from the untrained network's features.
+    method then starts from the untrained network's features. ``'auto'``: the recipe's,
+    800,000 images seen at 5,000 samples and ``budget='default'`` (160 epochs).
+    """
+)
+
+docdict["budget"] = _entry(
+    """
+    budget : {'fast', 'default', 'thorough'}, default='default'
+        How much training the method's recipe gives the data. The parameters left at
+        ``'auto'`` (``image_size`` at ``None``) are resolved at ``fit`` from the number of
+        samples, the image size and channels (or the feature width), the device and this
+        budget (:mod:`deepclust.recipes`); values set explicitly win. Training length is
+        counted in images seen and grows with the square root of the number of samples,
+        so small collections get more epochs than large ones; ``'fast'`` trains about a
+        third as long as ``'default'``, ``'thorough'`` three times as long. The resolved
+        settings are ``recipe_``.
     """
 )
 
 docdict["pretext_lr"] = _entry(
     """
-    pretext_lr : float, default=0.1
+    pretext_lr : float or 'auto', default='auto'
         Learning rate (``> 0``) of the SimCLR pretext: SGD with Nesterov momentum 0.9,
         weight decay 1e-4 and a cosine schedule over ``pretext_epochs``, whatever
-        ``optimizer`` and ``lr_schedule`` say.
+        ``optimizer`` and ``lr_schedule`` say. ``'auto'``: the recipe's, 0.2.
     """
 )
 
 docdict["temperature"] = _entry(
     """
-    temperature : float, default=0.1
+    temperature : float or 'auto', default='auto'
         Temperature (``> 0``) of the pretext's NT-Xent loss on the 128-d projection: lower
-        values weigh the hardest negatives of a batch more. 0.1 is the value of SCAN's
-        SimCLR setup.
+        values weigh the hardest negatives of a batch more. ``'auto'``: the recipe's, 0.5
+        (SCAN's SimCLR setup uses 0.1).
     """
 )
 
@@ -161,10 +178,12 @@ docdict["precision"] = _entry(
 
 docdict["batch_size"] = _entry(
     """
-    batch_size : int, default=256
-        Samples per optimiser step in every training stage (``>= 1``). The passes over the
-        data without gradients (feature extraction, label updates, ``predict``,
-        ``transform``) use batches of ``max(batch_size, 512)``.
+    batch_size : int or 'auto', default='auto'
+        Samples per optimiser step in every training stage (``>= 1``). ``'auto'``: the
+        recipe's, a power of two up to 256 (SeLa 1,024; twice that on a GPU) with at least
+        eight batches in the data. The passes over the data without gradients (feature
+        extraction, label updates, ``predict``, ``transform``) use batches of at least 512
+        on a CPU and 2,048 on a GPU.
     """
 )
 
@@ -187,12 +206,12 @@ docdict["optimizer"] = _entry(
 
 docdict["lr_schedule"] = _entry(
     """
-    lr_schedule : {'cosine', 'step', 'constant'} or None, default=None
+    lr_schedule : {'cosine', 'step', 'constant', 'auto'} or None
         Learning-rate schedule of the method's main training step, updated at every batch:
         ``'cosine'`` decays the rate from ``lr`` to zero over the stage, ``'step'`` divides
         it by 10 at 50% and 75% of the stage, ``'constant'`` keeps it. ``None`` uses the
-        schedule of the method's reference code. Which step, and the reference's
-        choice:
+        schedule of the method's reference code; ``'auto'`` the recipe's where it has one
+        (else as ``None``). Which step, and the reference's choice:
     """
 )
 
@@ -200,8 +219,10 @@ docdict["image_size"] = _entry(
     """
     image_size : int, tuple of (int, int) or None, default=None
         Size images are resized to, in pixels: a side length (``>= 4``) or ``(height,
-        width)``. ``None`` keeps an array's or tensor's own size and resizes image files to
-        64 px. Ignored for 2-D features. ``predict`` and ``transform`` resize new images to
+        width)``. ``None`` lets the recipe choose: the images' own size (for files, their
+        median size), scaled down, never up, to at most 20 px for grey and 32 px for
+        colour images on a CPU and 64 px on a GPU, keeping the aspect ratio. Ignored for
+        2-D features. ``predict`` and ``transform`` resize new images to
         the fitted size (``input_shape_``).
     """
 )
@@ -282,6 +303,17 @@ docdict["input_kind_"] = _entry(
     input_kind_ : {'images', 'features'}
         What ``fit`` received: images, or a 2-D feature matrix. ``predict`` and
         ``transform`` expect the same kind.
+    """
+)
+
+docdict["recipe_"] = _entry(
+    """
+    recipe_ : dict
+        The settings the fit resolved (see ``budget``): ``'budget'``, ``'data'`` (the
+        facts the recipe read: number of samples, kind, channels, native height and width
+        or feature width, device type), ``'params'`` (the value used for every parameter
+        the recipe covers) and ``'set_by_user'`` (those of them set explicitly, which the
+        recipe left as they were).
     """
 )
 

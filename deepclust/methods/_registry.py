@@ -47,18 +47,18 @@ class MethodSpec:
         benchmark result files: lower case letters, digits and ``-``.
     title : str
         One line naming the method and its paper, for reports and documentation.
-    default_epochs : int
-        The command's ``--epochs`` when it is not given.
+    recipe : callable or None
+        ``recipe(facts, budget) -> dict``: the values of the parameters the method leaves
+        at ``'auto'``, resolved at ``fit`` from a :class:`~deepclust.recipes.DataFacts`
+        and a budget (``'fast'``, ``'default'``, ``'thorough'``); see
+        :func:`deepclust.recipes.resolve_recipe`. The estimators, ``deepclust cluster``
+        and ``benchmarks/quality.py`` all train with it.
     epoch_params : callable
-        ``epoch_params(E) -> dict``: the estimator parameters ``--epochs E`` sets.
-    recipe : mapping
-        The command's defaults that differ from the estimator's own.
+        ``epoch_params(E) -> dict``: the estimator parameters ``deepclust cluster
+        --epochs E`` sets (overriding the recipe's training length).
     test_params : mapping
         Parameters for a fit of about 50 small samples in well under a second, used by
         the test suite (scikit-learn's common checks included).
-    profiles : mapping of str to mapping
-        Benchmark profiles (``'cpu'``, ``'gpu'``): the estimator parameters
-        ``benchmarks/quality.py --profile P`` fits with.
     model_file : mapping of str to str
         Fitted attributes saved in and restored from a model file beyond those every
         method has (``network_``, ``labels_``, the input description), each with its kind,
@@ -67,11 +67,9 @@ class MethodSpec:
 
     name: str
     title: str
-    default_epochs: int = 30
+    recipe: Callable[..., Mapping[str, object]] | None = None
     epoch_params: Callable[[int], dict] = _main_epochs
-    recipe: Mapping[str, object] = field(default_factory=dict)
     test_params: Mapping[str, object] = field(default_factory=dict)
-    profiles: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     model_file: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -85,7 +83,12 @@ class MethodSpec:
                 f"Method {self.name!r}: model_file kinds must be among {MODEL_FILE_KINDS}; got "
                 f"{bad}."
             )
-        for name in ("recipe", "test_params", "profiles", "model_file"):
+        if self.recipe is not None and not callable(self.recipe):
+            raise TypeError(
+                f"Method {self.name!r}: recipe must be a function (facts, budget) -> dict; "
+                f"got {self.recipe!r}."
+            )
+        for name in ("test_params", "model_file"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 
