@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import load_data  # noqa: E402
+from quality import load_data, random_subset  # noqa: E402
 
 from deepclust import SCANClusterer  # noqa: E402
 from deepclust.cluster import PCAWhitening, kmeans, knn, merged_kmeans  # noqa: E402
@@ -82,13 +82,13 @@ def train_pretext(args, X, y) -> None:
         flush=True,
     )
     args.cache.mkdir(parents=True, exist_ok=True)
-    with open(args.cache / f"pretext_s{args.seed}.pkl", "wb") as f:
+    with open(args.cache / f"pretext-{args.tag}-s{args.seed}.pkl", "wb") as f:
         pickle.dump(est, f)
-    np.save(args.cache / f"features_s{args.seed}.npy", est.transform(X))
+    np.save(args.cache / f"features-{args.tag}-s{args.seed}.npy", est.transform(X))
 
 
 def scan_variant(args, X, y) -> None:
-    with open(args.cache / f"pretext_s{args.seed}.pkl", "rb") as f:
+    with open(args.cache / f"pretext-{args.tag}-s{args.seed}.pkl", "rb") as f:
         pretext = pickle.load(f)
     overrides = {}
     for item in args.set:
@@ -99,6 +99,7 @@ def scan_variant(args, X, y) -> None:
     est = SCANClusterer(**params).fit(X, y)
     result = {
         "name": args.name,
+        "data": args.tag,
         "seed": args.seed,
         "overrides": overrides,
         "seconds": time.perf_counter() - started,
@@ -119,7 +120,7 @@ def kmeans_variants(args, X, y) -> None:
     from sklearn.cluster import AgglomerativeClustering, KMeans
 
     features = torch.nn.functional.normalize(
-        torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float(), dim=1
+        torch.as_tensor(np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")).float(), dim=1
     )
 
     def report(name, labels):
@@ -165,7 +166,7 @@ def head_candidates(args, X, y) -> None:
     from deepclust.networks import StackedLinearHeads
 
     torch.manual_seed(args.seed)
-    features = torch.as_tensor(np.load(args.cache / f"features_s{args.seed}.npy")).float()
+    features = torch.as_tensor(np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")).float()
     neighbours = torch.as_tensor(
         knn(torch.nn.functional.normalize(features, dim=1), 20, metric="cosine")[0]
     ).long()
@@ -206,7 +207,7 @@ def head_candidates(args, X, y) -> None:
 
 def neighbour_variants(args, X, y) -> None:
     """Accuracy of the mined neighbours on several feature views, for several k."""
-    with open(args.cache / f"pretext_s{args.seed}.pkl", "rb") as f:
+    with open(args.cache / f"pretext-{args.tag}-s{args.seed}.pkl", "rb") as f:
         est = pickle.load(f)
     network = est.network_.eval()
     source = est._read_input(X, reset=False)
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="variant")
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=JSON")
+    parser.add_argument("--data", default="fashion-mnist", help="as quality.py's --data")
+    parser.add_argument("--limit", type=int, default=None, help="as quality.py's --limit")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/deepclust-pretext-sweep"))
     parser.add_argument("--out", default="benchmarks/results/pretext_sweep.jsonl")
     parser.add_argument("--threads", type=int, default=1)
@@ -243,7 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="for 'heads'")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    X, y, _ = load_data("fashion-mnist")
+    X, y, info = load_data(args.data)
+    args.tag = info["data_name"]
+    if args.limit is not None and args.limit < len(X):
+        X, y = random_subset(X, y, args.limit, args.seed)  # quality.py's subset
+        args.tag += f"-n{args.limit}"
     {
         "pretext": train_pretext,
         "scan": scan_variant,

@@ -25,8 +25,8 @@ from deepclust.augment import (
 from deepclust.augment import _color as color
 from deepclust.augment import _geometric as geometric
 
-POLICIES = ("none", "weak", "simclr", "strong")
-RANDOM_POLICIES = ("weak", "simclr", "strong")
+POLICIES = ("none", "weak", "simclr", "simclr-strong", "strong")
+RANDOM_POLICIES = ("weak", "simclr", "simclr-strong", "strong")
 
 
 def _images(batch: int = 8, channels: int = 3, height: int = 32, width: int = 32, seed: int = 0):
@@ -425,6 +425,9 @@ def test_make_augmentation_names_and_modules():
     assert isinstance(make_augmentation("weak"), WeakAugmentation)
     assert isinstance(make_augmentation(" SimCLR "), SimCLRAugmentation)
     assert isinstance(make_augmentation("strong"), StrongAugmentation)
+    full = make_augmentation("simclr-strong")
+    assert isinstance(full, SimCLRAugmentation)
+    assert (full.brightness, full.contrast, full.saturation, full.hue) == (0.8, 0.8, 0.8, 0.2)
     custom = nn.Identity()
     assert make_augmentation(custom) is custom
     assert set(AUGMENTATION_POLICIES) == set(POLICIES)

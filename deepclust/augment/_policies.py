@@ -655,10 +655,35 @@ class StrongAugmentation(_BatchAugmentation):
         return images.masked_fill(inside.unsqueeze(1), self.fill)
 
 
+class SimCLRStrongColourAugmentation(SimCLRAugmentation):
+    """:class:`SimCLRAugmentation` at SimCLR's full colour-distortion strength.
+
+    SimCLR's ImageNet setting, colour strength ``s = 1``: brightness, contrast and
+    saturation 0.8, hue 0.2 (:class:`SimCLRAugmentation` defaults to the CIFAR-10
+    strength ``s = 0.5``). The stronger jitter keeps a contrastive pretext from grouping
+    images by brightness and colour: SCAN on 5,000 Fashion-MNIST images reached pretext
+    k-means ACC 0.655 and SCAN ACC 0.692 with it, against 0.565 and 0.632 (seed 0,
+    2026-12-03, docs/benchmarks.rst).
+
+    Parameters
+    ----------
+    image_size, n_channels : optional
+        As :class:`SimCLRAugmentation`.
+    **kwargs
+        Further :class:`SimCLRAugmentation` parameters; the jitter strengths default to
+        0.8, 0.8, 0.8 and 0.2 here.
+    """
+
+    def __init__(self, *, image_size=None, n_channels=None, **kwargs):
+        strengths = {"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2}
+        super().__init__(image_size=image_size, n_channels=n_channels, **strengths | kwargs)
+
+
 AUGMENTATION_POLICIES: dict[str, type[_BatchAugmentation]] = {
     "none": IdentityAugmentation,
     "weak": WeakAugmentation,
     "simclr": SimCLRAugmentation,
+    "simclr-strong": SimCLRStrongColourAugmentation,
     "strong": StrongAugmentation,
 }
 
@@ -673,7 +698,7 @@ def make_augmentation(
 
     Parameters
     ----------
-    policy : {"none", "weak", "simclr", "strong"}, torch.nn.Module or None
+    policy : {"none", "weak", "simclr", "simclr-strong", "strong"}, torch.nn.Module or None
         Policy name (case-insensitive); ``None`` means ``"none"``. A module is returned
         unchanged, so callers can pass their own augmentation.
     image_size : tuple of int, optional

@@ -32,7 +32,9 @@ _AUGMENTATION_FORMS = _entry(
     """
     A policy of :func:`deepclust.augment.make_augmentation`: ``'weak'`` (random
     translation by a padded crop, and horizontal flip), ``'simclr'`` (random resized
-    crop, flip, colour jitter and random grayscale, SimCLR's), ``'strong'``
+    crop, flip, colour jitter and random grayscale, SimCLR's at its CIFAR-10 colour
+    strength), ``'simclr-strong'`` (the same at SimCLR's full ImageNet colour strength),
+    ``'strong'``
     (RandAugment-style operations and cutout, SCAN's strong policy) or ``'none'``; or a
     module (e.g. ``deepclust.augment.SimCLRAugmentation(scale=(0.5, 1.0))``) mapping a
     ``(B, C, H, W)`` batch in ``[0, 1]`` to an augmented batch of the same shape.
@@ -102,10 +104,9 @@ docdict["augmentation_desc"] = _AUGMENTATION_FORMS
 docdict["pretext_augmentation"] = (
     _entry(
         """
-    pretext_augmentation : {'simclr', 'weak', 'strong', 'none'} or nn.Module, \
-default='simclr'
-        Augmentation of the two views of every image in the SimCLR pretext (``'simclr'``:
-        SimCLR's own, as in the paper).
+    pretext_augmentation : str or nn.Module, default='auto'
+        Augmentation of the two views of every image in the SimCLR pretext. ``'auto'``:
+        the recipe's, ``'simclr-strong'`` (SCAN's paper uses ``'simclr'``).
     """
     )
     + "\n"

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
+from deepclust.augment import AUGMENTATION_POLICIES
 from deepclust.cluster import PCAWhitening, kmeans, merged_kmeans
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
@@ -275,9 +276,9 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "pretext_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "pretext_lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "pretext_augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
+        "pretext_augmentation": [StrOptions({*AUGMENTATION_POLICIES, "auto"}), nn.Module],
         "augmentation": [
-            StrOptions({"simclr", "weak", "strong", "none"}),
+            StrOptions({*AUGMENTATION_POLICIES, "auto"}),
             nn.Module,
             None,
             StrOptions({"auto"}),
@@ -296,7 +297,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         pretext_epochs="auto",
         pretext_lr="auto",
         temperature="auto",
-        pretext_augmentation="simclr",
+        pretext_augmentation="auto",
         augmentation="auto",
         device="auto",
         precision="auto",

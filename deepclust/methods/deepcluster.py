@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
+from deepclust.augment import AUGMENTATION_POLICIES
 from deepclust.cluster import PCAWhitening, assign, kmeans
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
@@ -259,7 +260,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         "kmeans_iter": [Interval(Integral, 1, None, closed="left")],
         "sobel": ["boolean"],
         "augmentation": [
-            StrOptions({"simclr", "weak", "strong", "none"}),
+            StrOptions({*AUGMENTATION_POLICIES, "auto"}),
             nn.Module,
             None,
             StrOptions({"auto"}),

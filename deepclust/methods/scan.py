@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from deepclust._utils import to_numpy
+from deepclust.augment import AUGMENTATION_POLICIES
 from deepclust.cluster import kmeans, knn
 from deepclust.losses import ConfidenceCrossEntropyLoss, SCANLoss
 from deepclust.methods._base import BaseDeepClusterer
@@ -641,8 +642,8 @@ class SCANClusterer(BaseDeepClusterer):
         "update_cluster_head_only": ["boolean"],
         "head_warmup_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "pretext_augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
-        "augmentation": [StrOptions({"simclr", "weak", "strong", "none"}), nn.Module],
+        "pretext_augmentation": [StrOptions({*AUGMENTATION_POLICIES, "auto"}), nn.Module],
+        "augmentation": [StrOptions({*AUGMENTATION_POLICIES, "auto"}), nn.Module],
         "pretext_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "selflabel_epochs": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "pretext_lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
@@ -665,7 +666,7 @@ class SCANClusterer(BaseDeepClusterer):
         update_cluster_head_only=False,
         head_warmup_epochs="auto",
         temperature="auto",
-        pretext_augmentation="simclr",
+        pretext_augmentation="auto",
         augmentation="weak",
         pretext_epochs="auto",
         max_epochs="auto",

@@ -15,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from deepclust._utils import resolve_device, to_numpy
+from deepclust.augment import AUGMENTATION_POLICIES
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
@@ -302,7 +303,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         "lamb": [Interval(Real, 0, None, closed="neither")],
         "cluster_sizes": ["array-like", None],
         "augmentation": [
-            StrOptions({"simclr", "weak", "strong", "none", "auto"}),
+            StrOptions({*AUGMENTATION_POLICIES, "auto"}),
             torch.nn.Module,
             None,
         ],
