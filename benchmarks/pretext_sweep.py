@@ -119,9 +119,8 @@ def scan_variant(args, X, y) -> None:
 def kmeans_variants(args, X, y) -> None:
     from sklearn.cluster import AgglomerativeClustering, KMeans
 
-    features = torch.nn.functional.normalize(
-        torch.as_tensor(np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")).float(), dim=1
-    )
+    cached = np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")
+    features = torch.nn.functional.normalize(torch.as_tensor(cached).float(), dim=1)
 
     def report(name, labels):
         scores = evaluate_clustering(y, np.asarray(labels))
@@ -166,7 +165,8 @@ def head_candidates(args, X, y) -> None:
     from deepclust.networks import StackedLinearHeads
 
     torch.manual_seed(args.seed)
-    features = torch.as_tensor(np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")).float()
+    cached = np.load(args.cache / f"features-{args.tag}-s{args.seed}.npy")
+    features = torch.as_tensor(cached).float()
     neighbours = torch.as_tensor(
         knn(torch.nn.functional.normalize(features, dim=1), 20, metric="cosine")[0]
     ).long()
