@@ -374,6 +374,13 @@ def test_demo_writes_outputs_and_scores(tmp_path, capsys):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["acc"] > 0.7
     assert len(read_labels(tmp_path / "demo" / "labels.csv")) == 1797
+    from deepclust import SCANClusterer
+    from deepclust.datasets import load_digits_images
+    from deepclust.io import _json_value
+    from deepclust.recipes import recipe_for
+
+    expected = recipe_for(SCANClusterer(n_clusters=10, budget="fast"), load_digits_images()[0])
+    assert metrics["recipe"] == _json_value(expected)  # the recipe of deepclust cluster
 
 
 @pytest.mark.slow
