@@ -16,6 +16,7 @@ from deepclust import (
     SelfLabelClusterer,
 )
 from deepclust.cli._main import build_parser, estimator_params
+from deepclust.io import load_model, save_model
 from deepclust.methods import registered_methods
 from deepclust.recipes import BUDGETS, DataFacts, recipe_for, resolve_recipe
 
@@ -88,7 +89,7 @@ def test_explicit_parameters_win_over_the_recipe():
     )
 
 
-def test_fit_trains_with_the_recipe_and_keeps_the_auto_parameters():
+def test_fit_trains_with_the_recipe_and_keeps_the_auto_parameters(tmp_path):
     X = _images(60, 28, 1)
     est = DeepClusterEstimator(
         n_clusters=3, max_epochs=2, pca_dim=4, device="cpu", random_state=0
@@ -99,7 +100,13 @@ def test_fit_trains_with_the_recipe_and_keeps_the_auto_parameters():
     assert est.batch_size == "auto" and est.image_size is None  # parameters untouched
     assert est.recipe_["data"]["n_samples"] == 60 and est.recipe_["data"]["height"] == 28
     assert len(est.history_) == 2
-    assert est.predict(_images(5, 28, 1, seed=1)).shape == (5,)
+    assert est.n_features_in_ == 400  # values per sample at the trained size
+    new = _images(5, 28, 1, seed=1)
+    assert est.predict(new).shape == (5,)
+    save_model(est, tmp_path / "model")  # the recipe's size and backbone are stored
+    loaded = load_model(tmp_path / "model")
+    assert loaded.recipe_["params"]["image_size"] == [20, 20]
+    np.testing.assert_array_equal(loaded.predict(new), est.predict(new))
 
 
 def test_image_files_resolve_from_their_own_size(tmp_path):

@@ -15,7 +15,11 @@ The policies, by name (see :func:`make_augmentation`):
     :class:`WeakAugmentation`, random crop after padding by 1/8 of the side + horizontal flip.
 ``"simclr"``
     :class:`SimCLRAugmentation`, random resized crop (scale 0.2-1, ratio 3/4-4/3), flip,
-    colour jitter 0.4/0.4/0.4/0.1 with p=0.8, grayscale with p=0.2.
+    colour jitter 0.4/0.4/0.4/0.1 with p=0.8, grayscale with p=0.2 (SimCLR's CIFAR-10
+    colour strength).
+``"simclr-strong"``
+    :class:`SimCLRStrongColourAugmentation`, the same with colour jitter 0.8/0.8/0.8/0.2
+    (SimCLR's full colour strength, its ImageNet setting).
 ``"strong"``
     :class:`StrongAugmentation`, RandAugment-style random operations followed by cutout.
 

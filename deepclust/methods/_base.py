@@ -396,6 +396,8 @@ class BaseDeepClusterer(
         fitted["recipe_"] = recipe
         fitted.setdefault("input_kind_", source.kind)
         fitted.setdefault("input_shape_", tuple(source.shape))
+        if source.kind == "images":  # the values per sample the network reads
+            fitted["n_features_in_"] = source.n_features
         fitted["device_"] = device
         for name, value in fitted.items():
             setattr(self, name, value)
