@@ -7,8 +7,9 @@ It reads ``benchmarks/results/quality-*.json`` and ``baseline-*.json``. The runs
 recipes (result files with a ``recipe`` key) and the baselines are tabulated per data set
 (name and number of samples): one row per method (or baseline), budget and K, with the
 seeds, the mean and worst-seed scores, the mean and longest fit time and the commits.
-Only the newest run (by date, then file name) of each method, data set, budget, K and
-seed counts. Below each table come the method titles (from the method registry,
+Only the newest run (by date, then by the time of the commit it started from, then by
+file name) of each method, data set, budget, K and seed counts. Below each table come the
+method titles (from the method registry,
 :func:`deepclust.methods.registered_methods`), then for each row its resolved settings
 (``recipe_['params']``), machine, command, the extras the result files hold (``stages``,
 ``predict``, ``linear_probe``, the consecutive-assignment NMI) and its result files.
@@ -23,9 +24,11 @@ Usage: python benchmarks/report_quality.py [--results DIR] [--out FILE]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -142,6 +145,40 @@ def budget(result: dict) -> str:
     return str(result.get("budget") or recipe.get("budget") or result.get("profile") or "?")
 
 
+@functools.cache
+def commit_time(commit: str | None) -> int:
+    """Commit time (seconds since the epoch) of a result's commit, 0 when unknown.
+
+    Parameters
+    ----------
+    commit : str or None
+        A short hash, with ``+dirty`` for uncommitted changes (ignored here).
+
+    Returns
+    -------
+    int
+    """
+    if not commit or commit == "unknown":
+        return 0
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%ct", commit.split("+")[0]],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    return int(out) if out.isdigit() else 0
+
+
+def _age(result: dict) -> tuple:
+    """Sort key, oldest first: date, commit time, file name."""
+    date = str(result.get("date", ""))
+    return date, commit_time(result.get("commit")), str(result.get("file", ""))
+
+
 def newest_runs(results: list[dict]) -> tuple[list[dict], list[dict]]:
     """The newest run of each method, data set, budget, K and seed, and the others.
 
@@ -156,7 +193,7 @@ def newest_runs(results: list[dict]) -> tuple[list[dict], list[dict]]:
         Both in the order of ``results``.
     """
     kept: dict[tuple, dict] = {}
-    for r in sorted(results, key=lambda r: (str(r.get("date", "")), str(r.get("file", "")))):
+    for r in sorted(results, key=_age):
         key = (
             r.get("method"),
             data_name(r),
