@@ -160,3 +160,14 @@ def test_the_command_defaults_to_scan_at_the_default_budget(tmp_path):
 def test_an_unknown_budget_is_refused_before_training():
     with pytest.raises(ValueError, match="budget"):
         SCANClusterer(n_clusters=2, budget="quick").fit(_images(20, 8, 1))
+
+
+def test_a_folder_is_decoded_again_at_the_recipes_size(tmp_path):
+    from PIL import Image
+
+    for i, image in enumerate(_images(16, 28, 1)):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    est = DeepClusterEstimator(n_clusters=2, max_epochs=1, pca_dim=4, device="cpu")
+    est.fit(tmp_path)
+    assert est.input_shape_ == (1, 20, 20) and est.n_features_in_ == 400
+    assert est.predict(tmp_path).shape == (16,)
