@@ -194,7 +194,7 @@ def _save_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict)
     elif kind == "network":
         metadata[name] = _describe(
             value,
-            _fitted_backbone(estimator),
+            estimator._fitted_setting("backbone", default="auto"),
             estimator.input_shape_,
             metadata["estimator"],
         )
@@ -259,14 +259,6 @@ def save_model(estimator, path_prefix: str | os.PathLike) -> tuple[Path, Path]:
     return tensors_path, metadata_path
 
 
-def _fitted_backbone(estimator):
-    """The backbone the fit built: the parameter, or the recipe's choice for ``'auto'``."""
-    backbone = estimator.backbone
-    if isinstance(backbone, str) and backbone == "auto":
-        return getattr(estimator, "recipe_", {}).get("params", {}).get("backbone", backbone)
-    return backbone
-
-
 def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
     """The JSON description and the tensors of a fitted estimator."""
     from sklearn.utils.validation import check_is_fitted
@@ -291,7 +283,10 @@ def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
         "estimator": name,
         "params": params,
         "network": _describe(
-            estimator.network_, _fitted_backbone(estimator), estimator.input_shape_, name
+            estimator.network_,
+            estimator._fitted_setting("backbone", default="auto"),
+            estimator.input_shape_,
+            name,
         ),
         "fitted": {
             "input_kind_": str(estimator.input_kind_),

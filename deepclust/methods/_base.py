@@ -271,11 +271,17 @@ class BaseDeepClusterer(
         """The ``precision`` parameter (``'auto'`` for a method without one)."""
         return getattr(self, "precision", "auto")
 
+    def _fitted_setting(self, name: str, default=None):
+        """Parameter ``name`` as the fit used it: the parameter, or for ``'auto'`` the
+        recipe's value (``default`` before a fit)."""
+        value = getattr(self, name)
+        if not is_auto(name, value):
+            return value
+        return getattr(self, "recipe_", {}).get("params", {}).get(name, default)
+
     def _inference_batch_size(self, device: torch.device) -> int:
         """Batch size of gradient-free passes over the data on ``device``."""
-        batch_size = self.batch_size
-        if is_auto("batch_size", batch_size):  # after fit: the one the fit trained with
-            batch_size = getattr(self, "recipe_", {}).get("params", {}).get("batch_size", 1)
+        batch_size = self._fitted_setting("batch_size", default=1)
         return max(batch_size, self._min_inference_batch_size.get(device.type, 512))
 
     def _resolve_recipe(self, source: DataSource, device: torch.device) -> dict:
