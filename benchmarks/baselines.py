@@ -25,7 +25,6 @@ is the fit time) and is written to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -36,7 +35,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import RESULTS, _git_commit, _scores, load_data, random_subset  # noqa: E402
+from quality import (  # noqa: E402
+    RESULTS,
+    _git_commit,
+    _scores,
+    load_data,
+    random_subset,
+    write_result,
+)
 
 BASELINES = ("kmeans", "umap-gmm")
 
@@ -253,12 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
         + " ".join(sys.argv[1:] if argv is None else argv),
     }
     result["labels"] = labels.tolist()
-    shown = {k: v for k, v in result.items() if k not in ("labels", "cluster_sizes")}
-    print(json.dumps(shown, indent=2))
     out = Path(args.out) if args.out else result_path(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result))
-    print(f"wrote {out}")
+    write_result(result, out, hidden=("labels", "cluster_sizes"))
     return result
 
 

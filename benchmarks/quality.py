@@ -151,6 +151,16 @@ def result_path(result: dict) -> Path:
     return RESULTS / name
 
 
+def write_result(result: dict, path: Path, hidden: tuple[str, ...]) -> Path:
+    """Print ``result`` less its ``hidden`` keys and write it all, as JSON, to ``path``."""
+    shown = {k: v for k, v in result.items() if k not in hidden}
+    print(json.dumps(shown, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    print(f"wrote {path}")
+    return path
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=method_names(), required=True)
@@ -240,12 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
         **fitted_extras(est, X, y, info),
     }
     result["labels"] = labels.tolist()
-    shown = {k: v for k, v in result.items() if k not in ("labels", "cluster_sizes", "history")}
-    print(json.dumps(shown, indent=2))
     out = Path(args.out) if args.out else result_path(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result))
-    print(f"wrote {out}")
+    write_result(result, out, hidden=("labels", "cluster_sizes", "history"))
     return result
 
 
