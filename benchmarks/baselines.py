@@ -13,8 +13,8 @@ repository root)::
   pixels, then ``GaussianMixture(n_clusters, covariance_type='full')`` on the embedding
   (needs ``umap-learn``, in the ``bench`` extra).
 
-``--data`` and ``--limit`` are those of ``quality.py`` (its ``load_data`` and
-``random_subset``, so the same ``--limit`` and ``--seed`` cluster the same images);
+``--data`` and ``--limit`` are those of ``quality.py`` (its ``load_benchmark_data``, so
+the same ``--limit`` and ``--seed`` cluster the same images);
 ``--seed`` is also the baseline's ``random_state``. The JSON result has the keys of
 ``quality.py``'s (``method`` is the baseline, ``profile`` is ``"baseline"``; ``seconds``
 is the fit time) and is written to
@@ -39,8 +39,7 @@ from quality import (  # noqa: E402
     RESULTS,
     _git_commit,
     _scores,
-    load_data,
-    random_subset,
+    load_benchmark_data,
     write_result,
 )
 
@@ -231,11 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     """
     args = _parser().parse_args(argv)
     commit = _git_commit()  # the code the run starts with
-    X, y, info = load_data(args.data)
-    if args.limit is not None and args.limit < len(X):
-        X, y = random_subset(X, y, args.limit, args.seed)
-        info.pop("n_train", None)
-        info["data_name"] += f"-n{args.limit}"
+    X, y, info = load_benchmark_data(args.data, args.limit, args.seed)
     n_clusters = args.n_clusters or len(np.unique(y))
     params = baseline_params(args.baseline, n_clusters, args.seed)
     started = time.perf_counter()

@@ -10,8 +10,12 @@ estimator is built as a user would build it: ``n_clusters``, ``budget``, ``devic
 one). The resolved settings are the result's ``recipe``. ``--data`` is ``digits``,
 ``fashion-mnist`` (Debian's ``dataset-fashion-mnist``), ``shapes``
 (``deepclust.datasets.make_shapes(20000, random_state=0)``: 32x32 colour shapes) or an
-``.npz`` file holding ``X`` (uint8 images ``(N, H, W[, C])``) and ``y``. All samples are
-clustered (``--limit`` takes a random subset).
+``.npz`` file holding ``X`` (uint8 images ``(N, H, W[, C])``) and ``y``; ``digits`` and
+``fashion-mnist`` followed by ``-recoloured`` or ``-rotated`` are their variants with a
+known nuisance (``deepclust.datasets.recolour_images`` / ``rotate_images``, seed 0). All
+samples are clustered (``--limit`` takes a random subset). ``--invariant-to`` declares
+invariances (the result's profile becomes ``{budget}-inv-{invariances}``). The result
+holds the fit's ``nuisance`` report.
 
 The JSON result holds ``acc`` (Hungarian), ``acc_majority``, ``nmi``, ``ari``, ``seconds``,
 the parameters used, ``labels`` (the cluster of every sample, in order), the estimator's
@@ -40,7 +44,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepclust.datasets import load_digits_images, load_fashion_mnist  # noqa: E402
+from deepclust.augment import check_invariances  # noqa: E402
+from deepclust.datasets import (  # noqa: E402
+    load_digits_images,
+    load_fashion_mnist,
+    recolour_images,
+    rotate_images,
+)
 from deepclust.io import _json_value  # noqa: E402
 from deepclust.methods import get_method, method_names  # noqa: E402
 from deepclust.metrics import cluster_accuracy, evaluate_clustering  # noqa: E402
@@ -49,8 +59,31 @@ from deepclust.recipes import BUDGETS  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+#: Variants of a data set with a known nuisance, by the suffix of its name.
+VARIANTS = {"-recoloured": recolour_images, "-rotated": rotate_images}
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``('digits', '-recoloured')`` for ``'digits-recoloured'``; no variant: None."""
+    for suffix in VARIANTS:
+        if name.endswith(suffix) and not name.endswith(".npz"):
+            return name[: -len(suffix)], suffix
+    return name, None
+
+
+def apply_variant(X: np.ndarray, variant: str | None) -> np.ndarray:
+    """The images of the variant (its colours or angles drawn with seed 0)."""
+    return X if variant is None else VARIANTS[variant](X, random_state=0)
+
+
 def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``(X, y, info)`` for a data set name or an ``.npz`` path."""
+    """``(X, y, info)`` for a data set name or an ``.npz`` path (a variant's images are
+    made by :func:`apply_variant`, after any subset is drawn)."""
+    name, variant = split_variant(name)
+    if variant is not None:
+        X, y, info = load_data(name)
+        info.pop("n_train", None)
+        return X, y, {**info, "data": name + variant, "data_name": name + variant}
     if name == "digits":
         X, y = load_digits_images()
         return X, y, {"data": "digits", "data_name": "digits"}
@@ -68,6 +101,17 @@ def load_data(name: str) -> tuple[np.ndarray, np.ndarray, dict]:
             archive["y"],
             {"data": os.path.abspath(name), "data_name": Path(name).stem},
         )
+
+
+def load_benchmark_data(name: str, limit: int | None, seed: int):
+    """``(X, y, info)`` of a run: data set ``name``, a random subset of ``limit`` samples
+    drawn by ``seed`` (all when None), then the images of its variant."""
+    X, y, info = load_data(name)
+    if limit is not None and limit < len(X):
+        X, y = random_subset(X, y, limit, seed)
+        info.pop("n_train", None)
+        info["data_name"] += f"-n{limit}"
+    return apply_variant(X, split_variant(name)[1]), y, info
 
 
 def random_subset(X: np.ndarray, y: np.ndarray, size: int, seed: int):
@@ -140,6 +184,11 @@ def fitted_extras(est, X: np.ndarray, y: np.ndarray, info: dict) -> dict:
     return extras
 
 
+def profile_name(budget: str, invariant_to) -> str:
+    """A result's profile: its budget, and ``-inv-`` and its declared invariances."""
+    return budget + ("-inv-" + "+".join(invariant_to) if invariant_to else "")
+
+
 def result_path(result: dict) -> Path:
     """Where a result is written: named once, by what it is."""
     commit = (result.get("commit") or "unknown").replace("+dirty", "-dirty")
@@ -169,6 +218,11 @@ def _parser() -> argparse.ArgumentParser:
         "--budget", default="default", choices=sorted(BUDGETS), help="training budget"
     )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument(
+        "--invariant-to",
+        default=None,
+        help="declared invariances, comma-separated (e.g. colour,background)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--n-clusters", type=int, default=None, help="default: the number of classes"
@@ -202,6 +256,8 @@ def estimator_params(args, y: np.ndarray) -> dict:
     """The estimator's parameters: what a user sets, and the ``--set`` overrides."""
     valid = get_method(args.method)().get_params(deep=False)
     params = {"budget": args.budget} if "budget" in valid else {}
+    if args.invariant_to:
+        params["invariant_to"] = list(check_invariances(args.invariant_to))
     params["device"] = args.device
     for item in args.set:
         key, _, value = item.partition("=")
@@ -215,11 +271,7 @@ def estimator_params(args, y: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     commit = _git_commit()  # the code the run starts with
-    X, y, info = load_data(args.data)
-    if args.limit is not None and args.limit < len(X):
-        X, y = random_subset(X, y, args.limit, args.seed)
-        info.pop("n_train", None)
-        info["data_name"] += f"-n{args.limit}"
+    X, y, info = load_benchmark_data(args.data, args.limit, args.seed)
     params = estimator_params(args, y)
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -231,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     labels = np.asarray(est.labels_)
     result = {
         "method": args.method,
-        "profile": args.budget,
+        "profile": profile_name(args.budget, params.get("invariant_to")),
         "budget": args.budget,
         "seed": args.seed,
         **info,
@@ -247,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "recipe": _json_value(est.recipe_),
+        "nuisance": est.nuisance_report_.to_dict(),
         **fitted_extras(est, X, y, info),
     }
     result["labels"] = labels.tolist()

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from deepclust._utils import atomic_write, is_int, short_repr
+from deepclust.augment import check_invariances
 
 __all__ = ["FORMAT_VERSION", "save_model", "load_model", "model_paths"]
 
@@ -129,6 +130,8 @@ def _json_param(name: str, value: Any, estimator_name: str) -> Any:
         return str(value)
     if isinstance(value, np.random.RandomState):
         return None  # only used for fitting; a loaded model is already fitted
+    if isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value):
+        return list(value)
     if isinstance(value, (tuple, list, np.ndarray)):
         array = np.asarray(value)
         if array.dtype.kind in "biuf" and array.ndim == 1:
@@ -479,14 +482,19 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
 
     field = f"params.{name}"
     if isinstance(value, list):
-        scalar = all(_is_number(v) for v in value)
+        scalar = all(_is_number(v) for v in value) or all(isinstance(v, str) for v in value)
     else:
         scalar = value is None or isinstance(value, (bool, int, float, str))
     if not scalar:
         raise _Invalid(
-            f"{field} must be null, a boolean, a number, a string or a list of numbers; "
-            f"got {short_repr(value)}"
+            f"{field} must be null, a boolean, a number, a string or a list of numbers or "
+            f"of strings; got {short_repr(value)}"
         )
+    if name == "invariant_to":
+        try:
+            check_invariances(value, field)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
     if name in getattr(cls, "_fitted_input_params", ()) and value is not None:
         raise _Invalid(
             f"{field} must be null (a fitted object is never stored in a model file); got "

@@ -23,6 +23,9 @@ The policies, by name (see :func:`make_augmentation`):
 ``"strong"``
     :class:`StrongAugmentation`, RandAugment-style random operations followed by cutout.
 
+Declared invariances (:data:`INVARIANCES`, an estimator's ``invariant_to``) add their
+own random transforms after a policy (:func:`with_invariances`).
+
 Randomness: parameters are drawn from torch's global random generator of the input's
 device, so :func:`torch.manual_seed` makes results reproducible (on CPU bit for bit), or from
 the ``generator=`` passed to ``forward``, which must live on the input's device.
@@ -36,6 +39,12 @@ channels (e.g. a 4th) follow the geometric transforms and cutout but no photomet
 
 from __future__ import annotations
 
+from ._invariance import (
+    INVARIANCES,
+    InvarianceAugmentation,
+    check_invariances,
+    with_invariances,
+)
 from ._policies import (
     AUGMENTATION_POLICIES,
     STRONG_OPS,
@@ -49,11 +58,15 @@ from ._policies import (
 
 __all__ = [
     "AUGMENTATION_POLICIES",
+    "INVARIANCES",
+    "InvarianceAugmentation",
     "STRONG_OPS",
     "IdentityAugmentation",
     "SimCLRAugmentation",
     "SimCLRStrongColourAugmentation",
     "StrongAugmentation",
     "WeakAugmentation",
+    "check_invariances",
     "make_augmentation",
+    "with_invariances",
 ]

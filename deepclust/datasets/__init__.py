@@ -1,12 +1,14 @@
-"""Offline data set loaders (Fashion-MNIST, scikit-learn digits), an IDX reader, and
-``make_shapes``, generated colour images whose classes are shapes and whose colours are
-nuisances."""
+"""Offline data set loaders (Fashion-MNIST, scikit-learn digits), an IDX reader,
+``make_shapes`` (generated colour images whose classes are shapes and whose colours are
+nuisances), and variants of grey sets with a known nuisance (``recolour_images``,
+``rotate_images``)."""
 
 from __future__ import annotations
 
 from ._idx import read_idx
 from ._loaders import FASHION_MNIST_ENV_VAR, load_digits_images, load_fashion_mnist
 from ._shapes import SHAPE_NAMES, make_shapes
+from ._variants import recolour_images, rotate_images
 
 __all__ = [
     "read_idx",
@@ -15,4 +17,6 @@ __all__ = [
     "make_shapes",
     "SHAPE_NAMES",
     "FASHION_MNIST_ENV_VAR",
+    "recolour_images",
+    "rotate_images",
 ]

@@ -33,9 +33,11 @@ from deepclust._utils import (
     to_numpy,
     torch_threads_at_most,
 )
+from deepclust.augment import check_invariances
 from deepclust.data import DataSource, as_source
+from deepclust.diagnostics import NuisanceWarning, nuisance_report
 from deepclust.methods._docs import fill_doc
-from deepclust.networks import ClusteringNetwork, build_backbone
+from deepclust.networks import INPUT_INVARIANCES, ClusteringNetwork, InvariantInput, build_backbone
 from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
 from deepclust.training import PRECISIONS, Trainer, run_inference, use_precision
 
@@ -154,6 +156,7 @@ class BaseDeepClusterer(
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module],
         "budget": [StrOptions(set(BUDGETS))],
+        "invariant_to": [str, "array-like", None],
         "device": [str, torch.device, None],
         "precision": [StrOptions(set(PRECISIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -261,6 +264,18 @@ class BaseDeepClusterer(
     def _check_fit_params(self, source: DataSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""
 
+    def _invariances(self) -> tuple[str, ...]:
+        """The declared ``invariant_to``, checked, in a fixed order."""
+        return check_invariances(self.invariant_to)
+
+    def _input_filter(self, source: DataSource, method_filter: nn.Module | None):
+        """The declared invariances' :class:`InvariantInput`, then ``method_filter``."""
+        removed = [name for name in self._invariances() if name in INPUT_INVARIANCES]
+        if not removed or source.kind != "images":
+            return method_filter
+        invariant = InvariantInput(removed)
+        return invariant if method_filter is None else nn.Sequential(invariant, method_filter)
+
     # ------------------------------------------------------------------ fit
     def _seed(self) -> int:
         if isinstance(self.random_state, (Integral, np.integer)):
@@ -305,12 +320,17 @@ class BaseDeepClusterer(
         backbone=None,
         input_filter: nn.Module | None = None,
         stats=None,
+        invariant_input: bool = True,
     ) -> ClusteringNetwork:
-        """Build a fresh network for ``source`` with input statistics from it."""
+        """Build a fresh network for ``source`` with input statistics from it; with
+        ``invariant_input``, it reads its input through the declared invariances'
+        :class:`InvariantInput` (a pretrained backbone keeps the input it was trained on)."""
         backbone = self.backbone if backbone is None else backbone
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)  # never train the user's module in place
         mean, std = stats if stats is not None else source.channel_stats()
+        if invariant_input:
+            input_filter = self._input_filter(source, input_filter)
         filter_shape = source.shape
         if input_filter is not None:
             with torch.no_grad():
@@ -370,6 +390,11 @@ class BaseDeepClusterer(
                 "n_clusters of them)."
             )
         self._check_n_samples(n_samples)
+        if self._invariances() and source.kind != "images":
+            raise ValueError(
+                f"invariant_to={self.invariant_to!r} needs images; got a 2-D feature matrix. "
+                "Pass images, or leave invariant_to=None."
+            )
         recipe = self._resolve_recipe(source, device)
         fitting = with_settings(self, recipe["params"])  # ``self`` keeps its 'auto' values
         if source.kind == "images" and fitting.image_size is not None:
@@ -405,8 +430,14 @@ class BaseDeepClusterer(
         if source.kind == "images":  # the values per sample the network reads
             fitted["n_features_in_"] = source.n_features
         fitted["device_"] = device
+        fitted["nuisance_report_"] = nuisance_report(
+            source, fitted["labels_"], random_state=seed % 2**32
+        )
         for name, value in fitted.items():
             setattr(self, name, value)
+        message = self.nuisance_report_.warning()
+        if message is not None:
+            warnings.warn(message, NuisanceWarning, stacklevel=4)
         return self
 
     # ------------------------------------------------------------------ inference

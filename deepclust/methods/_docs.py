@@ -136,6 +136,20 @@ docdict["budget"] = _entry(
     """
 )
 
+docdict["invariant_to"] = _entry(
+    """
+    invariant_to : str, sequence of str or None, default=None
+        What must not decide the clusters: any of ``'colour'``, ``'background'``,
+        ``'brightness'``, ``'rotation'``, ``'flip'``, ``'scale'`` (a sequence, or one
+        string with commas). Each adds random transforms to every augmentation of the fit
+        (:data:`deepclust.augment.INVARIANCES`); ``'colour'``, ``'background'`` and
+        ``'brightness'`` also change what the network reads
+        (:class:`deepclust.networks.InvariantInput`: greyscale with per-image contrast
+        normalisation, the border's plane subtracted), in training and in ``predict``
+        alike. What was applied is ``recipe_['invariances']``. Images only.
+    """
+)
+
 docdict["pretext_lr"] = _entry(
     """
     pretext_lr : float or 'auto', default='auto'
@@ -315,6 +329,18 @@ docdict["recipe_"] = _entry(
         or feature width, device type), ``'params'`` (the value used for every parameter
         the recipe covers) and ``'set_by_user'`` (those of them set explicitly, which the
         recipe left as they were).
+    """
+)
+
+docdict["nuisance_report_"] = _entry(
+    """
+    nuisance_report_ : deepclust.diagnostics.NuisanceReport
+        How much of ``labels_`` cheap image statistics explain (colour, hue, saturation,
+        brightness, contrast, border colour, and for files width, height, aspect ratio,
+        format and subfolder), chance-corrected: 0 unrelated, 1 determined by it. When
+        one reaches the threshold, ``fit`` issues a
+        :class:`~deepclust.diagnostics.NuisanceWarning` naming the ``invariant_to`` value
+        that removes it. Empty for 2-D features.
     """
 )
 

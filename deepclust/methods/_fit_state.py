@@ -120,6 +120,7 @@ class FitState:
             n_epochs=est.max_epochs,
             lr=est.lr,
             augmentation=est.augmentation,
+            invariances=est._invariances(),
             name=name,
             optimizer=optimizer,
             lr_schedule=lr_schedule,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepclust.augment import make_augmentation
+from deepclust.augment import make_augmentation, with_invariances
 from deepclust.data import DataSource
 from deepclust.losses import MultiHeadCrossEntropy, NTXentLoss
 from deepclust.networks import ClusteringNetwork
@@ -53,7 +53,7 @@ def make_fetch(
     return fetch
 
 
-def make_augment(policy, source: DataSource) -> nn.Module:
+def make_augment(policy, source: DataSource, invariances=()) -> nn.Module:
     """The augmentation module for ``source`` (identity for 2-D features).
 
     Parameters
@@ -63,14 +63,19 @@ def make_augment(policy, source: DataSource) -> nn.Module:
         ``None`` for none.
     source : DataSource
         The data the augmentation applies to (its image size and channels).
+    invariances : sequence of str, default=()
+        Declared invariances whose random transforms follow the policy
+        (:func:`deepclust.augment.with_invariances`).
 
     Returns
     -------
     nn.Module
     """
-    if source.kind != "images" or policy is None:
+    if source.kind != "images":
         return make_augmentation("none")
-    return make_augmentation(policy, image_size=source.shape[1:], n_channels=source.shape[0])
+    policy = "none" if policy is None else policy
+    module = make_augmentation(policy, image_size=source.shape[1:], n_channels=source.shape[0])
+    return with_invariances(module, invariances)
 
 
 def extract_features(
@@ -165,6 +170,7 @@ def contrastive_stage(
     lr: float,
     temperature: float = 0.1,
     augmentation="simclr",
+    invariances=(),
     weight_decay: float = 1e-4,
     name: str = "pretext",
 ) -> Stage:
@@ -186,6 +192,8 @@ def contrastive_stage(
         NT-Xent temperature.
     augmentation : str or nn.Module
         Augmentation of the two views.
+    invariances : sequence of str
+        Declared invariances, whose transforms follow ``augmentation``.
     weight_decay : float
         SGD weight decay.
     name : str
@@ -195,7 +203,7 @@ def contrastive_stage(
     -------
     Stage
     """
-    augment = make_augment(augmentation, source)
+    augment = make_augment(augmentation, source, invariances)
     criterion = NTXentLoss(temperature=temperature)
     modules = [network.normalize, network.input_filter, network.backbone, network.projection]
     params = [p for m in modules for p in m.parameters()]
@@ -234,6 +242,7 @@ def pseudo_label_stage(
     n_epochs: int,
     lr: float,
     augmentation="weak",
+    invariances=(),
     name: str = "train",
     optimizer: str = "sgd",
     momentum: float = 0.9,
@@ -267,6 +276,8 @@ def pseudo_label_stage(
         Learning rate.
     augmentation : str, nn.Module or None
         Augmentation of the training batches.
+    invariances : sequence of str
+        Declared invariances, whose transforms follow ``augmentation``.
     name : str
         The stage's name in the history.
     optimizer : {'sgd', 'adam', 'adamw'}
@@ -288,7 +299,7 @@ def pseudo_label_stage(
     -------
     Stage
     """
-    augment = make_augment(augmentation, source)
+    augment = make_augment(augmentation, source, invariances)
     criterion = MultiHeadCrossEntropy()
 
     def compute_loss(batch):

@@ -72,6 +72,7 @@ class ClusterFitFit(FitState):
                     lr=est.pretext_lr,
                     temperature=est.temperature,
                     augmentation=est.pretext_augmentation,
+                    invariances=est._invariances(),
                 )
             )
         stages.append(
@@ -190,6 +191,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         Here the architecture of the fresh network, trained from scratch (a given module is
         copied and re-initialised).
     %(budget)s
+    %(invariant_to)s
     pca_dim : int or None, default=None
         PCA-whiten the L2-normalised features to this many dimensions (``>= 1``) before
         k-means (``None``: no PCA).
@@ -244,6 +246,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
     %(input_shape_)s
     %(input_kind_)s
     %(recipe_)s
+    %(nuisance_report_)s
     %(device_)s
     """
 
@@ -292,6 +295,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         pretrained=None,
         backbone="auto",
         budget="default",
+        invariant_to=None,
         pca_dim=None,
         n_subclusters="auto",
         pretext_epochs="auto",
@@ -315,6 +319,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.pretrained = pretrained
         self.backbone = backbone
         self.budget = budget
+        self.invariant_to = invariant_to
         self.pca_dim = pca_dim
         self.n_subclusters = n_subclusters
         self.pretext_epochs = pretext_epochs

@@ -163,6 +163,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         expected number of groups.
     %(backbone)s
     %(budget)s
+    %(invariant_to)s
     pca_dim : int or 'auto', default='auto'
         Dimensions (``>= 1``) the features are PCA-whitened to before k-means (fewer when
         the features are smaller); the reference code whitens to 256. ``'auto'``: the
@@ -226,6 +227,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
     %(input_shape_)s
     %(input_kind_)s
     %(recipe_)s
+    %(nuisance_report_)s
     %(device_)s
 
     Notes
@@ -275,6 +277,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         *,
         backbone="auto",
         budget="default",
+        invariant_to=None,
         pca_dim="auto",
         kmeans_iter=20,
         sobel=False,
@@ -296,6 +299,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.n_clusters = n_clusters
         self.backbone = backbone
         self.budget = budget
+        self.invariant_to = invariant_to
         self.pca_dim = pca_dim
         self.kmeans_iter = kmeans_iter
         self.sobel = sobel

@@ -109,6 +109,7 @@ class SCANFit(FitState):
                 backbone=features_of.backbone,
                 stats=stats,
                 input_filter=features_of.input_filter,
+                invariant_input=False,
             )
             self.trainable_backbone = features_of.trainable
         self.network = network.to(self.device)
@@ -138,6 +139,7 @@ class SCANFit(FitState):
                     lr=est.pretext_lr,
                     temperature=est.temperature,
                     augmentation=est.pretext_augmentation,
+                    invariances=est._invariances(),
                 )
             )
         if self.candidates is not None:
@@ -174,7 +176,7 @@ class SCANFit(FitState):
     def scan_stage(self) -> Stage:
         """The SCAN loss on anchors and their mined neighbours, under augmentation."""
         est, device, network = self.estimator, self.device, self.network
-        augment = make_augment(est.augmentation, self.source)
+        augment = make_augment(est.augmentation, self.source, est._invariances())
         criterion = SCANLoss(entropy_weight=est.entropy_weight)
         optimizer, lr_schedule = est._training_settings("adam", "constant")
 
@@ -211,8 +213,8 @@ class SCANFit(FitState):
     def selflabel_stage(self) -> Stage:
         """Cross-entropy of a strong view against the confident argmax of a weak view."""
         est, device, network = self.estimator, self.device, self.network
-        weak = make_augment("weak", self.source)
-        strong = make_augment("strong", self.source)
+        weak = make_augment("weak", self.source, est._invariances())
+        strong = make_augment("strong", self.source, est._invariances())
         criterion = ConfidenceCrossEntropyLoss(threshold=est.confidence_threshold)
         optimizer, lr_schedule = est._training_settings("adam", "constant")
 
@@ -502,6 +504,7 @@ class SCANClusterer(BaseDeepClusterer):
         skipped. With a transformer or a callable, only the clustering heads are trained,
         on its fixed features.
     %(budget)s
+    %(invariant_to)s
     n_neighbors : int, default=20
         Neighbours mined per sample (``>= 1`` and fewer than the samples), by cosine
         similarity of the L2-normalised pretext (or ``pretrained``) features; each SCAN
@@ -602,6 +605,7 @@ class SCANClusterer(BaseDeepClusterer):
     %(input_shape_)s
     %(input_kind_)s
     %(recipe_)s
+    %(nuisance_report_)s
     %(device_)s
     """
 
@@ -657,6 +661,7 @@ class SCANClusterer(BaseDeepClusterer):
         backbone="auto",
         pretrained=None,
         budget="default",
+        invariant_to=None,
         n_neighbors=20,
         n_heads=5,
         entropy_weight=5.0,
@@ -688,6 +693,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.backbone = backbone
         self.pretrained = pretrained
         self.budget = budget
+        self.invariant_to = invariant_to
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
         self.entropy_weight = entropy_weight

@@ -192,6 +192,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         Every head has ``n_clusters`` outputs.
     %(backbone)s
     %(budget)s
+    %(invariant_to)s
     n_heads : int, default=1
         Number of clustering heads trained together (``>= 1``; SeLa's ``hc``); each has
         its own labels. ``labels_`` and ``predict`` use the best head: the one whose final
@@ -261,6 +262,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
     %(input_shape_)s
     %(input_kind_)s
     %(recipe_)s
+    %(nuisance_report_)s
     %(device_)s
 
     Examples
@@ -317,6 +319,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         *,
         backbone="auto",
         budget="default",
+        invariant_to=None,
         n_heads=1,
         n_label_updates="auto",
         lamb=25.0,
@@ -339,6 +342,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         self.n_clusters = n_clusters
         self.backbone = backbone
         self.budget = budget
+        self.invariant_to = invariant_to
         self.n_heads = n_heads
         self.n_label_updates = n_label_updates
         self.lamb = lamb

@@ -9,12 +9,14 @@ from deepclust.networks._backbones import (
     register_backbone,
 )
 from deepclust.networks._description import describe_network, network_from_description
-from deepclust.networks._filters import SobelFilter
+from deepclust.networks._filters import INPUT_INVARIANCES, InvariantInput, SobelFilter
 from deepclust.networks._heads import ClusteringHeads, ProjectionHead, StackedLinearHeads
 from deepclust.networks._model import ClusteringNetwork, Normalize
 
 __all__ = [
     "BACKBONES",
+    "INPUT_INVARIANCES",
+    "InvariantInput",
     "MLP",
     "ClusteringHeads",
     "ClusteringNetwork",

@@ -13,7 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from deepclust._utils import is_int, short_repr
 from deepclust.networks._backbones import BACKBONES, build_backbone, feature_dim
-from deepclust.networks._filters import SobelFilter
+from deepclust.networks._filters import InvariantInput, SobelFilter
 from deepclust.networks._model import ClusteringNetwork
 
 __all__ = [
@@ -23,7 +23,8 @@ __all__ = [
     "network_from_description",
 ]
 
-#: Input filters a description may name, by name.
+#: Input filters a description may name, by name (besides ``'invariant:...'`` names of
+#: :class:`InvariantInput`).
 INPUT_FILTERS = {"sobel": SobelFilter}
 
 #: Upper bounds of a description's fields: a description beyond them is refused before
@@ -46,13 +47,61 @@ DESCRIPTION_FIELDS = (
 )
 
 
-def _filter_name(network: ClusteringNetwork) -> str | None:
+def _one_filter_name(module: nn.Module) -> str:
+    if isinstance(module, InvariantInput):
+        return module.name
+    for name, cls in INPUT_FILTERS.items():
+        if type(module) is cls:
+            return name
+    raise ValueError(f"unknown input filter {type(module).__name__}")
+
+
+def _filter_name(network: ClusteringNetwork) -> str | list[str] | None:
+    """The description of the network's input filter: None, a name or a list of names."""
     if isinstance(network.input_filter, nn.Identity):
         return None
-    for name, cls in INPUT_FILTERS.items():
-        if type(network.input_filter) is cls:
-            return name
-    raise ValueError(f"unknown input filter {type(network.input_filter).__name__}")
+    if isinstance(network.input_filter, nn.Sequential):
+        return [_one_filter_name(module) for module in network.input_filter]
+    return _one_filter_name(network.input_filter)
+
+
+def make_input_filter(description: str | list[str] | None) -> nn.Module | None:
+    """The input filter a description names (see :func:`describe_network`).
+
+    Parameters
+    ----------
+    description : str, list of str or None
+        ``'sobel'``, ``'invariant:colour,background'``, a list of them (applied in order)
+        or None.
+
+    Returns
+    -------
+    nn.Module or None
+    """
+    if description is None:
+        return None
+    if isinstance(description, list):
+        return nn.Sequential(*(make_input_filter(name) for name in description))
+    if description in INPUT_FILTERS:
+        return INPUT_FILTERS[description]()
+    return InvariantInput.from_name(description)
+
+
+def _check_filter(value: Any, field: str) -> None:
+    names = value if isinstance(value, list) and value else [value]
+    for name in names:
+        if not isinstance(name, str):
+            break
+        try:
+            make_input_filter(name)
+        except ValueError:
+            break
+    else:
+        return
+    raise ValueError(
+        f"{field} must be null, one of {sorted(INPUT_FILTERS)} or 'invariant:' and input "
+        f"invariances, or a list of them; got {short_repr(value)}"
+    )
 
 
 def describe_network(network: nn.Module, backbone, input_shape) -> dict:
@@ -155,11 +204,8 @@ def check_description(spec: Any, where: str = "network") -> dict:
     projection = spec["projection_dim"]
     if projection is not None:
         _bounded_int(projection, f"{where}.projection_dim", 1, MAX_DIM)
-    if spec["input_filter"] is not None and spec["input_filter"] not in INPUT_FILTERS:
-        raise ValueError(
-            f"{where}.input_filter must be null or one of {sorted(INPUT_FILTERS)}; got "
-            f"{short_repr(spec['input_filter'])}"
-        )
+    if spec["input_filter"] is not None:
+        _check_filter(spec["input_filter"], f"{where}.input_filter")
     return {
         "backbone": spec["backbone"],
         "input_shape": _input_shape(spec["input_shape"], f"{where}.input_shape"),
@@ -205,7 +251,7 @@ def _registered(backbone: str, where: str) -> None:
         )
 
 
-def _filter_shape(filter_name: str | None, input_shape: tuple[int, ...], where: str) -> tuple:
+def _filter_shape(filter_name, input_shape: tuple[int, ...], where: str) -> tuple:
     """Shape of one sample after the input filter, found without memory."""
     if filter_name is None:
         return input_shape
@@ -215,7 +261,7 @@ def _filter_shape(filter_name: str | None, input_shape: tuple[int, ...], where: 
             f"{list(input_shape)}"
         )
     with torch.device("meta"):
-        return tuple(INPUT_FILTERS[filter_name]()(torch.zeros(1, *input_shape)).shape[1:])
+        return tuple(make_input_filter(filter_name)(torch.zeros(1, *input_shape)).shape[1:])
 
 
 def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
@@ -249,7 +295,7 @@ def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
             mean=np.zeros(stats_shape, np.float32),
             std=np.ones(stats_shape, np.float32),
             projection_dim=values["projection_dim"],
-            input_filter=INPUT_FILTERS[filter_name]() if filter_name else None,
+            input_filter=make_input_filter(filter_name),
         )
 
 

@@ -17,7 +17,14 @@ from deepclust.recipes._common import (
     training_images,
 )
 from deepclust.recipes._facts import DataFacts
-from deepclust.recipes._resolve import AUTO, is_auto, recipe_for, resolve_recipe, with_settings
+from deepclust.recipes._resolve import (
+    AUTO,
+    describe_invariances,
+    is_auto,
+    recipe_for,
+    resolve_recipe,
+    with_settings,
+)
 
 __all__ = [
     "AUTO",
@@ -25,6 +32,7 @@ __all__ = [
     "DataFacts",
     "batch_size_for",
     "contrastive_pretext",
+    "describe_invariances",
     "epochs_for",
     "image_settings",
     "is_auto",

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import copy
 
+from deepclust.augment import INVARIANCES, check_invariances
+from deepclust.networks import INPUT_INVARIANCES, InvariantInput
 from deepclust.recipes._common import BUDGETS
 from deepclust.recipes._facts import DataFacts
 
-__all__ = ["AUTO", "is_auto", "recipe_for", "resolve_recipe", "with_settings"]
+__all__ = [
+    "AUTO",
+    "describe_invariances",
+    "is_auto",
+    "recipe_for",
+    "resolve_recipe",
+    "with_settings",
+]
 
 #: The value of a parameter that the method's recipe sets at ``fit``.
 AUTO = "auto"
@@ -77,6 +86,37 @@ def resolve_recipe(estimator, facts: DataFacts) -> dict:
         "data": facts.as_dict(),
         "params": params,
         "set_by_user": set_by_user,
+        "invariances": describe_invariances(getattr(estimator, "invariant_to", None)),
+    }
+
+
+def describe_invariances(invariant_to) -> dict:
+    """What a fit applies for the declared invariances.
+
+    Parameters
+    ----------
+    invariant_to : None, str or sequence of str
+        An estimator's ``invariant_to`` (checked here).
+
+    Returns
+    -------
+    dict
+        ``declared`` (the invariances, in a fixed order), ``input_filter`` (the name of
+        the :class:`~deepclust.networks.InvariantInput` the network reads its input
+        through, or None) and ``augmentation`` (each invariance's added random
+        transforms).
+
+    Raises
+    ------
+    ValueError
+        When a value is not an invariance.
+    """
+    declared = check_invariances(invariant_to)
+    removed = [name for name in INPUT_INVARIANCES if name in declared]
+    return {
+        "declared": list(declared),
+        "input_filter": InvariantInput(removed).name if removed else None,
+        "augmentation": {name: INVARIANCES[name] for name in declared},
     }
 
 
