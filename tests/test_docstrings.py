@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from numpydoc.validate import validate
 
+import deepclust.augment
+import deepclust.datasets
+import deepclust.diagnostics
 import deepclust.io
 from deepclust.methods import ESTIMATOR_NAMES, FitState, _registry
 from deepclust.methods._docs import docdict
@@ -71,6 +74,18 @@ def _public_api() -> list[str]:
         for name in deepclust.io.__all__
         if inspect.isfunction(getattr(deepclust.io, name))
     ]
+    names += [
+        f"deepclust.diagnostics.{name}"
+        for name in deepclust.diagnostics.__all__
+        if inspect.isfunction(getattr(deepclust.diagnostics, name))
+    ]
+    names += [
+        "deepclust.augment.check_invariances",
+        "deepclust.augment.with_invariances",
+        "deepclust.datasets.recolour_images",
+        "deepclust.datasets.rotate_images",
+    ]
+    names.append("deepclust.networks.InvariantInput")
     return names
 
 

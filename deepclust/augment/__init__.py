@@ -42,6 +42,7 @@ from __future__ import annotations
 from ._invariance import (
     INVARIANCES,
     InvarianceAugmentation,
+    InvariantView,
     check_invariances,
     with_invariances,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "AUGMENTATION_POLICIES",
     "INVARIANCES",
     "InvarianceAugmentation",
+    "InvariantView",
     "STRONG_OPS",
     "IdentityAugmentation",
     "SimCLRAugmentation",

@@ -1,11 +1,11 @@
 """Declared invariances: what a user says must not matter, and the augmentation it adds.
 
-An invariance is one of :data:`INVARIANCES`. Each adds random transforms to every
-augmentation a method applies (pretext, consistency and pseudo-label steps alike), so the
-network learns to ignore that property; ``'colour'``, ``'background'`` and
-``'brightness'`` also change the network's input (see
-:class:`deepclust.networks.InvariantInput`), because augmentation alone does not remove
-them.
+An invariance is one of :data:`INVARIANCES`. ``'colour'``, ``'background'`` and
+``'brightness'`` change the network's input (:class:`deepclust.networks.InvariantInput`),
+because augmentation alone does not remove them, and every augmentation of a fit then
+acts on that view of the images (:class:`InvariantView`); the others add random
+transforms after each augmentation (pretext, consistency and pseudo-label steps alike),
+so the network learns to ignore them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from deepclust.networks._filters import InvariantInput
+
 from . import _color as color
 from ._common import coin_flips, uniform
 from ._geometric import identity_matrices, rotation_matrices, warp_affine
@@ -23,15 +25,17 @@ from ._geometric import identity_matrices, rotation_matrices, warp_affine
 __all__ = [
     "INVARIANCES",
     "InvarianceAugmentation",
+    "InvariantView",
     "check_invariances",
     "with_invariances",
 ]
 
 #: Every value ``invariant_to`` accepts, with the random transforms it adds to training.
 INVARIANCES: dict[str, str] = {
-    "colour": "random hue, channel order, saturation, greyscale and inversion",
-    "background": "random brightness and contrast of the whole image",
-    "brightness": "random brightness (0.4-1.6), contrast (0.4-1.6) and gamma (0.5-2)",
+    "colour": "augmentations see the colour-free image (random inversion without 'background')",
+    "background": "augmentations see the image with its background removed",
+    "brightness": "random brightness (0.4-1.6), contrast (0.4-1.6) and gamma (0.5-2) after "
+    "each augmentation",
     "rotation": "a uniformly random rotation (0-360 degrees)",
     "flip": "random horizontal and vertical flips",
     "scale": "a random zoom (0.6-1.4x)",
@@ -55,6 +59,7 @@ def check_invariances(value, name: str = "invariant_to") -> tuple[str, ...]:
     Returns
     -------
     tuple of str
+        The names, each once, in the order of :data:`INVARIANCES`.
 
     Raises
     ------
@@ -83,6 +88,49 @@ def check_invariances(value, name: str = "invariant_to") -> tuple[str, ...]:
     return tuple(key for key in INVARIANCES if key in items)
 
 
+class InvariantView(nn.Module):
+    """What the augmentations of a fit see: the image through the network's fixed
+    :class:`~deepclust.networks.InvariantInput`, rescaled to ``[0, 1]``.
+
+    Augmenting the image the network will read, rather than the raw one, keeps colour
+    operations of a policy (greyscale, saturation) from erasing an object whose colour
+    differs from its background's but whose brightness does not. Each image is rescaled
+    by one affine map over all its channels, and a colour filter's single channel is
+    repeated to the input's channel count, so the network's filter, applied again,
+    gives the same image up to that affine map.
+
+    Parameters
+    ----------
+    invariances : iterable of str
+        The declared invariances (those without an input filter are ignored).
+    """
+
+    def __init__(self, invariances: Iterable[str]):
+        super().__init__()
+        self.filter = InvariantInput(check_invariances(tuple(invariances)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The filtered images, one affine map per image to ``[0, 1]``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, C, H, W)`` images in ``[0, 1]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, H, W)`` images in ``[0, 1]``.
+        """
+        if x.ndim != 4 or x.shape[0] == 0 or not self.filter.invariances:
+            return x
+        y = self.filter(x)
+        low = y.amin((1, 2, 3), keepdim=True)
+        high = y.amax((1, 2, 3), keepdim=True)
+        y = (y - low) / (high - low).clamp_min(1e-6)
+        return y.expand(-1, x.shape[1], -1, -1).contiguous() if y.shape[1] != x.shape[1] else y
+
+
 class InvarianceAugmentation(nn.Module):
     """The random transforms of declared invariances, applied to a batch after a policy.
 
@@ -94,9 +142,7 @@ class InvarianceAugmentation(nn.Module):
     Notes
     -----
     Geometric transforms fill uncovered pixels with the nearest border pixel, so no
-    artificial black corners appear (they would be a cue of the transform). Colour
-    transforms act on 3-channel images; on 1-channel images ``'colour'`` inverts half of
-    them and leaves the rest alone.
+    artificial black corners appear (they would be a cue of the transform).
     """
 
     def __init__(self, invariances: Iterable[str]):
@@ -124,10 +170,10 @@ class InvarianceAugmentation(nn.Module):
         if x.ndim != 4 or x.shape[0] == 0 or not self.invariances:
             return x
         x = self._geometric(x, generator)
-        if "colour" in self.invariances:
-            x = _random_colour(x, generator)
-        if "brightness" in self.invariances or "background" in self.invariances:
-            x = _random_intensity(x, generator, strong="brightness" in self.invariances)
+        if "colour" in self.invariances and "background" not in self.invariances:
+            x = _random_inversion(x, generator)
+        if "brightness" in self.invariances:
+            x = _random_intensity(x, generator)
         return x
 
     def _geometric(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -155,58 +201,41 @@ class InvarianceAugmentation(nn.Module):
         return warp_affine(x, matrices, padding_mode="border")
 
 
-def _random_colour(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Random hue, channel order, saturation and greyscale (RGB), and inversion (any)."""
+def _random_inversion(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Half of the images inverted: the polarity of an object against its background."""
+    inverted = coin_flips(x.shape[0], 0.5, device=x.device, generator=generator)
+    return torch.where(inverted.view(-1, 1, 1, 1), 1.0 - x, x)
+
+
+def _random_intensity(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Random brightness (0.4-1.6), contrast (0.4-1.6) and gamma (0.5-2) per image."""
     batch, device = x.shape[0], x.device
-    if x.shape[1] >= 3:
-        rgb, extra = x[:, :3], x[:, 3:]
-        order = torch.argsort(torch.rand((batch, 3), device=device, generator=generator), 1)
-        rgb = torch.gather(rgb, 1, order.view(batch, 3, 1, 1).expand_as(rgb))
-        rgb = color.adjust_hue(
-            rgb, uniform((batch,), -0.5, 0.5, device=device, generator=generator)
-        )
-        rgb = color.adjust_saturation(
-            rgb, uniform((batch,), 0.0, 2.0, device=device, generator=generator)
-        )
-        rgb = color.random_grayscale(
-            rgb, coin_flips(batch, 0.25, device=device, generator=generator)
-        )
-        x = torch.cat([rgb, extra], dim=1)
-    inverted = coin_flips(batch, 0.5, device=device, generator=generator).view(-1, 1, 1, 1)
-    return torch.where(inverted, 1.0 - x, x)
+    x = color.adjust_brightness(x, uniform((batch,), 0.4, 1.6, device=device, generator=generator))
+    x = color.adjust_contrast(x, uniform((batch,), 0.4, 1.6, device=device, generator=generator))
+    gamma = torch.exp(
+        uniform((batch,), math.log(0.5), math.log(2.0), device=device, generator=generator)
+    )
+    return x.clamp(1e-6, 1.0) ** gamma.view(-1, 1, 1, 1).to(x.dtype)
 
 
-def _random_intensity(
-    x: torch.Tensor, generator: torch.Generator | None, *, strong: bool
-) -> torch.Tensor:
-    """Random brightness and contrast (and gamma when ``strong``) per image."""
-    batch, device = x.shape[0], x.device
-    low, high = (0.4, 1.6) if strong else (0.7, 1.3)
-    x = color.adjust_brightness(x, uniform((batch,), low, high, device=device, generator=generator))
-    x = color.adjust_contrast(x, uniform((batch,), low, high, device=device, generator=generator))
-    if strong:
-        gamma = torch.exp(
-            uniform((batch,), math.log(0.5), math.log(2.0), device=device, generator=generator)
-        )
-        x = x.clamp(1e-6, 1.0) ** gamma.view(-1, 1, 1, 1).to(x.dtype)
-    return x
+class _WithInvariances(nn.Module):
+    """``after(policy(view(x)))``, passing the generator to the random steps."""
 
-
-class _Then(nn.Module):
-    """``second(first(x))``, passing the generator to both."""
-
-    def __init__(self, first: nn.Module, second: nn.Module):
+    def __init__(self, policy: nn.Module, invariances: tuple[str, ...]):
         super().__init__()
-        self.first = first
-        self.second = second
+        self.view = InvariantView(invariances)
+        self.policy = policy
+        self.after = InvarianceAugmentation(invariances)
 
     def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = self.first(x) if generator is None else self.first(x, generator=generator)
-        return self.second(x, generator=generator)
+        x = self.view(x)
+        x = self.policy(x) if generator is None else self.policy(x, generator=generator)
+        return self.after(x, generator=generator)
 
 
 def with_invariances(augmentation: nn.Module, invariances: Iterable[str]) -> nn.Module:
-    """``augmentation`` followed by the transforms of ``invariances`` (itself when none).
+    """``augmentation`` of the :class:`InvariantView` of the images, followed by the
+    transforms of ``invariances`` (``augmentation`` itself when there are none).
 
     Parameters
     ----------
@@ -218,8 +247,9 @@ def with_invariances(augmentation: nn.Module, invariances: Iterable[str]) -> nn.
     Returns
     -------
     nn.Module
+        A module with ``forward(x, *, generator=None)``.
     """
     invariances = check_invariances(tuple(invariances))
     if not invariances:
         return augmentation
-    return _Then(augmentation, InvarianceAugmentation(invariances))
+    return _WithInvariances(augmentation, invariances)

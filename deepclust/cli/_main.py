@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepclust.augment import INVARIANCES, check_invariances
 from deepclust.cli._errors import CommandError, one_line, os_error_message
 from deepclust.cli._outdir import (
     CHECKPOINT_NAME,
@@ -226,6 +227,8 @@ def estimator_params(args, method: str) -> dict:
         params["batch_size"] = args.batch_size
     if getattr(args, "budget", None) is not None and "budget" in valid:
         params["budget"] = args.budget
+    if getattr(args, "invariant_to", None):
+        params["invariant_to"] = list(args.invariant_to)
     params.update(
         n_clusters=args.n_clusters,
         random_state=args.seed,
@@ -538,6 +541,7 @@ def run_pipeline(
     record()  # a method without a training loop never calls on_train_begin
     fit_seconds = time.perf_counter() - started
     run_info["recipe"] = _json_safe(estimator.recipe_)  # the settings the fit resolved
+    run_info["nuisance"] = estimator.nuisance_report_.to_dict()
     _atomic_write_text(run_path, json.dumps(run_info, indent=1))
     say(f"Trained in {fit_seconds:.0f} s.")
     fit_labels = getattr(estimator, "labels_", None)
@@ -573,9 +577,9 @@ def run_pipeline(
     }
 
 
-def _write_metrics(out_dir: Path, y, labels, predicted, method: str, recipe: dict) -> dict:
+def _write_metrics(out_dir: Path, y, labels, predicted, method: str, estimator) -> dict:
     """``metrics.json``: scores of ``labels`` and, when it differs, of ``predict``, with the
-    recipe the fit resolved."""
+    recipe the fit resolved and its nuisance report."""
     from deepclust.metrics import evaluate_clustering
 
     names = ("acc", "nmi", "ari")
@@ -584,9 +588,20 @@ def _write_metrics(out_dir: Path, y, labels, predicted, method: str, recipe: dic
     record = {**metrics, "n_samples": len(labels), "method": method, "predict_agreement": agreement}
     if agreement < 1:
         record["predict"] = evaluate_clustering(y, predicted, metrics=names)
-    record["recipe"] = _json_safe(recipe)
+    record["recipe"] = _json_safe(estimator.recipe_)
+    record["nuisance"] = estimator.nuisance_report_.to_dict()
     _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
     return metrics
+
+
+def _invariances_applied(invariances: dict) -> str:
+    """The report's line on the declared invariances and what they changed."""
+    if not invariances["declared"]:
+        return "nothing declared (--invariant-to)"
+    parts = [f"{name} ({what})" for name, what in invariances["augmentation"].items()]
+    if invariances["input_filter"]:
+        parts.append(f"input filter {invariances['input_filter']}")
+    return "; ".join(parts)
 
 
 def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement) -> dict:
@@ -604,6 +619,7 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
         ),
         "recipe": f"budget={estimator.recipe_['budget']}: "
         + ", ".join(f"{k}={v}" for k, v in _json_safe(estimator.recipe_["params"]).items()),
+        "invariant to": _invariances_applied(estimator.recipe_["invariances"]),
     }
     if agreement < 1:
         summary["labels"] = (
@@ -612,6 +628,19 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
             "the samples"
         )
     return summary
+
+
+def _nuisance_montage(estimator, labels, confidence, n_clusters, loaded) -> list[bytes]:
+    """One montage page of the clusters sorted by the nuisance report's top statistic."""
+    from deepclust.cli._montage import render_montage_pages
+
+    order = estimator.nuisance_report_.cluster_order
+    if not loaded.is_images or not order:
+        return []
+    pages, _ = render_montage_pages(
+        labels, confidence, n_clusters, loaded.thumbnails, order=order, max_pages=1
+    )
+    return pages
 
 
 def write_outputs(
@@ -682,9 +711,7 @@ def write_outputs(
         step()
         metrics = None
         if loaded.y is not None:
-            metrics = _write_metrics(
-                out_dir, loaded.y, labels, predicted, method, estimator.recipe_
-            )
+            metrics = _write_metrics(out_dir, loaded.y, labels, predicted, method, estimator)
             written.append(out_dir / "metrics.json")
         step()
         pages, n_hidden = [], 0
@@ -700,6 +727,7 @@ def write_outputs(
                 name = "clusters.png" if number == 1 else f"clusters-{number}.png"
                 atomic_write(out_dir / name, page)
                 written.append(out_dir / name)
+        nuisance_pages = _nuisance_montage(estimator, labels, confidence, n_clusters, loaded)
         step()
         summary = _report_summary(
             estimator,
@@ -718,6 +746,8 @@ def write_outputs(
             montage_pages=pages,
             n_hidden_clusters=n_hidden,
             files=[p.name for p in written],
+            nuisance=estimator.nuisance_report_.to_dict(),
+            nuisance_pages=nuisance_pages,
         )
         _atomic_write_text(out_dir / "report.html", report)
         written.append(out_dir / "report.html")
@@ -928,6 +958,13 @@ _n_clusters = _int_at_least(2, "need at least 2 clusters")
 _pixels = _int_at_least(4, "image size must be at least 4 px")
 
 
+def _invariances(text: str) -> tuple[str, ...]:
+    try:
+        return check_invariances(text, "--invariant-to")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _image_size(text: str) -> int | None:
     return None if text == "auto" else _pixels(text)
 
@@ -1043,6 +1080,14 @@ def _add_cluster(commands, runtime) -> None:
     )
     cluster.add_argument(
         "--n-clusters", required=True, type=_n_clusters, metavar="K", help="number of clusters"
+    )
+    cluster.add_argument(
+        "--invariant-to",
+        type=_invariances,
+        metavar="WHAT",
+        help="what must not decide the clusters, comma-separated: "
+        + ", ".join(INVARIANCES)
+        + " (e.g. colour,background)",
     )
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cluster.add_argument("--seed", type=int, default=0, help="random seed")

@@ -78,6 +78,8 @@ def render_montage_pages(
     per_cluster: int = 12,
     tile_size: int = 48,
     progress=None,
+    order=None,
+    max_pages: int = MAX_PAGES,
 ) -> tuple[list[bytes], int]:
     """Draw the montage as PNG pages.
 
@@ -95,24 +97,29 @@ def render_montage_pages(
         Side of each image tile in pixels.
     progress : tqdm-like, optional
         Advanced by one per cluster drawn.
+    order : sequence of int, optional
+        The clusters to draw, in this order (default: all, by label).
+    max_pages : int, default=MAX_PAGES
+        At most this many pages are drawn.
 
     Returns
     -------
     pages : list of bytes
         PNG files, :data:`CLUSTERS_PER_PAGE` clusters each.
     n_hidden : int
-        Clusters left out beyond :data:`MAX_PAGES` pages.
+        Clusters left out beyond ``max_pages`` pages.
     """
     labels = np.asarray(labels)
     sizes = np.bincount(labels, minlength=n_clusters)
     picks = representatives(labels, np.asarray(confidence), n_clusters, per_cluster)
-    shown = min(n_clusters, CLUSTERS_PER_PAGE * MAX_PAGES)
+    order = list(range(n_clusters)) if order is None else [int(c) for c in order]
+    shown = min(len(order), CLUSTERS_PER_PAGE * max_pages)
     font, small = _font(15), _font(12)
     row_height = tile_size + 2 * _PAD
     width = _LABEL_WIDTH + per_cluster * (tile_size + _PAD) + _PAD
     pages = []
     for first in range(0, shown, CLUSTERS_PER_PAGE):
-        clusters = range(first, min(first + CLUSTERS_PER_PAGE, shown))
+        clusters = order[first : min(first + CLUSTERS_PER_PAGE, shown)]
         canvas = Image.new("RGB", (width, row_height * len(clusters)), _BACKGROUND)
         draw = ImageDraw.Draw(canvas)
         for row, cluster in enumerate(clusters):
@@ -142,4 +149,4 @@ def render_montage_pages(
         buffer = io.BytesIO()
         canvas.save(buffer, format="PNG", optimize=True)
         pages.append(buffer.getvalue())
-    return pages, n_clusters - shown
+    return pages, len(order) - shown

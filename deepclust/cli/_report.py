@@ -229,6 +229,40 @@ def _montage_section(montage_pages: Sequence[bytes], n_hidden_clusters: int) -> 
     return out
 
 
+def _nuisance_section(nuisance: dict | None, pages: Sequence[bytes]) -> list[str]:
+    """The nuisance report: statistics ranked, and the clusters sorted by the top one."""
+    if not nuisance or not nuisance["scores"]:
+        return []
+    esc = html.escape
+    threshold = nuisance["threshold"]
+    rows = "".join(
+        f"<tr><td>{esc(s['name'])}</td><td>{s['score']:.3f}</td>"
+        f"<td>{'<b>yes</b>' if s['score'] >= threshold else 'no'}</td>"
+        f"<td>{esc(s['option'] or 'none: check how the files were collected')}</td></tr>"
+        for s in nuisance["scores"]
+    )
+    out = [
+        "<h2>What the clusters follow</h2>",
+        '<p class="note">How much of the clustering each cheap image statistic explains '
+        "beyond chance, on "
+        f"{nuisance['n_samples']} images: 0 means unrelated, 1 that the statistic alone "
+        f"decides the cluster. At {threshold:.2f} or above, the clusters may group images by "
+        "that property rather than by what they show; if it must not matter, run again "
+        "with <code>--invariant-to</code> and the option named.</p>",
+        "<table><tr><th>statistic</th><th>score</th><th>flagged</th>"
+        f"<th>--invariant-to</th></tr>{rows}</table>",
+    ]
+    for page in pages:
+        encoded = base64.b64encode(page).decode("ascii")
+        out.append(
+            f'<p class="note">The clusters sorted by {esc(nuisance["scores"][0]["name"])}, '
+            "lowest first: a steady run from top to bottom shows the clusters follow it.</p>"
+            f'<div class="montage"><img alt="clusters sorted by '
+            f'{esc(nuisance["scores"][0]["name"])}" src="data:image/png;base64,{encoded}"></div>'
+        )
+    return out
+
+
 def _sizes_section(sizes: np.ndarray) -> list[str]:
     """The bar chart of cluster sizes with the largest, smallest and empty counts."""
     n_empty = int(np.sum(np.asarray(sizes) == 0))
@@ -250,6 +284,8 @@ def render_report(
     montage_pages: Sequence[bytes],
     n_hidden_clusters: int,
     files: Sequence[str],
+    nuisance: dict | None = None,
+    nuisance_pages: Sequence[bytes] = (),
 ) -> str:
     """The HTML text of ``report.html``.
 
@@ -271,6 +307,10 @@ def render_report(
         Clusters the montage leaves out.
     files : list of str
         Output files, linked relatively.
+    nuisance : dict, optional
+        The fit's nuisance report (:meth:`~deepclust.diagnostics.NuisanceReport.to_dict`).
+    nuisance_pages : list of bytes, optional
+        PNG montage of the clusters sorted by the report's top statistic.
     """
     esc = html.escape
     rows = "".join(
@@ -286,6 +326,7 @@ def render_report(
         *_metrics_section(metrics),
         "<h2>Clusters</h2>",
         *_montage_section(montage_pages, n_hidden_clusters),
+        *_nuisance_section(nuisance, nuisance_pages),
         *_sizes_section(sizes),
         "<h2>Training curves</h2>",
         '<div class="charts">',

@@ -43,6 +43,7 @@ def recolour_images(X, random_state=None) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_samples, height, width, 3), dtype uint8
+        The colour images.
     """
     grey = _grey_unit(X)
     rng = check_random_state(random_state)

@@ -116,11 +116,15 @@ class NuisanceReport:
         Number of images the statistics were computed on.
     threshold : float
         Scores at or above this are flagged.
+    cluster_order : tuple of int
+        The clusters sorted by their mean code of the top statistic: a montage in this
+        order shows whether the clusters run along it (e.g. from dark to bright).
     """
 
     scores: tuple[NuisanceScore, ...]
     n_samples: int
     threshold: float = DEFAULT_THRESHOLD
+    cluster_order: tuple[int, ...] = ()
 
     @property
     def top(self) -> NuisanceScore | None:
@@ -161,7 +165,7 @@ class NuisanceReport:
                 "if it must not matter."
             )
         return (
-            f"deepclust: the clusters follow {top.name} (score {top.score:.2f} >= "
+            f"the clusters follow {top.name} (score {top.score:.2f} >= "
             f"{self.threshold:.2f}): they may group images by {top.name} rather than "
             f"content; {fix}"
         )
@@ -179,6 +183,7 @@ class NuisanceReport:
             "n_samples": int(self.n_samples),
             "threshold": float(self.threshold),
             "scores": [s.to_dict() for s in self.scores],
+            "cluster_order": [int(c) for c in self.cluster_order],
         }
 
     @classmethod
@@ -209,6 +214,7 @@ class NuisanceReport:
             scores=tuple(sorted(scores, key=lambda s: -s.score)),
             n_samples=int(d["n_samples"]),
             threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
+            cluster_order=tuple(int(c) for c in d.get("cluster_order", ())),
         )
 
 
@@ -295,7 +301,18 @@ def score_statistics(
                 continue
             scores.append(_score_one(name, label_codes, codes, entropy, n_permutations, rng))
     scores.sort(key=lambda s: -s.score)
-    return NuisanceReport(scores=tuple(scores), n_samples=len(labels), threshold=threshold)
+    order = _cluster_order(labels, statistics[scores[0].name]) if scores else ()
+    return NuisanceReport(
+        scores=tuple(scores), n_samples=len(labels), threshold=threshold, cluster_order=order
+    )
+
+
+def _cluster_order(labels: np.ndarray, codes) -> tuple[int, ...]:
+    """The clusters present, sorted by the mean code of the statistic (ties by label)."""
+    present, inverse = np.unique(labels, return_inverse=True)
+    means = np.bincount(inverse.ravel(), weights=np.asarray(codes, float).ravel())
+    means /= np.bincount(inverse.ravel())
+    return tuple(int(present[i]) for i in np.lexsort((present, means)))
 
 
 def nuisance_report(

@@ -265,8 +265,9 @@ class BaseDeepClusterer(
         """Method-specific checks run before training (override in subclasses)."""
 
     def _invariances(self) -> tuple[str, ...]:
-        """The declared ``invariant_to``, checked, in a fixed order."""
-        return check_invariances(self.invariant_to)
+        """The declared ``invariant_to``, checked, in a fixed order (none for a method
+        without the parameter)."""
+        return check_invariances(getattr(self, "invariant_to", None))
 
     def _input_filter(self, source: DataSource, method_filter: nn.Module | None):
         """The declared invariances' :class:`InvariantInput`, then ``method_filter``."""
@@ -392,7 +393,7 @@ class BaseDeepClusterer(
         self._check_n_samples(n_samples)
         if self._invariances() and source.kind != "images":
             raise ValueError(
-                f"invariant_to={self.invariant_to!r} needs images; got a 2-D feature matrix. "
+                f"invariant_to={self._invariances()!r} needs images; got a 2-D feature matrix. "
                 "Pass images, or leave invariant_to=None."
             )
         recipe = self._resolve_recipe(source, device)
