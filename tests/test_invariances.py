@@ -171,6 +171,15 @@ def test_background_and_colour_filter_ignores_colours_and_gradients():
     assert torch.allclose(grey.mean((2, 3)), torch.zeros(6, 3), atol=1e-4)
 
 
+def test_an_object_touching_the_border_does_not_bend_the_background():
+    ramp = torch.linspace(0.2, 0.6, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16).clone()
+    x = ramp.clone()
+    x[:, :, 4:12, :3] = 1.0  # a bright bar touching the left edge
+    out = InvariantInput(["background"])(x)
+    assert out[..., :, 5:].abs().max() < 0.02  # the gradient is gone beside the bar
+    assert out[..., 4:12, :3].min() > 0.3
+
+
 @pytest.mark.parametrize(
     "cls, extra",
     [(SCANClusterer, TINY_SCAN), (SelfLabelClusterer, {}), (DeepClusterEstimator, {})],

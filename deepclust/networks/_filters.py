@@ -39,8 +39,10 @@ class InvariantInput(nn.Module):
 
     ``'background'``
         Subtract, per image and channel, the plane ``a + b x + c y`` fitted by least
-        squares to the outer ring of pixels (``max(1, round(min(H, W) / 16))`` wide): a
-        flat or linear-gradient background becomes zero.
+        squares to the outer ring of pixels (``max(1, round(min(H, W) / 16))`` wide),
+        and refitted twice on the 60 % of the ring closest to the previous fit: a flat or
+        linear-gradient background becomes zero, even where the object touches the
+        border.
     ``'colour'``
         Keep one channel: the length of each pixel's colour vector after the background
         is removed (so an object of any colour on any background gives the same
@@ -93,8 +95,9 @@ class InvariantInput(nn.Module):
     def extra_repr(self) -> str:
         return f"invariances={self.invariances}"
 
-    def _plane_projection(self, height: int, width: int, like: torch.Tensor) -> tuple:
-        """Border mask and the matrix mapping border values to the fitted plane."""
+    def _border_design(self, height: int, width: int, like: torch.Tensor) -> tuple:
+        """Indices of the border pixels, and the plane's design ``[1, x, y]`` at every
+        pixel and at the border's."""
         key = (height, width, like.device, like.dtype)
         if key not in self._planes:
             ring = max(1, round(min(height, width) / 16))
@@ -105,21 +108,38 @@ class InvariantInput(nn.Module):
             border = torch.ones(height, width, dtype=torch.bool, device="cpu")
             border[ring : height - ring, ring : width - ring] = False
             border = border.reshape(-1).nonzero().squeeze(1)
-            projection = design @ torch.linalg.pinv(design[border])  # (H*W, n_border)
             self._planes[key] = (
                 border.to(like.device),
-                projection.T.to(like.device, like.dtype).contiguous(),
+                design.to(like.device, like.dtype),
+                design[border].to(like.device, like.dtype),
             )
         return self._planes[key]
+
+    def _remove_background(self, x: torch.Tensor) -> torch.Tensor:
+        """Subtract the plane fitted to the border pixels, refitted twice on the 60 % of
+        them closest to the previous fit (an object that touches the border does not
+        bend it)."""
+        batch, channels, height, width = x.shape
+        border, design, border_design = self._border_design(height, width, x)
+        values = x.reshape(batch, channels, height * width).index_select(2, border)
+        eye = torch.eye(3, device=x.device, dtype=x.dtype)
+        keep = max(3, int(0.6 * border.numel()))
+        weights = torch.ones(batch, 1, border.numel(), device=x.device, dtype=x.dtype)
+        for _ in range(3):
+            weighted = border_design.T.unsqueeze(0) * weights  # (B, 3, n)
+            normal = weighted @ border_design + 1e-6 * eye  # (B, 3, 3)
+            coefficients = torch.linalg.solve(normal, weighted @ values.transpose(1, 2))
+            residual = (values - (border_design @ coefficients).transpose(1, 2)).abs().sum(1)
+            cutoff = residual.sort(dim=1).values[:, keep - 1 : keep]
+            weights = (residual <= cutoff).to(x.dtype).unsqueeze(1)
+        plane = (design @ coefficients).transpose(1, 2).reshape(x.shape)  # (B, C, H, W)
+        return x - plane
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or not self.invariances:
             return x
-        batch, channels, height, width = x.shape
         if "background" in self.invariances:
-            border, projection = self._plane_projection(height, width, x)
-            flat = x.reshape(batch, channels, height * width)
-            x = (flat - flat.index_select(2, border) @ projection).reshape(x.shape)
+            x = self._remove_background(x)
         if "colour" in self.invariances:
             if "background" in self.invariances:
                 x = x.square().sum(1, keepdim=True).add(1e-12).sqrt()
