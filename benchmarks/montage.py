@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,17 +24,15 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality import load_data, random_subset  # noqa: E402
+from quality import load_benchmark_data  # noqa: E402
 
 from deepclust.cli._montage import render_montage_pages  # noqa: E402
 
 
 def result_data(result: dict) -> tuple[np.ndarray, np.ndarray]:
     """The images and labels a result was made on."""
-    name = result["data"] if result["data"] in ("digits", "fashion-mnist", "shapes") else None
-    X, y, _ = load_data(name or result["data"])
-    if result["n_samples"] < len(X):
-        X, y = random_subset(X, y, result["n_samples"], result["seed"])
+    limit = result["n_samples"] if re.search(r"-n\d+$", result["data_name"]) else None
+    X, y, _ = load_benchmark_data(result["data"], limit, result["seed"])
     return X, y
 
 

@@ -320,3 +320,19 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     assert skipped == {"repeated folder": 2, "broken link": 1}
     source = as_source(str(root), image_size=8)
     assert len(source) == 2
+
+
+def test_command_decodes_a_folder_at_the_size_the_recipe_trains_keeping_the_aspect(tmp_path):
+    from deepclust.cli._inputs import auto_image_size
+    from deepclust.recipes import LARGEST_TRAINING_SIDE
+
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((96, 48, 3), 40 * i, np.uint8)).save(path)
+        paths.append(str(path))
+    side = LARGEST_TRAINING_SIDE["cpu"]
+    assert auto_image_size(paths, torch.device("cpu")) == (side, side // 2)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(small)
+    assert auto_image_size([str(small)], torch.device("cpu")) == (12, 10)

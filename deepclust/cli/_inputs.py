@@ -10,8 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepclust.data import FileSource, open_image, read_image, scan_image_folder
+from deepclust.data import FileSource, read_image, scan_image_folder
 from deepclust.data._files import IMAGE_EXTENSIONS, describe_left_out
+from deepclust.data._sources import default_file_size
+from deepclust.recipes import LARGEST_TRAINING_SIDE
 
 __all__ = ["BUILTIN_DATASETS", "LoadedInput", "load_input", "auto_image_size"]
 
@@ -22,10 +24,6 @@ BUILTIN_DATASETS = ("digits", "fashion-mnist", "fashion-mnist-train", "fashion-m
 NPZ_IMAGE_KEYS = ("X", "x", "images", "data")
 #: Array keys tried, in order, for the true labels of a ``.npz`` file.
 NPZ_LABEL_KEYS = ("y", "labels", "target", "targets")
-
-# Auto image size: the files' own size, capped (larger images make training much slower).
-AUTO_SIZE_CAP_CPU = 32
-AUTO_SIZE_CAP_CUDA = 64
 
 
 @dataclass
@@ -115,11 +113,10 @@ def _index(data, indices):
     return np.asarray(data)[indices]
 
 
-def auto_image_size(paths: list[str], device: torch.device) -> int:
-    """Side length for ``--image-size auto``: the files' median size, capped.
-
-    The larger side of up to 32 files spread over the folder is taken; the cap is 32 px on
-    the CPU and 64 px on CUDA.
+def auto_image_size(paths: list[str], device: torch.device) -> tuple[int, int]:
+    """``(H, W)`` to decode a folder at when no ``--image-size`` is given: the files'
+    median size, aspect kept, scaled down to the largest side the recipes train at on
+    ``device`` (32 px on a CPU, 64 px on CUDA), so that the files are decoded once.
 
     Parameters
     ----------
@@ -127,19 +124,14 @@ def auto_image_size(paths: list[str], device: torch.device) -> int:
         The image files of the folder, at least one; unreadable ones are skipped.
     device : torch.device
         The training device, which decides the cap.
+
+    Returns
+    -------
+    tuple of int
     """
-    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(32, len(paths))).astype(int))
-    sides = []
-    for i in picks:
-        try:
-            with open_image(paths[i]) as img:
-                sides.append(max(img.size))
-        except Exception:  # noqa: BLE001 - unreadable files are reported by the scan
-            continue
-    cap = AUTO_SIZE_CAP_CUDA if device.type == "cuda" else AUTO_SIZE_CAP_CPU
-    if not sides:
-        return cap
-    return int(max(4, min(cap, int(np.median(sides)))))
+    return default_file_size(
+        paths, LARGEST_TRAINING_SIDE["cuda" if device.type == "cuda" else "cpu"]
+    )
 
 
 class _ProgressFileSource(FileSource):

@@ -32,6 +32,7 @@ from deepclust.data._files import (
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_FILE_IMAGE_SIZE",
+    "default_file_size",
     "DataSource",
     "TensorSource",
     "FileSource",
@@ -596,10 +597,27 @@ def probe_native_size(paths: Sequence[str], max_files: int = 256) -> tuple[int, 
     return int(round(height)), int(round(width))
 
 
-def _default_file_size(paths: Sequence[str]) -> tuple[int, int]:
-    """The files' median size, scaled down so that no side exceeds the default size."""
+def default_file_size(
+    paths: Sequence[str], largest: int = DEFAULT_FILE_IMAGE_SIZE
+) -> tuple[int, int]:
+    """The size files are decoded at when none is given: their median ``(H, W)``
+    (:func:`probe_native_size`), scaled down, aspect kept, so that no side exceeds
+    ``largest``.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files.
+    largest : int, default=DEFAULT_FILE_IMAGE_SIZE
+        The longest side allowed.
+
+    Returns
+    -------
+    tuple of int
+        ``(height, width)``, each at least 4.
+    """
     height, width = probe_native_size(paths)
-    scale = min(1.0, DEFAULT_FILE_IMAGE_SIZE / max(height, width))
+    scale = min(1.0, largest / max(height, width))
     return max(4, round(height * scale)), max(4, round(width * scale))
 
 
@@ -618,7 +636,7 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
                     "that holds images."
                 )
             return FileSource(
-                files, size or _default_file_size(files), n_channels, root=path, skipped=skipped
+                files, size or default_file_size(files), n_channels, root=path, skipped=skipped
             )
         if not os.path.exists(path):
             raise FileNotFoundError(
@@ -635,7 +653,7 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) do not exist: {shown}{more}. Check the paths."
         )
-    return FileSource(paths, size or _default_file_size(paths), n_channels)
+    return FileSource(paths, size or default_file_size(paths), n_channels)
 
 
 def _array_to_tensor(X: np.ndarray) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from deepclust.recipes._common import (
     BUDGETS,
+    LARGEST_TRAINING_SIDE,
     batch_size_for,
     contrastive_pretext,
     epochs_for,
@@ -29,6 +30,7 @@ from deepclust.recipes._resolve import (
 __all__ = [
     "AUTO",
     "BUDGETS",
+    "LARGEST_TRAINING_SIDE",
     "DataFacts",
     "batch_size_for",
     "contrastive_pretext",

@@ -100,6 +100,11 @@ def _scaled_size(facts: DataFacts, longest: int) -> tuple[int, int]:
     return max(4, round(facts.height * scale)), max(4, round(facts.width * scale))
 
 
+#: The longest image side the recipes train at, by device type (colour images on a CPU;
+#: grey ones at most 20 px there), see :func:`image_settings`.
+LARGEST_TRAINING_SIDE = {"cpu": 32, "cuda": 64}
+
+
 def image_settings(facts: DataFacts, largest_batch: int = 256) -> dict:
     """Backbone, training image size and batch size for the data and device.
 
@@ -120,7 +125,7 @@ def image_settings(facts: DataFacts, largest_batch: int = 256) -> dict:
         return {"backbone": "mlp", "image_size": None, "batch_size": batch_size}
     if facts.device == "cuda":
         # Not yet measured on a GPU: the papers' CIFAR-size settings.
-        size = _scaled_size(facts, 64)
+        size = _scaled_size(facts, LARGEST_TRAINING_SIDE["cuda"])
         backbone = "convnet" if max(size) <= 32 else "resnet18"
         return {
             "backbone": backbone,
@@ -131,7 +136,7 @@ def image_settings(facts: DataFacts, largest_batch: int = 256) -> dict:
     # about 1,900 images/s in the pretext (2026-12-03), with the pretext k-means and SCAN
     # accuracies of docs/benchmarks.rst; colour images keep up to 32 px, where shape
     # details survive the downscaling.
-    size = _scaled_size(facts, 32 if facts.is_colour else 20)
+    size = _scaled_size(facts, LARGEST_TRAINING_SIDE["cpu"] if facts.is_colour else 20)
     batch_size = batch_size_for(facts, largest_batch)
     return {"backbone": "convnet-small", "image_size": size, "batch_size": batch_size}
 
