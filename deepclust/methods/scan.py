@@ -29,7 +29,7 @@ from deepclust.methods._stages import (
     make_fetch,
 )
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
-from deepclust.networks import ClusteringNetwork, StackedLinearHeads
+from deepclust.networks import INPUT_INVARIANCES, ClusteringNetwork, StackedLinearHeads
 from deepclust.recipes import DataFacts, contrastive_pretext, epochs_for, image_settings
 from deepclust.training import Stage
 
@@ -173,10 +173,18 @@ class SCANFit(FitState):
             on_stage_begin=self.mine_neighbors,
         )
 
+    def augment_invariances(self) -> tuple[str, ...]:
+        """The declared invariances the augmentations apply: with a ``pretrained``
+        network, which reads its input unfiltered, only those without an input filter."""
+        declared = self.estimator._invariances()
+        if self.estimator.pretrained is None:
+            return declared
+        return tuple(name for name in declared if name not in INPUT_INVARIANCES)
+
     def scan_stage(self) -> Stage:
         """The SCAN loss on anchors and their mined neighbours, under augmentation."""
         est, device, network = self.estimator, self.device, self.network
-        augment = make_augment(est.augmentation, self.source, est._invariances())
+        augment = make_augment(est.augmentation, self.source, self.augment_invariances())
         criterion = SCANLoss(entropy_weight=est.entropy_weight)
         optimizer, lr_schedule = est._training_settings("adam", "constant")
 
@@ -213,8 +221,8 @@ class SCANFit(FitState):
     def selflabel_stage(self) -> Stage:
         """Cross-entropy of a strong view against the confident argmax of a weak view."""
         est, device, network = self.estimator, self.device, self.network
-        weak = make_augment("weak", self.source, est._invariances())
-        strong = make_augment("strong", self.source, est._invariances())
+        weak = make_augment("weak", self.source, self.augment_invariances())
+        strong = make_augment("strong", self.source, self.augment_invariances())
         criterion = ConfidenceCrossEntropyLoss(threshold=est.confidence_threshold)
         optimizer, lr_schedule = est._training_settings("adam", "constant")
 
