@@ -93,7 +93,7 @@ def test_every_invariance_changes_the_recipe(name):
     assert plain == {"declared": [], "input_filter": None, "augmentation": {}}
     assert declared["declared"] == [name]
     assert declared["augmentation"] == {name: INVARIANCES[name]}
-    has_filter = name in ("colour", "background", "brightness")
+    has_filter = name in ("colour", "background", "brightness", "rotation")
     assert (declared["input_filter"] is not None) == has_filter
 
 
@@ -169,6 +169,17 @@ def test_background_and_colour_filter_ignores_colours_and_gradients():
     grey = InvariantInput(["brightness"])(views[0])
     assert grey.shape == views[0].shape
     assert torch.allclose(grey.mean((2, 3)), torch.zeros(6, 3), atol=1e-4)
+
+
+def test_rotation_filter_gives_the_same_image_at_any_angle():
+    bar = torch.zeros(1, 1, 21, 21)
+    bar[:, :, 4:17, 9:12] = 1.0  # an upright bar...
+    bar[:, :, 4:7, 12:15] = 1.0  # ...with a foot on one end (a third moment)
+    turned = torch.from_numpy(rotate_images(bar[:, 0].repeat(6, 1, 1).numpy(), 0))[:, None]
+    out = InvariantInput(["rotation"])(torch.cat([bar, turned]))
+    similarity = torch.nn.functional.cosine_similarity(out[:1].flatten(1), out[1:].flatten(1))
+    raw = torch.nn.functional.cosine_similarity(bar.flatten(1), turned.flatten(1))
+    assert similarity.min() > 0.85 and raw.min() < 0.5, (similarity, raw)
 
 
 def test_an_object_touching_the_border_does_not_bend_the_background():

@@ -36,7 +36,8 @@ INVARIANCES: dict[str, str] = {
     "background": "augmentations see the image with its background removed",
     "brightness": "random brightness (0.4-1.6), contrast (0.4-1.6) and gamma (0.5-2) after "
     "each augmentation",
-    "rotation": "a uniformly random rotation (0-360 degrees)",
+    "rotation": "augmentations see the image turned to its canonical orientation, then "
+    "a uniformly random rotation (0-360 degrees)",
     "flip": "random horizontal and vertical flips",
     "scale": "a random zoom (0.6-1.4x)",
 }

@@ -141,10 +141,11 @@ docdict["invariant_to"] = _entry(
     invariant_to : str, sequence of str or None, default=None
         What must not decide the clusters: any of ``'colour'``, ``'background'``,
         ``'brightness'``, ``'rotation'``, ``'flip'``, ``'scale'`` (a sequence, or one
-        string with commas). ``'colour'``, ``'background'`` and ``'brightness'`` change
-        what the network reads (:class:`deepclust.networks.InvariantInput`: the border's
-        plane subtracted, one channel of colour distance, per-image contrast
-        normalisation), in training and in ``predict`` alike, and every augmentation of
+        string with commas). ``'colour'``, ``'background'``, ``'brightness'`` and
+        ``'rotation'`` change what the network reads
+        (:class:`deepclust.networks.InvariantInput`: the border's plane subtracted, one
+        channel of colour distance, per-image contrast normalisation, a canonical
+        orientation), in training and in ``predict`` alike, and every augmentation of
         the fit acts on that view; ``'rotation'``, ``'flip'`` and ``'scale'`` add random
         transforms to every augmentation (:data:`deepclust.augment.INVARIANCES`). What
         was applied is ``recipe_['invariances']``. Images only.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -26,14 +28,29 @@ class SobelFilter(nn.Module):
 
 
 #: The invariances :class:`InvariantInput` removes from the input, in the order it does.
-INPUT_INVARIANCES = ("background", "colour", "brightness")
+INPUT_INVARIANCES = ("background", "colour", "brightness", "rotation")
+
+#: The invariances whose transform needs the border's plane.
+_NEEDS_PLANE = frozenset({"background", "rotation"})
 
 #: Prefix of an :class:`InvariantInput`'s name in a network description.
 _INVARIANT_PREFIX = "invariant:"
 
 
+def _rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` rotated by its angle (radians) about its centre, the uncovered
+    corners filled with the nearest border pixel."""
+    height, width = x.shape[-2:]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    matrices = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
+    matrices[:, 0, 0], matrices[:, 0, 1] = cos, -sin * height / width
+    matrices[:, 1, 0], matrices[:, 1, 1] = sin * width / height, cos
+    grid = nn.functional.affine_grid(matrices, list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
 class InvariantInput(nn.Module):
-    """Fixed input transforms that remove background, colour or brightness from images.
+    """Fixed input transforms that remove background, colour, brightness or rotation.
 
     Applied in this order, to ``(B, C, H, W)`` input:
 
@@ -49,6 +66,12 @@ class InvariantInput(nn.Module):
         channel), or the mean of the channels when the background is kept.
     ``'brightness'`` (and ``'colour'``)
         Standardise each image and channel to zero mean and unit standard deviation.
+    ``'rotation'``
+        Turn each image to a canonical orientation: its principal axis (of the second
+        moments of the pixels' distance from the border's plane) upright, and the third
+        moment along it positive. The same object at any angle then gives about the same
+        image; for objects without a clear axis the angle is arbitrary, which the
+        random rotations of the augmentations cover.
 
     Parameters
     ----------
@@ -138,8 +161,10 @@ class InvariantInput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or not self.invariances:
             return x
+        removed = self._remove_background(x) if _NEEDS_PLANE & set(self.invariances) else x
+        mass = removed.square().sum(1).sqrt() if "rotation" in self.invariances else None
         if "background" in self.invariances:
-            x = self._remove_background(x)
+            x = removed
         if "colour" in self.invariances:
             if "background" in self.invariances:
                 x = x.square().sum(1, keepdim=True).add(1e-12).sqrt()
@@ -149,4 +174,21 @@ class InvariantInput(nn.Module):
             mean = x.mean((2, 3), keepdim=True)
             std = x.std((2, 3), keepdim=True)
             x = (x - mean) / (std + 1e-3)
+        if "rotation" in self.invariances:
+            x = _rotate(x, self._canonical_angles(mass))
         return x
+
+    def _canonical_angles(self, mass: torch.Tensor) -> torch.Tensor:
+        """Per image, the rotation (radians) that turns ``mass``'s principal axis upright
+        with a positive third moment along it."""
+        _, height, width = mass.shape
+        ys = torch.linspace(-1.0, 1.0, height, device=mass.device, dtype=mass.dtype)
+        xs = torch.linspace(-1.0, 1.0, width, device=mass.device, dtype=mass.dtype)
+        total = mass.sum((1, 2)).clamp_min(1e-6)
+        dx = xs.view(1, 1, -1) - ((mass.sum(1) * xs).sum(1) / total).view(-1, 1, 1)
+        dy = ys.view(1, -1, 1) - ((mass.sum(2) * ys).sum(1) / total).view(-1, 1, 1)
+        xx, yy, xy = ((mass * a * b).sum((1, 2)) for a, b in ((dx, dx), (dy, dy), (dx, dy)))
+        axis = 0.5 * torch.atan2(2 * xy, xx - yy)
+        along = dx * torch.cos(axis).view(-1, 1, 1) + dy * torch.sin(axis).view(-1, 1, 1)
+        axis = torch.where((mass * along**3).sum((1, 2)) < 0, axis + math.pi, axis)
+        return axis - math.pi / 2
