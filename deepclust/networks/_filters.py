@@ -37,6 +37,16 @@ _NEEDS_PLANE = frozenset({"background", "rotation"})
 _INVARIANT_PREFIX = "invariant:"
 
 
+def _unit_scale(x: torch.Tensor) -> torch.Tensor:
+    """Each image divided by its 99th percentile, so that an object's colour distance
+    from the background lies near ``[0, 1]`` whatever the colours, with the background
+    at 0."""
+    flat = x.flatten(1)
+    index = max(0, int(0.99 * flat.shape[1]) - 1)
+    scale = flat.sort(dim=1).values[:, index : index + 1].clamp_min(1e-6)
+    return x / scale.view(-1, *([1] * (x.ndim - 1)))
+
+
 def _rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Each image of ``x`` rotated by its angle (radians) about its centre, the uncovered
     corners filled with the nearest border pixel."""
@@ -61,10 +71,12 @@ class InvariantInput(nn.Module):
         linear-gradient background becomes zero, even where the object touches the
         border.
     ``'colour'``
-        Keep one channel: the length of each pixel's colour vector after the background
-        is removed (so an object of any colour on any background gives the same
-        channel), or the mean of the channels when the background is kept.
-    ``'brightness'`` (and ``'colour'``)
+        Keep one channel. With ``'background'``: the length of each pixel's colour
+        vector after the background is removed, divided by its 99th percentile over the
+        image, so that an object of any colour on any background gives the same channel,
+        with the background at 0. Without: the mean of the channels, standardised as
+        below.
+    ``'brightness'``
         Standardise each image and channel to zero mean and unit standard deviation.
     ``'rotation'``
         Turn each image to a canonical orientation: its principal axis (of the second
@@ -165,18 +177,22 @@ class InvariantInput(nn.Module):
         mass = removed.square().sum(1).sqrt() if "rotation" in self.invariances else None
         if "background" in self.invariances:
             x = removed
-        if "colour" in self.invariances:
-            if "background" in self.invariances:
-                x = x.square().sum(1, keepdim=True).add(1e-12).sqrt()
-            else:
-                x = x.mean(1, keepdim=True)
-        if "colour" in self.invariances or "brightness" in self.invariances:
+        if "colour" in self.invariances and "background" in self.invariances:
+            x = _unit_scale(x.square().sum(1, keepdim=True).add(1e-12).sqrt())
+        elif "colour" in self.invariances:
+            x = x.mean(1, keepdim=True)
+        if "brightness" in self.invariances or self.invariances_are(("colour",)):
             mean = x.mean((2, 3), keepdim=True)
             std = x.std((2, 3), keepdim=True)
             x = (x - mean) / (std + 1e-3)
         if "rotation" in self.invariances:
             x = _rotate(x, self._canonical_angles(mass))
         return x
+
+    def invariances_are(self, names: tuple[str, ...]) -> bool:
+        """Whether the input invariances are exactly ``names`` among colour, background
+        and brightness."""
+        return {"colour", "background", "brightness"} & set(self.invariances) == set(names)
 
     def _canonical_angles(self, mass: torch.Tensor) -> torch.Tensor:
         """Per image, the rotation (radians) that turns ``mass``'s principal axis upright
