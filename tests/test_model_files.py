@@ -120,6 +120,7 @@ def _set(section: str, key: str, value):
         ("sela", _set("params", "augmentation", {"module": "os"}), r"params.augmentation"),
         ("sela", _set("params", "image_size", [4, 10**9]), r"params.image_size"),
         ("sela", _set("params", "device", "not-a-device"), r"params.device"),
+        ("sela", _set("params", "sinkhorn_dtype", "float16"), r"params.sinkhorn_dtype"),
         (
             "sela",
             _set("params", "backbone", "convnet"),

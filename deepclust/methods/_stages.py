@@ -12,13 +12,14 @@ from deepclust.augment import make_augmentation, with_invariances
 from deepclust.data import DataSource
 from deepclust.losses import MultiHeadCrossEntropy, NTXentLoss
 from deepclust.networks import ClusteringNetwork
-from deepclust.training import Stage, run_inference
+from deepclust.training import Stage, autocast_dtype, run_inference
 
 __all__ = [
     "make_fetch",
     "make_augment",
     "extract_features",
     "head_probabilities",
+    "head_softmax",
     "contrastive_stage",
     "pseudo_label_stage",
     "balanced_sampler",
@@ -159,6 +160,64 @@ def head_probabilities(
         progress=progress,
     )
     return [o.to(output_device) if output_device is not None else o for o in outputs]
+
+
+def head_softmax(
+    head: nn.Module,
+    features: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    *,
+    output_device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Softmax of one clustering head over stored features, into one N x K buffer.
+
+    The head reads ``features`` (what :func:`extract_features` returns: the input of every
+    head) in chunks of ``batch_size`` rows, under the autocast of the precision policy in
+    force as :func:`head_probabilities` runs it, so that with ``dtype=torch.float32`` the
+    result equals that head's entry of :func:`head_probabilities`. Only the returned
+    buffer is N x K; every other temporary is one chunk.
+
+    Parameters
+    ----------
+    head : nn.Module
+        One clustering head, mapping ``(B, n_features)`` features to ``(B, K)`` logits.
+    features : torch.Tensor of shape (n_samples, n_features)
+        The heads' input for every sample (on any device; chunks are moved to ``device``).
+    device : torch.device
+        Where the head runs.
+    batch_size : int
+        Rows per chunk, ``>= 1``.
+    output_device : torch.device, optional
+        Where the buffer is (default: the CPU).
+    dtype : torch.dtype, default=torch.float32
+        The buffer's dtype; the softmax is computed in float32 and rounded to it.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, K)
+        The probabilities, in ``dtype`` on ``output_device``.
+    """
+    autocast = autocast_dtype(device)
+    n_samples, step = len(features), max(1, int(batch_size))
+    out = None
+    training = head.training
+    head.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, n_samples, step):
+                chunk = features[start : start + step].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                    logits = head(chunk)
+                if out is None:
+                    out = torch.empty(
+                        (n_samples, logits.shape[1]), dtype=dtype, device=output_device or "cpu"
+                    )
+                out[start : start + len(chunk)] = torch.softmax(logits.float(), dim=1)
+    finally:
+        head.train(training)
+    return out
 
 
 def contrastive_stage(

@@ -24,10 +24,13 @@ def run_inference(
     autocast: bool | str = False,
     progress: str | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
-    """Apply ``fn`` to every sample of ``source`` in eval mode and concatenate on the CPU.
+    """Apply ``fn`` to every sample of ``source`` in eval mode and collect on the CPU.
 
-    Results stay in float32. A CUDA out-of-memory error halves the batch size and retries
-    (down to one sample) with a warning, instead of failing.
+    Results are float32, written batch by batch into tensors of ``len(source)`` rows
+    allocated at the first batch (no second copy for a concatenation); ``fn`` returns
+    per-sample rows (the first dimension of every output is the batch's). A CUDA
+    out-of-memory error halves the batch size and retries (down to one sample) with a
+    warning, instead of failing.
 
     Parameters
     ----------
@@ -55,7 +58,8 @@ def run_inference(
     states = [m.training for m in modules]
     for module in modules:
         module.eval()
-    outputs: list = []
+    outputs: list[torch.Tensor] | None = None
+    is_list = False
     start, size, n = 0, int(batch_size), len(source)
     dtype = None
     if autocast:
@@ -85,10 +89,12 @@ def run_inference(
                         stacklevel=2,
                     )
                     continue
-                if isinstance(out, (list, tuple)):
-                    outputs.append([o.float().cpu() for o in out])
-                else:
-                    outputs.append(out.float().cpu())
+                is_list = isinstance(out, (list, tuple))
+                parts = list(out) if is_list else [out]
+                if outputs is None:
+                    outputs = [torch.empty((n, *o.shape[1:]), dtype=torch.float32) for o in parts]
+                for stored, o in zip(outputs, parts, strict=True):
+                    stored[start:stop].copy_(o)
                 if bar is not None:
                     bar.update(stop - start)
                 start = stop
@@ -97,6 +103,6 @@ def run_inference(
             bar.close()
         for module, state in zip(modules, states):
             module.train(state)
-    if outputs and isinstance(outputs[0], list):
-        return [torch.cat([o[i] for o in outputs]) for i in range(len(outputs[0]))]
-    return torch.cat(outputs)
+    if outputs is None:
+        raise ValueError("run_inference needs at least one sample; the source is empty.")
+    return outputs if is_list else outputs[0]
