@@ -15,7 +15,9 @@ from numpydoc.validate import validate
 import deepclust.augment
 import deepclust.datasets
 import deepclust.diagnostics
+import deepclust.integrations.skorch
 import deepclust.io
+import deepclust.training
 from deepclust.methods import ESTIMATOR_NAMES, FitState, _registry
 from deepclust.methods._docs import docdict
 
@@ -86,6 +88,19 @@ def _public_api() -> list[str]:
         "deepclust.datasets.rotate_images",
     ]
     names.append("deepclust.networks.InvariantInput")
+    names += [
+        "deepclust.integrations.skorch.to_classifier",
+        "deepclust.integrations.skorch.EstimatorInput",
+        "deepclust.integrations.skorch.BackboneClassifier",
+        "deepclust.integrations.skorch.BackboneClassifier.features",
+        "deepclust.integrations.skorch.BackboneClassifier.forward",
+        "deepclust.integrations.skorch.BackboneClassifier.train",
+        "deepclust.training.TensorBoardLogger",
+        "deepclust.training.TensorBoardLogger.on_train_begin",
+        "deepclust.training.TensorBoardLogger.on_epoch_end",
+        "deepclust.training.TensorBoardLogger.on_stage_end",
+        "deepclust.training.TensorBoardLogger.on_train_end",
+    ]
     return names
 
 
@@ -100,6 +115,7 @@ def test_the_list_covers_the_api():
     assert "deepclust.methods.register_method" in PUBLIC_API
     assert "deepclust.methods.FitState.fitted_attributes" in PUBLIC_API
     assert "deepclust.io.load_model" in PUBLIC_API
+    assert "deepclust.integrations.skorch.to_classifier" in PUBLIC_API
 
 
 @pytest.mark.parametrize("name", PUBLIC_API)

@@ -1,5 +1,6 @@
 """The ``deepclust`` command: ``cluster`` a folder of images, ``predict`` with a saved model,
-and ``demo`` (clusters scikit-learn's digits).
+``demo`` (clusters scikit-learn's digits), and ``review`` and ``export`` a run's clusters
+as labelled images (:mod:`deepclust.cli._review`).
 
 ``deepclust cluster SOURCE --method M --n-clusters K --out DIR`` writes into ``DIR``:
 
@@ -489,6 +490,7 @@ def run_pipeline(
     quiet: bool,
     say,
     resume_state: dict | None = None,
+    callbacks: tuple = (),
 ) -> dict:
     """Fit with checkpoints, then write every output into ``out_dir`` (locked, existing).
 
@@ -514,6 +516,8 @@ def run_pipeline(
     resume_state : dict, optional
         Checkpoint state from :func:`prepare_resume` to continue the fit from; ``None``
         starts anew.
+    callbacks : tuple of Callback, optional
+        More trainer callbacks (``--tensorboard``'s logger).
 
     Returns
     -------
@@ -535,7 +539,7 @@ def run_pipeline(
     estimator.fit(
         loaded.data,
         loaded.y,
-        callbacks=[record, Checkpoint(checkpoint)],
+        callbacks=[record, Checkpoint(checkpoint), *callbacks],
         resume_from=resume_state,
     )
     record()  # a method without a training loop never calls on_train_begin
@@ -766,6 +770,20 @@ def _set_threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _tensorboard_logger(log_dir: str | None) -> tuple:
+    """``--tensorboard``'s logger (none without the option), checked before any work."""
+    if log_dir is None:
+        return ()
+    from deepclust.training import TensorBoardLogger
+
+    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+        raise CommandError(f"--tensorboard {log_dir} is a file; give a folder.")
+    try:
+        return (TensorBoardLogger(log_dir),)
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _cluster(args: argparse.Namespace) -> int:
     method = args.method
     _set_threads(args)
@@ -776,6 +794,7 @@ def _cluster(args: argparse.Namespace) -> int:
     _check_estimator(cls, params)
     out_dir = Path(args.out)
     check_output_folder(out_dir, source=args.source)
+    loggers = _tensorboard_logger(args.tensorboard)
     say = functools.partial(_status, args)
     source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
     with _output_folder(out_dir):
@@ -810,6 +829,7 @@ def _cluster(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             say=say,
             resume_state=resume_state,
+            callbacks=loggers,
         )
     _summarise(result, out_dir, type(estimator).__name__)
     return 0
@@ -1121,6 +1141,12 @@ def _add_cluster(commands, runtime) -> None:
         action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
     )
+    cluster.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="write loss, label change and cluster sizes per epoch for TensorBoard into "
+        "LOGDIR (needs tensorboard: pip install 'deepclust[tensorboard]')",
+    )
     cluster.set_defaults(run=_cluster)
 
 
@@ -1188,6 +1214,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands, runtime)
     _add_cluster(commands, runtime)
     _add_predict(commands, runtime)
+    from deepclust.cli._review import add_export, add_review
+
+    add_review(commands, runtime, _HelpFormatter)
+    add_export(commands, runtime, _HelpFormatter)
     return parser
 
 

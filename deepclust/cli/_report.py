@@ -334,6 +334,11 @@ def render_report(
         "</div>",
         "<h2>Files</h2><ul>",
         *(f'<li><a href="{esc(name)}">{esc(name)}</a></li>' for name in files),
-        "</ul></body></html>",
+        "</ul>",
+        '<p class="note">To name, merge or drop the clusters: <code>deepclust review</code> '
+        'on this folder writes <a href="clusters.csv">clusters.csv</a> (a class name per '
+        "cluster); <code>deepclust export</code> then writes the images as one folder per "
+        "class.</p>",
+        "</body></html>",
     ]
     return "\n".join(out)

@@ -17,6 +17,7 @@ from deepclust.training._precision import (
     current_precision,
     use_precision,
 )
+from deepclust.training._tensorboard import TensorBoardLogger
 
 __all__ = [
     "PRECISIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "EpochLogger",
     "ProgressBar",
     "Stage",
+    "TensorBoardLogger",
     "Trainer",
     "TrainingDivergedError",
     "autocast_dtype",

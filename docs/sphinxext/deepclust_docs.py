@@ -35,6 +35,7 @@ EXAMPLE_ORDER = [
     "plot_scan_stages.py",
     "plot_deepcluster_nmi.py",
     "plot_clusterfit_linear_probe.py",
+    "plot_to_classifier.py",
     "plot_sinkhorn_balanced.py",
     "plot_feature_view.py",
 ]
