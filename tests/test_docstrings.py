@@ -15,6 +15,7 @@ from numpydoc.validate import validate
 import deepclust.augment
 import deepclust.datasets
 import deepclust.diagnostics
+import deepclust.distributed
 import deepclust.integrations.skorch
 import deepclust.io
 import deepclust.training
@@ -100,6 +101,18 @@ def _public_api() -> list[str]:
         "deepclust.training.TensorBoardLogger.on_epoch_end",
         "deepclust.training.TensorBoardLogger.on_stage_end",
         "deepclust.training.TensorBoardLogger.on_train_end",
+        "deepclust.sinkhorn.sinkhorn_solve",
+        "deepclust.cluster.kmeans",
+    ]
+    names += [
+        f"deepclust.distributed.{name}"
+        for name in deepclust.distributed.__all__
+        if inspect.isfunction(getattr(deepclust.distributed, name))
+    ]
+    # The autograd function's class is never instantiated (its signature is Function's).
+    names += [
+        "deepclust.distributed.GatherWithGradient.forward",
+        "deepclust.distributed.GatherWithGradient.backward",
     ]
     return names
 
@@ -116,6 +129,7 @@ def test_the_list_covers_the_api():
     assert "deepclust.methods.FitState.fitted_attributes" in PUBLIC_API
     assert "deepclust.io.load_model" in PUBLIC_API
     assert "deepclust.integrations.skorch.to_classifier" in PUBLIC_API
+    assert "deepclust.distributed.shard_indices" in PUBLIC_API
 
 
 @pytest.mark.parametrize("name", PUBLIC_API)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from deepclust.distributed._helpers import _Collective, _resolve_distributed
+
 from ._backend import (
     check_2d_float,
     check_positive_int,
@@ -137,13 +139,53 @@ def _initial_centroids(
     n_clusters: int,
     init: str | Any,
     rng: np.random.RandomState,
+    comm: _Collective,
 ) -> torch.Tensor:
+    """The initial centroids, the same on every rank (distributed: from all ranks' rows)."""
     if isinstance(init, str):
         if init == "k-means++":
-            return _kmeans_plusplus(X, x_sq, n_clusters, rng)
-        chosen = rng.choice(X.shape[0], size=n_clusters, replace=False)
-        return X[torch.from_numpy(np.sort(chosen)).to(X.device)].clone()
+            # Distributed, on the gathered rows: the single-process seeding, exactly.
+            return _kmeans_plusplus(comm.gather_rows(X), comm.gather_rows(x_sq), n_clusters, rng)
+        counts = comm.row_counts(X.shape[0], X.device)
+        chosen = np.sort(rng.choice(sum(counts), size=n_clusters, replace=False))
+        if not comm.active:
+            return X[torch.from_numpy(chosen).to(X.device)].clone()
+        # Each rank fills in the chosen rows it holds; the sum is all of them.
+        offset = sum(counts[: comm.rank])
+        mine = (chosen >= offset) & (chosen < offset + X.shape[0])
+        centroids = torch.zeros(n_clusters, X.shape[1], dtype=X.dtype, device=X.device)
+        rows = torch.from_numpy(chosen[mine] - offset).to(X.device)
+        centroids[torch.from_numpy(np.flatnonzero(mine)).to(X.device)] = X[rows]
+        return comm.all_reduce(centroids)
     return to_torch(init, X.device)
+
+
+def _farthest_member(
+    X: torch.Tensor, masked: torch.Tensor, comm: _Collective
+) -> tuple[int | None, torch.Tensor]:
+    """The sample with the largest ``masked`` score over all ranks: local index and row.
+
+    The index is ``None`` on the ranks that do not hold it; the row (float64) is returned
+    everywhere. Ties go to the first sample in rank order, as ``argmax`` on one process.
+    """
+    point = int(torch.argmax(masked)) if masked.numel() else -1
+    if not comm.active:
+        return point, X[point].to(torch.float64)
+    best = masked[point] if point >= 0 else torch.tensor(-math.inf, device=X.device)
+    scores = comm.gather_rows(best.reshape(1).to(torch.float64))
+    owner = int(torch.argmax(scores))
+    row = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    if owner == comm.rank:
+        row += X[point].to(torch.float64)
+    comm.all_reduce(row)
+    return (point if owner == comm.rank else None), row
+
+
+def _any_rank(flag: bool, comm: _Collective, device: torch.device) -> bool:
+    """Whether ``flag`` holds on some rank (``flag`` itself on one process)."""
+    if not comm.active:
+        return flag
+    return bool(comm.all_reduce(torch.tensor([int(flag)], device=device), "max"))
 
 
 def _reseed_empty_clusters(
@@ -152,10 +194,13 @@ def _reseed_empty_clusters(
     min_sq: torch.Tensor,
     sums: torch.Tensor,
     counts: torch.Tensor,
+    comm: _Collective,
 ) -> int:
     """Give every empty cluster the farthest member of the currently largest cluster.
 
     Updates ``labels``, ``sums`` and ``counts`` in place; returns the number of clusters fixed.
+    Distributed, ``sums`` and ``counts`` are the all-reduced (global) ones and the member
+    is searched on every rank.
     """
     empty = torch.nonzero(counts == 0).flatten().tolist()
     if not empty:
@@ -166,19 +211,23 @@ def _reseed_empty_clusters(
         if int(counts[largest]) < 2:
             break  # cannot split a singleton (only possible when n_samples < n_clusters)
         masked = torch.where(labels == largest, score, torch.full_like(score, -1.0))
-        point = int(torch.argmax(masked))
-        row = X[point].to(torch.float64)
+        point, row = _farthest_member(X, masked, comm)
         sums[largest] -= row
         counts[largest] -= 1
         sums[cluster] = row
         counts[cluster] = 1
-        labels[point] = cluster
-        score[point] = -1.0
+        if point is not None:
+            labels[point] = cluster
+            score[point] = -1.0
     return len(empty)
 
 
 def _repair_final_assignment(
-    X: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor, min_sq: torch.Tensor
+    X: torch.Tensor,
+    centroids: torch.Tensor,
+    labels: torch.Tensor,
+    min_sq: torch.Tensor,
+    comm: _Collective,
 ) -> None:
     """Make every cluster non-empty in the final assignment (in place).
 
@@ -188,17 +237,18 @@ def _repair_final_assignment(
     alone cannot populate identical centroids.
     """
     n_clusters = centroids.shape[0]
-    counts = torch.bincount(labels, minlength=n_clusters)
+    counts = comm.all_reduce(torch.bincount(labels, minlength=n_clusters))
     empty = torch.nonzero(counts == 0).flatten().tolist()
     for cluster in empty:
         largest = int(torch.argmax(counts))
         if int(counts[largest]) < 2:
             break
         masked = torch.where(labels == largest, min_sq, torch.full_like(min_sq, -1.0))
-        point = int(torch.argmax(masked))
-        labels[point] = cluster
-        min_sq[point] = 0.0
-        centroids[cluster] = X[point]
+        point, row = _farthest_member(X, masked, comm)
+        if point is not None:
+            labels[point] = cluster
+            min_sq[point] = 0.0
+        centroids[cluster] = row.to(centroids.dtype)
         counts[largest] -= 1
         counts[cluster] = 1
 
@@ -211,16 +261,24 @@ def _lloyd_torch(
     chunk_size: int,
     allow_empty: bool,
     verbose: bool,
+    comm: _Collective,
 ) -> tuple[torch.Tensor, int]:
+    """Lloyd iterations; distributed, the centroid sums and counts are all-reduced."""
     previous = None
     n_done = 0
     for iteration in range(n_iter):
         labels, min_sq, sums, counts = _assign_chunks(X, centroids, x_sq, chunk_size, True)
-        if previous is not None and torch.equal(labels, previous):
+        comm.all_reduce(sums)
+        comm.all_reduce(counts)
+        if previous is not None and not _any_rank(
+            not torch.equal(labels, previous), comm, X.device
+        ):
             if verbose:
                 print(f"[kmeans/torch] converged after {n_done} iterations")
             break
-        n_reseeded = 0 if allow_empty else _reseed_empty_clusters(X, labels, min_sq, sums, counts)
+        n_reseeded = (
+            0 if allow_empty else _reseed_empty_clusters(X, labels, min_sq, sums, counts, comm)
+        )
         nonempty = counts > 0
         updated = (sums[nonempty] / counts[nonempty].unsqueeze(1)).to(X.dtype)
         centroids = centroids.clone()
@@ -228,9 +286,10 @@ def _lloyd_torch(
         previous = labels
         n_done += 1
         if verbose:
+            inertia = float(comm.all_reduce(min_sq.to(torch.float64).sum()))
             print(
                 f"[kmeans/torch] iteration {iteration + 1}/{n_iter}: "
-                f"inertia={float(min_sq.sum()):.6g}, re-seeded empty clusters={n_reseeded}"
+                f"inertia={inertia:.6g}, re-seeded empty clusters={n_reseeded}"
             )
     return centroids, n_done
 
@@ -291,6 +350,7 @@ class _LloydSettings(NamedTuple):
     chunk_size: int
     allow_empty: bool
     verbose: bool
+    comm: _Collective = _Collective()
 
 
 def _resolve_chunk_size(chunk_size: int | None, n_clusters: int) -> int:
@@ -324,6 +384,19 @@ def _training_size(
     return None
 
 
+def _distributed_backend(
+    backend: str, max_points_per_centroid: int | None, comm: _Collective, device: torch.device
+) -> str:
+    """The backend to run; distributed k-means needs torch and no subsampling."""
+    if not comm.active:
+        return resolve_backend(backend, device)
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"distributed k-means runs on the torch backend, got backend={backend!r}.")
+    if max_points_per_centroid is not None:
+        raise ValueError("distributed k-means does not subsample: leave max_points_per_centroid.")
+    return "torch"
+
+
 def _compute_tensor(X_checked: Any, backend: str, device: torch.device) -> torch.Tensor:
     """The float32 samples as a tensor: on ``device`` for torch, sharing a CPU array for faiss."""
     if backend == "faiss":
@@ -351,8 +424,8 @@ def _final_assignment(
     labels, min_sq = _assign_all(X, x_sq, centroids, settings)
     if not settings.allow_empty:
         centroids = centroids.clone()
-        _repair_final_assignment(X, centroids, labels, min_sq)
-    return float(min_sq.to(torch.float64).sum()), centroids, labels
+        _repair_final_assignment(X, centroids, labels, min_sq, settings.comm)
+    return float(settings.comm.all_reduce(min_sq.to(torch.float64).sum())), centroids, labels
 
 
 def _training_sample(
@@ -372,11 +445,12 @@ def _timed_initial_centroids(
     rng: np.random.RandomState,
     run: int,
     n_init: int,
-    verbose: bool,
+    settings: _LloydSettings,
 ) -> torch.Tensor:
     """Initial centroids of one run, printing how long they took when ``verbose``."""
     start = time.perf_counter()
-    centroids = _initial_centroids(X, x_sq, n_clusters, init, rng)
+    centroids = _initial_centroids(X, x_sq, n_clusters, init, rng, settings.comm)
+    verbose = settings.verbose
     if verbose:
         init_name = init if isinstance(init, str) else "array"
         print(
@@ -408,6 +482,7 @@ def _run_lloyd(
         settings.chunk_size,
         settings.allow_empty,
         settings.verbose,
+        settings.comm,
     )
 
 
@@ -432,7 +507,7 @@ def _best_of_runs(
         else:
             X_train, x_sq_train = _training_sample(X, x_sq, n_train, rng)
         centroids = _timed_initial_centroids(
-            X_train, x_sq_train, n_clusters, init, rng, run, n_init, settings.verbose
+            X_train, x_sq_train, n_clusters, init, rng, run, n_init, settings
         )
         centroids, n_done = _run_lloyd(X_train, x_sq_train, centroids, rng, settings)
         if n_train is None:
@@ -463,6 +538,7 @@ def kmeans(
     chunk_size: int | None = None,
     allow_empty: bool = False,
     verbose: bool = False,
+    distributed: Any = False,
 ) -> KMeansResult:
     """Cluster the rows of ``X`` with Lloyd's k-means.
 
@@ -509,6 +585,20 @@ def kmeans(
         faiss always splits the largest cluster into empty ones, whatever this flag.)
     verbose : bool, default=False
         Print per-iteration progress.
+    distributed : bool or torch.distributed.ProcessGroup, default=False
+        Cluster one data set whose rows are spread over the ranks of a process group
+        (``True``: the default group): ``X`` holds this rank's consecutive block of rows
+        (ranks in order, blocks may differ in size), and every rank calls this function
+        with the same other arguments (the same ``random_state`` in particular). The
+        per-cluster sums and counts are all-reduced every iteration, empty clusters are
+        re-seeded from all ranks' samples and the inertia is global, so every rank gets
+        the same centroids, ``n_iter`` and ``inertia`` and the labels of its own rows:
+        those of one process on the concatenated rows, up to the order of floating-point
+        summation. ``'k-means++'`` seeds on the gathered rows (every rank then holds all
+        of them for the seeding); ``'random'`` and an array need no gather. Runs on the
+        torch backend only (``backend='auto'`` picks it), without
+        ``max_points_per_centroid``. Without an initialised process group this is the
+        single-process k-means. See :ref:`distributed`.
 
     Returns
     -------
@@ -517,10 +607,13 @@ def kmeans(
         numpy input gives numpy output; tensor input gives tensors on the input's device.
     """
     X_checked = check_2d_float(X)
-    n_samples, n_features = X_checked.shape
+    n_features = X_checked.shape[1]
     n_clusters = check_positive_int(n_clusters, "n_clusters")
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
     n_init = check_positive_int(n_init, "n_init")
+    comm = _resolve_distributed(distributed)
+    compute_device = resolve_device(X, device)
+    n_samples = sum(comm.row_counts(X_checked.shape[0], compute_device))
     if n_clusters > n_samples:
         raise ValueError(
             f"n_clusters={n_clusters} is larger than the number of samples {n_samples}; "
@@ -533,14 +626,14 @@ def kmeans(
         )
     chunk_size = _resolve_chunk_size(chunk_size, n_clusters)
     rng = check_random_state(random_state)
-    compute_device = resolve_device(X, device)
     settings = _LloydSettings(
-        backend=resolve_backend(backend, compute_device),
+        backend=_distributed_backend(backend, max_points_per_centroid, comm, compute_device),
         device=compute_device,
         n_iter=n_iter,
         chunk_size=chunk_size,
         allow_empty=allow_empty,
         verbose=verbose,
+        comm=comm,
     )
     X_torch = _compute_tensor(X_checked, settings.backend, compute_device)
     x_sq = squared_norms(X_torch)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
+from deepclust.distributed._helpers import _resolve_distributed
+
 from ._backend import check_2d_float, check_positive_int, like_input, resolve_device, to_torch
 
 __all__ = ["PCAWhitening", "pca_whiten"]
@@ -36,6 +38,12 @@ class PCAWhitening:
         Divide each output row by its Euclidean norm.
     device : str or torch.device, optional
         Where to compute; defaults to the device of the data passed to :meth:`fit`.
+    distributed : bool or torch.distributed.ProcessGroup, default=False
+        :meth:`fit` on rows spread over the ranks of a process group (``True``: the
+        default group): each rank passes its own rows, the mean and covariance sums are
+        all-reduced, and every rank gets the statistics of all rows (those of one process
+        up to rounding). :meth:`transform` stays per row. Ignored without an initialised
+        process group; see :ref:`distributed`.
 
     Attributes
     ----------
@@ -55,11 +63,13 @@ class PCAWhitening:
         eps: float = 1e-5,
         l2_normalize: bool = True,
         device: str | torch.device | None = None,
+        distributed: Any = False,
     ) -> None:
         self.n_components = n_components
         self.eps = eps
         self.l2_normalize = l2_normalize
         self.device = device
+        self.distributed = distributed
 
     def fit(self, X: Any) -> PCAWhitening:
         """Estimate mean, principal axes and variances from ``X`` (n_samples, n_features).
@@ -74,19 +84,25 @@ class PCAWhitening:
         if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
             raise ValueError(f"eps must be a non-negative float, got {self.eps!r}.")
         X_checked = check_2d_float(X)
-        n_samples, n_features = X_checked.shape
+        n_local, n_features = X_checked.shape
+        comm = _resolve_distributed(self.distributed)
+        data = to_torch(X_checked, resolve_device(X, self.device))
+        n_samples = sum(comm.row_counts(n_local, data.device))
         if n_samples < 2:
             raise ValueError(f"PCAWhitening needs at least 2 samples, got {n_samples}.")
-        data = to_torch(X_checked, resolve_device(X, self.device))
         # Accumulate the covariance in float64 over row chunks (no float64 copy of X),
-        # around a shift close to the mean to avoid cancellation.
-        shift = data[: min(n_samples, 1024)].to(torch.float64).mean(0)
+        # around a shift close to the mean (rank 0's, distributed) to avoid cancellation.
+        shift = data[: min(n_local, 1024)].to(torch.float64).mean(0)
+        if comm.active:
+            shift = comm.all_reduce(shift.nan_to_num_() if comm.rank == 0 else shift.zero_())
         total = torch.zeros(n_features, dtype=torch.float64, device=data.device)
         scatter = torch.zeros(n_features, n_features, dtype=torch.float64, device=data.device)
-        for start in range(0, n_samples, _CHUNK_ROWS):
+        for start in range(0, n_local, _CHUNK_ROWS):
             block = data[start : start + _CHUNK_ROWS].to(torch.float64) - shift
             total += block.sum(0)
             scatter += block.t() @ block
+        comm.all_reduce(total)
+        comm.all_reduce(scatter)
         mean_shifted = total / n_samples
         covariance = (scatter - n_samples * torch.outer(mean_shifted, mean_shifted)) / (
             n_samples - 1

@@ -62,6 +62,8 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from deepclust.distributed._helpers import _Collective, _resolve_distributed
+
 __all__ = ["SinkhornResult", "sinkhorn_knopp", "sinkhorn_solve"]
 
 #: Lowest log-value of a stored kernel entry relative to its row maximum.
@@ -279,6 +281,7 @@ def sinkhorn_solve(
     chunk_size: int | None = None,
     dtype: Any = None,
     warm_start: bool = True,
+    distributed: Any = False,
 ) -> SinkhornResult:
     """Same as :func:`sinkhorn_knopp` but return a :class:`SinkhornResult` (torch only).
 
@@ -309,6 +312,22 @@ def sinkhorn_solve(
         Storage type of the N x K kernel; ``None`` means float32.
     warm_start : bool, default=True
         Start from the scalings of a solve on a subsample of the rows.
+    distributed : bool or torch.distributed.ProcessGroup, default=False
+        Solve one problem whose rows are spread over the ranks of a process group
+        (``True``: the default group): ``probs`` holds this rank's consecutive block of
+        the N x K matrix (ranks in order, blocks may differ in size, each non-empty), and
+        every rank calls this function with the same other arguments. The column sums
+        are all-reduced every iteration and every decision (stopping, rebuilds, warm
+        start on every 8th row of the whole matrix) is taken on global quantities, so all
+        ranks run the same iterations; each gets the labels (and plan) of its own rows
+        and the same ``log_v``. They equal the single-process solve of the concatenated
+        matrix up to the order of floating-point summation. Without an initialised
+        process group this is the single-process solve. See :ref:`distributed`.
+
+    Returns
+    -------
+    SinkhornResult
+        Labels (and plan) of the rows of ``probs``, column scalings and diagnostics.
     """
     matrix = _as_tensor(probs)
     lamb = _check_positive_float(lamb, "lamb")
@@ -320,9 +339,12 @@ def sinkhorn_solve(
     compute = torch.float64 if storage == torch.float64 else torch.float32
     rows = _resolve_chunk_size(chunk_size, n_clusters, matrix.device)
     target = _resolve_marginals(marginals, n_clusters, matrix.device)
-    extreme_rows = _validate_values(matrix, bool(log_input), rows)
+    comm = _resolve_distributed(distributed)
+    extreme_rows = _validate_values(matrix, bool(log_input), rows, comm)
+    counts = comm.row_counts(n_samples, matrix.device)
+    shard = _Shard(comm, offset=sum(counts[: comm.rank]), total=sum(counts))
     solver = _Solver(
-        matrix, lamb, bool(log_input), target, storage, compute, rows, tol, int(max_iter)
+        matrix, lamb, bool(log_input), target, storage, compute, rows, tol, int(max_iter), shard
     )
     if extreme_rows:
         solver.row_shift = _row_shifts(matrix, bool(log_input), rows)
@@ -456,12 +478,38 @@ def _resolve_marginals(marginals: Any, n_clusters: int, device: torch.device) ->
     return torch.as_tensor(values, dtype=torch.float64, device=device)
 
 
-def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> bool:
+def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int, comm: _Collective) -> bool:
     """Check NaN/inf, negative probabilities and rows without mass, one block at a time.
+
+    Returns whether some row is on an extreme scale (see :func:`_row_shifts`). Distributed,
+    the findings of every rank are combined first, so that all ranks raise the same error
+    (none is left waiting in a collective) and agree on the extreme-scale path.
+    """
+    problems = torch.tensor(_local_problems(matrix, log_input, rows), dtype=torch.int64)
+    nan, infinite, negative, empty_row, extreme_rows = (
+        comm.all_reduce(problems.to(matrix.device), "max").bool().tolist()
+    )
+    if nan:
+        raise ValueError("probs contains NaN; check the model outputs that produced it.")
+    if infinite:
+        allowed = " (-inf, a zero probability, is allowed)" if log_input else ""
+        raise ValueError(f"probs contains infinite values{allowed}; pass finite numbers.")
+    if negative:
+        raise ValueError(
+            "probs contains negative values, which are not probabilities; pass softmax "
+            "outputs, or pass log-probabilities/logits with log_input=True."
+        )
+    if empty_row:
+        what = "all -inf" if log_input else "without any positive probability"
+        raise ValueError(f"probs has a row {what}; every sample needs some possible cluster.")
+    return extreme_rows
+
+
+def _local_problems(matrix: torch.Tensor, log_input: bool, rows: int) -> list[bool]:
+    """NaN, forbidden infinities, negatives, empty rows and extreme-scale rows of ``matrix``.
 
     Three reductions per block and no N x K temporaries: a block's sum is finite unless it
     holds NaN or +-inf (or overflows), and only then are the blocks searched precisely.
-    Returns whether some row is on an extreme scale (see :func:`_row_shifts`).
     """
     problems = torch.zeros(4, dtype=torch.bool, device=matrix.device)
     for start in range(0, matrix.shape[0], rows):
@@ -478,25 +526,15 @@ def _validate_values(matrix: torch.Tensor, log_input: bool, rows: int) -> bool:
             problems[2] |= (row_max <= 0).any()
             problems[3] |= ((row_max > 2.0**_SAFE_LOG2) | (row_max < 2.0**-_SAFE_LOG2)).any()
     non_finite, negative, empty_row, extreme_rows = problems.tolist()
-    if non_finite:
+    nan = infinite = False
+    if non_finite:  # else the sum merely overflowed: the values are fine
         blocks = [matrix[start : start + rows] for start in range(0, matrix.shape[0], rows)]
-        if any(bool(torch.isnan(block).any()) for block in blocks):
-            raise ValueError("probs contains NaN; check the model outputs that produced it.")
-        if any(bool(torch.isposinf(block).any()) for block in blocks) or (
-            not log_input and any(bool(torch.isneginf(block).any()) for block in blocks)
-        ):
-            allowed = " (-inf, a zero probability, is allowed)" if log_input else ""
-            raise ValueError(f"probs contains infinite values{allowed}; pass finite numbers.")
-        # Otherwise the sum merely overflowed: the values are fine.
-    if negative:
-        raise ValueError(
-            "probs contains negative values, which are not probabilities; pass softmax "
-            "outputs, or pass log-probabilities/logits with log_input=True."
+        nan = any(bool(torch.isnan(block).any()) for block in blocks)
+        infinite = not nan and (
+            any(bool(torch.isposinf(block).any()) for block in blocks)
+            or (not log_input and any(bool(torch.isneginf(block).any()) for block in blocks))
         )
-    if empty_row:
-        what = "all -inf" if log_input else "without any positive probability"
-        raise ValueError(f"probs has a row {what}; every sample needs some possible cluster.")
-    return extreme_rows
+    return [nan, infinite, negative, empty_row, extreme_rows]
 
 
 def _row_shifts(matrix: torch.Tensor, log_input: bool, rows: int) -> torch.Tensor:
@@ -528,6 +566,25 @@ def _relax_less(omega: float) -> float:
     """Halve the over-relaxation ``omega - 1``; plain Sinkhorn (1.0) once it is small."""
     omega = 1.0 + 0.5 * (omega - 1.0)
     return 1.0 if omega < 1.05 else omega
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Where a solver's rows lie in the whole matrix: rows ``offset`` onwards of ``total``.
+
+    One process holds every row (``offset=0``); distributed, each rank holds a
+    consecutive block and ``comm`` all-reduces the column sums.
+    """
+
+    comm: _Collective
+    offset: int
+    total: int
+
+    def every(self, stride: int) -> tuple[int, _Shard]:
+        """First local row of the global rows ``0, stride, 2 stride, ...``, and their shard."""
+        return (-self.offset) % stride, _Shard(
+            self.comm, offset=-(-self.offset // stride), total=-(-self.total // stride)
+        )
 
 
 @dataclass
@@ -578,6 +635,7 @@ class _Solver:
         rows: int,
         tol: float,
         max_iter: int,
+        shard: _Shard | None = None,
     ) -> None:
         self.matrix = matrix
         self.lamb = lamb
@@ -589,6 +647,7 @@ class _Solver:
         self.tol = tol
         self.max_iter = max_iter
         self.device = matrix.device
+        self.shard = shard if shard is not None else _Shard(_Collective(), 0, matrix.shape[0])
         #: (N,) log offsets of rows on an extreme scale (:func:`_row_shifts`), or None.
         self.row_shift: torch.Tensor | None = None
 
@@ -662,6 +721,7 @@ class _Solver:
             self.rows,
             self.tol,
             self.max_iter,
+            self.shard,
         )
         coarse.row_shift = self.row_shift
         result = coarse.run(return_plan=False, warm_start=True)
@@ -706,12 +766,13 @@ class _Solver:
 
     def _warm_start(self, warm_start: bool) -> tuple[torch.Tensor, int]:
         """Initial log column shifts (from every ``_WARM_STRIDE``-th row) and their iterations."""
-        n_samples, n_clusters = self.matrix.shape
+        n_clusters = self.matrix.shape[1]
         stride = _WARM_STRIDE
-        if not warm_start or n_samples // stride < _WARM_MIN_ROWS_PER_CLUSTER * n_clusters:
+        if not warm_start or self.shard.total // stride < _WARM_MIN_ROWS_PER_CLUSTER * n_clusters:
             return torch.zeros(n_clusters, dtype=torch.float64, device=self.device), 0
+        first, sub_shard = self.shard.every(stride)
         sub = _Solver(
-            self.matrix[::stride],
+            self.matrix[first::stride],
             self.lamb,
             self.log_input,
             self.target,
@@ -720,9 +781,10 @@ class _Solver:
             self.rows,
             max(self.tol, _WARM_TOL),
             self.max_iter,
+            sub_shard,
         )
         if self.row_shift is not None:
-            sub.row_shift = self.row_shift[::stride]
+            sub.row_shift = self.row_shift[first::stride]
         sub_result = sub.run(return_plan=False, warm_start=True)
         return sub_result.log_v, sub_result.n_iter + sub_result.warm_start_iter
 
@@ -731,8 +793,8 @@ class _Solver:
         n_samples, n_clusters = self.matrix.shape
         kernel = torch.empty((n_samples, n_clusters), dtype=self.storage, device=self.device)
         self._build(kernel, log_shift)
-        # Rows have mass 1 each, so cluster k must receive n_samples * target[k].
-        target = (self.target * n_samples).to(self.compute)
+        # Rows have mass 1 each, so cluster k must receive n_samples * target[k] (all ranks').
+        target = (self.target * self.shard.total).to(self.compute)
         return _SolveState(
             kernel=kernel,
             log_shift=log_shift,
@@ -769,6 +831,8 @@ class _Solver:
             else:
                 torch.log(row_sums, out=block_log_u).neg_()
                 state.col_sums.addmv_(block.T, row_sums.reciprocal_())
+        # Distributed: every rank gets the same sums, so all take the same decisions.
+        self.shard.comm.all_reduce(state.col_sums)
         state.u_is_valid = True
 
     def _anneal(self, state: _SolveState) -> None:
