@@ -97,6 +97,19 @@ def test_every_invariance_changes_the_recipe(name):
     assert (declared["input_filter"] is not None) == has_filter
 
 
+def test_colour_invariance_gives_the_recipe_of_grey_images():
+    """The network reads one channel, so the recipe takes grey images' settings (20 px on
+    a CPU for 28 px images, against 28 px for colour) and records the channel count."""
+    X = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)
+    colour = recipe_for(SCANClusterer(n_clusters=2, device="cpu"), X)
+    grey = recipe_for(SCANClusterer(n_clusters=2, device="cpu", invariant_to="colour"), X)
+    background = recipe_for(SCANClusterer(n_clusters=2, device="cpu", invariant_to="background"), X)
+    assert tuple(colour["params"]["image_size"]) == (28, 28)
+    assert tuple(background["params"]["image_size"]) == (28, 28)
+    assert tuple(grey["params"]["image_size"]) == (20, 20)
+    assert grey["data"]["n_channels"] == 3 and grey["data"]["input_channels"] == 1
+
+
 @pytest.mark.parametrize("name", list(INVARIANCES))
 def test_every_invariance_transforms_a_batch(name):
     x = torch.from_numpy(two_colour_images(32)[0]).permute(0, 3, 1, 2).float() / 255

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import warnings
 from contextlib import contextmanager
@@ -301,8 +302,13 @@ class BaseDeepClusterer(
         return max(batch_size, self._min_inference_batch_size.get(device.type, 512))
 
     def _resolve_recipe(self, source: DataSource, device: torch.device) -> dict:
-        """The recipe record of a fit on ``source`` (see :attr:`recipe_`)."""
-        return resolve_recipe(self, DataFacts.from_source(source, device, self.n_clusters))
+        """The recipe record of a fit on ``source`` (see :attr:`recipe_`): a declared colour
+        invariance makes the network read one channel, and the recipe grey images'
+        settings."""
+        facts = DataFacts.from_source(source, device, self.n_clusters)
+        if facts.kind == "images" and "colour" in self._invariances():
+            facts = dataclasses.replace(facts, input_channels=1)
+        return resolve_recipe(self, facts)
 
     def _recipe_for(self, X) -> dict:
         """The recipe record ``fit(X)`` would resolve, without training (or changing

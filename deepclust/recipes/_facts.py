@@ -28,6 +28,10 @@ class DataFacts:
         The type of the device the fit trains on.
     n_clusters : int or None
         The number of clusters asked for.
+    input_channels : int or None
+        The channels the network reads when an input filter changes them (1 under a
+        declared colour invariance, see :class:`~deepclust.networks.InvariantInput`);
+        ``None``: ``n_channels``.
     """
 
     n_samples: int
@@ -38,6 +42,7 @@ class DataFacts:
     n_features: int | None = None
     device: str = "cpu"
     n_clusters: int | None = None
+    input_channels: int | None = None
 
     @property
     def side(self) -> int | None:
@@ -48,8 +53,10 @@ class DataFacts:
 
     @property
     def is_colour(self) -> bool:
-        """Whether the images have three channels."""
-        return self.n_channels == 3
+        """Whether the network reads three channels (the images have three, and no
+        declared invariance reduces them to one)."""
+        channels = self.n_channels if self.input_channels is None else self.input_channels
+        return channels == 3
 
     def as_dict(self) -> dict:
         """The facts as a plain dictionary (for ``recipe_`` and ``run.json``).
