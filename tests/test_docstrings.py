@@ -18,6 +18,8 @@ import deepclust.diagnostics
 import deepclust.distributed
 import deepclust.integrations.skorch
 import deepclust.io
+import deepclust.metrics._label_free
+import deepclust.model_selection
 import deepclust.training
 from deepclust.methods import ESTIMATOR_NAMES, FitState, _registry
 from deepclust.methods._docs import docdict
@@ -109,6 +111,12 @@ def _public_api() -> list[str]:
         for name in deepclust.distributed.__all__
         if inspect.isfunction(getattr(deepclust.distributed, name))
     ]
+    names += [f"deepclust.metrics.{name}" for name in deepclust.metrics._label_free.__all__]
+    names += [f"deepclust.model_selection.{name}" for name in deepclust.model_selection.__all__]
+    names += [
+        f"deepclust.model_selection.NClustersSearch.{name}"
+        for name in ("mean_scores", "to_dict", "plot")
+    ]
     # The autograd function's class is never instantiated (its signature is Function's).
     names += [
         "deepclust.distributed.GatherWithGradient.forward",
@@ -130,6 +138,8 @@ def test_the_list_covers_the_api():
     assert "deepclust.io.load_model" in PUBLIC_API
     assert "deepclust.integrations.skorch.to_classifier" in PUBLIC_API
     assert "deepclust.distributed.shard_indices" in PUBLIC_API
+    assert "deepclust.metrics.augmentation_agreement" in PUBLIC_API
+    assert "deepclust.model_selection.choose_n_clusters" in PUBLIC_API
 
 
 @pytest.mark.parametrize("name", PUBLIC_API)

@@ -491,6 +491,7 @@ def run_pipeline(
     say,
     resume_state: dict | None = None,
     callbacks: tuple = (),
+    record_extra: dict | None = None,
 ) -> dict:
     """Fit with checkpoints, then write every output into ``out_dir`` (locked, existing).
 
@@ -518,6 +519,8 @@ def run_pipeline(
         starts anew.
     callbacks : tuple of Callback, optional
         More trainer callbacks (``--tensorboard``'s logger).
+    record_extra : dict, optional
+        More entries of ``run.json`` (the ``--n-clusters`` search's ``n_clusters_search``).
 
     Returns
     -------
@@ -532,6 +535,7 @@ def run_pipeline(
     checkpoint = out_dir / CHECKPOINT_NAME
     run_path = out_dir / RUN_NAME
     run_info = _run_info(estimator, method=method, source=source, n_samples=len(loaded))
+    run_info.update(record_extra or {})
     if resume_state is not None and run_path.is_file():
         _check_resume(run_path, run_info)
     record = _RunRecord(run_path, run_info)
@@ -784,8 +788,63 @@ def _tensorboard_logger(log_dir: str | None) -> tuple:
         raise CommandError(str(exc)) from exc
 
 
+def _search_candidates(spec, n_samples: int) -> list[int]:
+    """The candidates of a ``--n-clusters`` search form, checked against ``n_samples``."""
+    from deepclust.model_selection import (
+        check_n_clusters_candidates,
+        default_n_clusters_candidates,
+        geometric_n_clusters_grid,
+    )
+
+    try:
+        if spec == "auto":
+            candidates = default_n_clusters_candidates(n_samples)
+        elif isinstance(spec, tuple):
+            candidates = geometric_n_clusters_grid(spec[1], spec[2])
+        else:
+            candidates = list(spec)
+        return check_n_clusters_candidates(candidates, n_samples)
+    except ValueError as exc:
+        raise CommandError(f"--n-clusters: {exc}") from None
+
+
+def _placeholder_n_clusters(args) -> dict | None:
+    """For a ``--n-clusters`` search form: refuse ``--resume``, put a count in its place
+    (for the checks made before reading SOURCE) and return ``{'spec': form}``."""
+    spec = args.n_clusters
+    if isinstance(spec, int):
+        return None
+    if args.resume:
+        raise CommandError(
+            "--resume needs a fixed --n-clusters K (the n_clusters in run.json's params): "
+            "the search for the number of clusters is not resumed."
+        )
+    args.n_clusters = 2 if spec == "auto" else spec[1] if isinstance(spec, tuple) else spec[0]
+    return {"spec": spec}
+
+
+def _search_n_clusters(search: dict, cls, params: dict, loaded, say) -> dict:
+    """Run :func:`~deepclust.model_selection.choose_n_clusters` (before the final fit) and
+    return its record for ``run.json``; sets ``params['n_clusters']`` to the choice."""
+    from deepclust.model_selection import choose_n_clusters
+
+    candidates = _search_candidates(search["spec"], len(loaded))
+    say(f"Choosing the number of clusters among {candidates} (silhouette; one fit each).")
+    result = choose_n_clusters(
+        cls(**{**params, "verbose": False}),
+        loaded.data,
+        candidates,
+        seeds=(params["random_state"],),
+    )
+    scores = ", ".join(f"{k}: {v:.3f}" for k, v in result.mean_scores().items())
+    say(f"Silhouette by number of clusters: {scores}; chose {result.best_n_clusters_}.")
+    params["n_clusters"] = result.best_n_clusters_
+    return {"n_clusters_search": result.to_dict()}
+
+
 def _cluster(args: argparse.Namespace) -> int:
     method = args.method
+    search = _placeholder_n_clusters(args)
     _set_threads(args)
     device = resolve_cli_device(args.device)
     params = estimator_params(args, method)
@@ -813,11 +872,12 @@ def _cluster(args: argparse.Namespace) -> int:
             say(f"Read {loaded.summary}.")
         if loaded.kind == "folder" or loaded.image_size is not None:
             params["image_size"] = loaded.image_size
+        record = _search_n_clusters(search, cls, params, loaded, say) if search else {}
         estimator = cls(**params)
         epochs = {k: v for k, v in params.items() if k.endswith("epochs")}
         length = ", ".join(f"{k}={v}" for k, v in epochs.items()) or f"budget={args.budget}"
         say(
-            f"Clustering {loaded.description} into {args.n_clusters} clusters with "
+            f"Clustering {loaded.description} into {params['n_clusters']} clusters with "
             f"{type(estimator).__name__} on {device} ({length})."
         )
         result = run_pipeline(
@@ -830,6 +890,7 @@ def _cluster(args: argparse.Namespace) -> int:
             say=say,
             resume_state=resume_state,
             callbacks=loggers,
+            record_extra=record,
         )
     _summarise(result, out_dir, type(estimator).__name__)
     return 0
@@ -974,7 +1035,41 @@ def _int_at_least(minimum: int, requirement: str):
 
 _positive_int = _int_at_least(1, "expected a positive integer")
 _non_negative_int = _int_at_least(0, "expected an integer >= 0")
-_n_clusters = _int_at_least(2, "need at least 2 clusters")
+_n_clusters_int = _int_at_least(2, "need at least 2 clusters")
+
+
+def _n_clusters(text: str) -> int | str | tuple | list:
+    """``--n-clusters``: ``K``, ``auto``, a range ``LOW:HIGH`` or a list ``K1,K2,...``.
+
+    Returns an int for one count, ``'auto'``, ``('range', LOW, HIGH)`` or a sorted list.
+    """
+    from deepclust.model_selection import check_n_clusters_candidates
+
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    if ":" in text:
+        parts = text.split(":")
+        ends = [_n_clusters_int(p) for p in parts] if len(parts) == 2 else None
+        if ends is None or ends[0] >= ends[1]:
+            raise argparse.ArgumentTypeError(
+                f"a range is LOW:HIGH with 2 <= LOW < HIGH, e.g. 5:30; got {text!r}"
+            )
+        return ("range", ends[0], ends[1])
+    if "," in text:
+        try:
+            values = [int(p) for p in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"a list is integers separated by commas, e.g. 5,10,15; got {text!r}"
+            ) from None
+        try:
+            return check_n_clusters_candidates(values)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+    return _n_clusters_int(text)
+
+
 _pixels = _int_at_least(4, "image size must be at least 4 px")
 
 
@@ -1069,6 +1164,13 @@ def _add_demo(commands, runtime) -> None:
     demo.set_defaults(run=_demo)
 
 
+_N_CLUSTERS_HELP = (
+    "number of clusters: K, or choose it without labels among candidates: 'auto' "
+    "(about 25%% apart from a third to three times sqrt(N/2), within [2, 50]), LOW:HIGH "
+    "(about 25%% apart from LOW to HIGH) or K1,K2,... (run.json records the scores)"
+)
+
+
 def _add_cluster(commands, runtime) -> None:
     from deepclust.methods import method_names
 
@@ -1099,7 +1201,7 @@ def _add_cluster(commands, runtime) -> None:
         help="training budget: 'fast' about a third of 'default', 'thorough' three times",
     )
     cluster.add_argument(
-        "--n-clusters", required=True, type=_n_clusters, metavar="K", help="number of clusters"
+        "--n-clusters", required=True, type=_n_clusters, metavar="K", help=_N_CLUSTERS_HELP
     )
     cluster.add_argument(
         "--invariant-to",

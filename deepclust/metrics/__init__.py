@@ -2,7 +2,8 @@
 
 Accuracy under the Hungarian (or majority) cluster-to-class mapping, purity,
 the scikit-learn information-theoretic and pair-counting scores, and
-scorers for :class:`~sklearn.model_selection.GridSearchCV`.
+scorers for :class:`~sklearn.model_selection.GridSearchCV`, with labels and without
+(the label-free scores used to choose ``n_clusters``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from deepclust.metrics._cluster import (
     normalized_mutual_info_score,
     purity,
 )
+from deepclust.metrics._label_free import (
+    augmentation_agreement,
+    cosine_silhouette,
+    linear_predictability,
+    linear_predictability_score,
+    silhouette_scorer,
+    subsample_stability,
+)
 from deepclust.metrics._scorers import (
     SCORERS,
     cluster_accuracy_scorer,
@@ -33,14 +42,20 @@ __all__ = [
     "adjusted_rand_score",
     "ami",
     "ari",
+    "augmentation_agreement",
     "cluster_accuracy",
     "cluster_accuracy_scorer",
     "cluster_mapping",
+    "cosine_silhouette",
     "evaluate_clustering",
     "get_scorer",
     "get_scorer_names",
+    "linear_predictability",
+    "linear_predictability_score",
     "nmi",
     "normalized_mutual_info_score",
     "purity",
     "purity_scorer",
+    "silhouette_scorer",
+    "subsample_stability",
 ]
