@@ -63,6 +63,15 @@ class MethodSpec:
         Fitted attributes saved in and restored from a model file beyond those every
         method has (``network_``, ``labels_``, the input description), each with its kind,
         one of :data:`MODEL_FILE_KINDS`.
+    share_pretext : callable or None
+        ``share_pretext(estimator, X, n_clusters, seed) -> (params, first_fit)``: trains
+        what the fits at several ``n_clusters`` can share (for
+        :func:`deepclust.model_selection.choose_n_clusters`) and returns the parameters
+        every candidate is then fitted with (e.g. ``{'pretrained': network}``) and the
+        fit of the first candidate when sharing produced it (else None). None: every
+        candidate trains in full.
+    share_description : str
+        What ``share_pretext`` shares, for the search's record.
     """
 
     name: str
@@ -71,6 +80,8 @@ class MethodSpec:
     epoch_params: Callable[[int], dict] = _main_epochs
     test_params: Mapping[str, object] = field(default_factory=dict)
     model_file: Mapping[str, str] = field(default_factory=dict)
+    share_pretext: Callable[..., tuple[dict, object]] | None = None
+    share_description: str = ""
 
     def __post_init__(self):
         if not self.name or not all(c.islower() or c.isdigit() or c == "-" for c in self.name):

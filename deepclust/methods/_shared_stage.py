@@ -1,6 +1,6 @@
 """What the fits of one method at several ``n_clusters`` can share (for
-:func:`deepclust.model_selection.choose_n_clusters`): the stages that do not depend on
-``n_clusters``, passed to the other fits as ``pretrained``.
+:func:`deepclust.model_selection.choose_n_clusters`): each method declares it in its
+:class:`~deepclust.methods.MethodSpec` (``share_pretext``); this module applies it.
 """
 
 from __future__ import annotations
@@ -9,56 +9,134 @@ from typing import Any
 
 from sklearn.base import clone
 
-__all__ = ["shared_description", "shared_stage"]
+from deepclust.methods._registry import method_spec
+
+__all__ = [
+    "first_candidate_pretext",
+    "pretext_only_fit",
+    "shared_description",
+    "shared_stage",
+]
 
 
-def _pretext_only(estimator, seed: int):
-    """SCAN with no SCAN, head-search or self-labelling epoch: its fit is the pretext."""
-    return clone(estimator).set_params(
+def pretext_only_fit(estimator, X, n_clusters: int, seed: int) -> tuple[dict, None]:
+    """SCAN's sharing: one fit with no SCAN, head-search or self-labelling epoch (its
+    pretext only), whose network every candidate starts from as ``pretrained``.
+
+    Parameters
+    ----------
+    estimator : SCANClusterer
+        The estimator searched over.
+    X : array-like
+        The training data.
+    n_clusters : int
+        The first candidate (the heads of the pretext-only fit are not used).
+    seed : int
+        The search's seed.
+
+    Returns
+    -------
+    params : dict
+        ``{'pretrained': the pretext-only fit}``.
+    first_fit : None
+    """
+    pretext = clone(estimator).set_params(
+        n_clusters=n_clusters,
         random_state=seed,
         max_epochs=0,
         selflabel_epochs=0,
         n_head_candidates=0,
         head_warmup_epochs=0,
     )
+    return {"pretrained": pretext.fit(X)}, None
+
+
+def first_candidate_pretext(estimator, X, n_clusters: int, seed: int) -> tuple[dict, Any]:
+    """ClusterFit's sharing: the first candidate's fit, whose ``pretext_network_`` the
+    other candidates cluster as ``pretrained``.
+
+    Parameters
+    ----------
+    estimator : ClusterFitTransformer
+        The estimator searched over.
+    X : array-like
+        The training data.
+    n_clusters : int
+        The first candidate.
+    seed : int
+        The search's seed.
+
+    Returns
+    -------
+    params : dict
+        ``{'pretrained': the first fit's pretext network}``.
+    first_fit : ClusterFitTransformer
+        The first candidate's fit.
+    """
+    first = clone(estimator).set_params(n_clusters=n_clusters, random_state=seed).fit(X)
+    return {"pretrained": first.pretext_network_}, first
+
+
+def _share(estimator):
+    """The method's ``share_pretext`` (None for an estimator of no registered method)."""
+    try:
+        return method_spec(estimator).share_pretext
+    except TypeError:
+        return None
+
+
+def _own_pretext(estimator) -> str | None:
+    """Why the estimator has nothing to share whatever its method, or None."""
+    if getattr(estimator, "pretrained", None) is not None:
+        return "pretrained"
+    if getattr(estimator, "pretext_epochs", None) == 0:
+        return "no pretext"
+    return None
 
 
 def shared_stage(estimator, X, k: int, seed: int) -> tuple[dict, Any]:
     """What the fits of one seed share: ``(params for every candidate, first fit or None)``.
 
-    SCAN: a pretext-only fit, whose network every candidate starts from (``pretrained``).
-    ClusterFit: the first candidate's fit, whose ``pretext_network_`` the others cluster.
-    """
-    from deepclust.methods.clusterfit import ClusterFitTransformer
-    from deepclust.methods.scan import SCANClusterer
+    Parameters
+    ----------
+    estimator : BaseDeepClusterer
+        The estimator searched over.
+    X : array-like
+        The training data.
+    k : int
+        The first candidate.
+    seed : int
+        The search's seed.
 
-    if getattr(estimator, "pretrained", None) is not None:
+    Returns
+    -------
+    params : dict
+    first_fit : estimator or None
+    """
+    share = _share(estimator)
+    if share is None or _own_pretext(estimator):
         return {}, None
-    if getattr(estimator, "pretext_epochs", None) == 0:
-        return {}, None
-    if isinstance(estimator, SCANClusterer):
-        pretext = _pretext_only(estimator, seed).set_params(n_clusters=k).fit(X)
-        return {"pretrained": pretext}, None
-    if isinstance(estimator, ClusterFitTransformer):
-        first = clone(estimator).set_params(n_clusters=k, random_state=seed).fit(X)
-        return {"pretrained": first.pretext_network_}, first
-    return {}, None
+    return share(estimator, X, k, seed)
 
 
 def shared_description(estimator) -> str:
-    from deepclust.methods.clusterfit import ClusterFitTransformer
-    from deepclust.methods.scan import SCANClusterer
+    """What :func:`shared_stage` shares for this estimator, in words.
 
+    Parameters
+    ----------
+    estimator : BaseDeepClusterer
+        The estimator searched over.
+
+    Returns
+    -------
+    str
+    """
     name = type(estimator).__name__
-    if getattr(estimator, "pretrained", None) is not None:
+    reason = _own_pretext(estimator)
+    if reason == "pretrained":
         return f"{name} was given pretrained=; every candidate starts from it"
-    if getattr(estimator, "pretext_epochs", None) == 0:
+    if reason == "no pretext":
         return f"nothing: {name} has pretext_epochs=0"
-    if isinstance(estimator, SCANClusterer):
-        return "the pretext network: one pretext-only fit per seed, passed as pretrained="
-    if isinstance(estimator, ClusterFitTransformer):
-        return (
-            "the pretext network: the first candidate's pretext_network_ per seed, passed "
-            "as pretrained= to the others"
-        )
-    return f"nothing: {name} has no stage that does not depend on n_clusters"
+    if _share(estimator) is None:
+        return f"nothing: {name} has no stage that does not depend on n_clusters"
+    return method_spec(estimator).share_description

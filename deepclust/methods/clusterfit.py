@@ -24,6 +24,7 @@ from deepclust.methods._feature_source import (
 )
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
+from deepclust.methods._shared_stage import first_candidate_pretext
 from deepclust.methods._stages import contrastive_stage, extract_features
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.networks import ClusteringNetwork
@@ -256,6 +257,11 @@ class ClusterFitTransformer(BaseDeepClusterer):
         "CVPR 2020)",
         recipe=clusterfit_recipe,
         epoch_params=_pretext_and_main_epochs,
+        share_pretext=first_candidate_pretext,
+        share_description=(
+            "the pretext network: the first candidate's pretext_network_ per seed, "
+            "passed as pretrained= to the others"
+        ),
         test_params=dict(
             n_clusters=3,
             pretext_epochs=3,

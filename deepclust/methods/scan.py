@@ -21,6 +21,7 @@ from deepclust.methods._docs import fill_doc
 from deepclust.methods._feature_source import check_feature_source, resolve_feature_source
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
+from deepclust.methods._shared_stage import pretext_only_fit
 from deepclust.methods._stages import (
     contrastive_stage,
     extract_features,
@@ -623,6 +624,10 @@ class SCANClusterer(BaseDeepClusterer):
         "Van Gool, ECCV 2020)",
         recipe=scan_recipe,
         epoch_params=_pretext_and_main_epochs,
+        share_pretext=pretext_only_fit,
+        share_description=(
+            "the pretext network: one pretext-only fit per seed, passed as pretrained="
+        ),
         test_params=dict(
             n_clusters=3,
             pretext_epochs=3,
