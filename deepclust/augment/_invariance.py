@@ -37,13 +37,16 @@ INVARIANCES: dict[str, str] = {
     "brightness": "random brightness (0.4-1.6), contrast (0.4-1.6) and gamma (0.5-2) after "
     "each augmentation",
     "rotation": "augmentations see the image turned to its canonical orientation, then "
-    "a uniformly random rotation (0-360 degrees)",
+    "a random half turn and up to 15 degrees either way",
     "flip": "random horizontal and vertical flips",
     "scale": "a random zoom (0.6-1.4x)",
 }
 
 #: Other spellings accepted for an invariance.
 _ALIASES = {"color": "colour"}
+
+#: Largest random turn (radians) added to the canonical orientation under ``'rotation'``.
+CANONICAL_JITTER = math.radians(15.0)
 
 
 def check_invariances(value, name: str = "invariant_to") -> tuple[str, ...]:
@@ -183,7 +186,13 @@ class InvarianceAugmentation(nn.Module):
         matrices = identity_matrices(batch, device)
         changed = False
         if "rotation" in self.invariances:
-            angles = uniform((batch,), 0.0, 2 * math.pi, device=device, generator=generator)
+            # The canonical orientation's errors: the direction along the axis (a half
+            # turn) for nearly symmetric objects, and a few degrees of the axis itself.
+            half_turns = coin_flips(batch, 0.5, device=device, generator=generator)
+            jitter = uniform(
+                (batch,), -CANONICAL_JITTER, CANONICAL_JITTER, device=device, generator=generator
+            )
+            angles = torch.where(half_turns, math.pi, 0.0) + jitter
             matrices = matrices @ rotation_matrices(angles, height, width)
             changed = True
         if "flip" in self.invariances:

@@ -82,8 +82,8 @@ class InvariantInput(nn.Module):
         Turn each image to a canonical orientation: its principal axis (of the second
         moments of the pixels' distance from the border's plane) upright, and the third
         moment along it positive. The same object at any angle then gives about the same
-        image; for objects without a clear axis the angle is arbitrary, which the
-        random rotations of the augmentations cover.
+        image; the augmentations add a random half turn and a few degrees, the errors of
+        this orientation (see :class:`~deepclust.augment.InvarianceAugmentation`).
 
     Parameters
     ----------
