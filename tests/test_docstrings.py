@@ -105,6 +105,15 @@ def _public_api() -> list[str]:
         "deepclust.training.TensorBoardLogger.on_train_end",
         "deepclust.sinkhorn.sinkhorn_solve",
         "deepclust.cluster.kmeans",
+        "deepclust.data.read_image",
+        "deepclust.data.as_source",
+        "deepclust.data.FileSource",
+        "deepclust.data._decode.draft_jpeg",
+        "deepclust.data._disk_cache.cache_key",
+        "deepclust.data._disk_cache.read_cache",
+        "deepclust.data._disk_cache.CacheWriter",
+        "deepclust.data._disk_cache.CacheWriter.keep",
+        "deepclust.data._disk_cache.CacheWriter.commit",
     ]
     names += [
         f"deepclust.distributed.{name}"

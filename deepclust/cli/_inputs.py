@@ -153,6 +153,7 @@ def _load_folder(
     device: torch.device,
     on_bad_image: str,
     progress: Callable | None,
+    cache_dir: str | None = None,
 ) -> LoadedInput:
     files, skipped = scan_image_folder(folder)
     if not files:
@@ -165,7 +166,9 @@ def _load_folder(
     if image_size is None:
         image_size = auto_image_size(files, device)
     height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
-    source = _ProgressFileSource(files, (height, width), n_channels, root=folder, skipped=skipped)
+    source = _ProgressFileSource(
+        files, (height, width), n_channels, root=folder, skipped=skipped, cache_dir=cache_dir
+    )
     if progress is not None:
         source.progress = progress(total=len(files), desc="reading images", unit="img")
     try:
@@ -176,7 +179,7 @@ def _load_folder(
             source.progress = None
     cached = getattr(source, "_cache", None)
     names = [name.replace(os.sep, "/") for name in source.relative_names()]
-    if cached is not None:
+    if cached is not None:  # in memory, or memory-mapped from --cache-dir
         data, estimator_size = cached, None
     else:  # too large to keep decoded: the estimator reads the files batch by batch
         data, estimator_size = list(source.paths), (height, width)
@@ -246,6 +249,7 @@ def load_input(
     device: torch.device | None = None,
     on_bad_image: str = "raise",
     progress: Callable | None = None,
+    cache_dir: str | None = None,
 ) -> LoadedInput:
     """Read SOURCE: a folder of images, a ``.npy``/``.npz`` file or a data set name.
 
@@ -265,6 +269,10 @@ def load_input(
         What an unreadable file in a folder does: stop with an error, or leave the file out.
     progress : callable, optional
         A ``tqdm``-like factory for the progress bar of decoding files.
+    cache_dir : str or None
+        Folders only: where the decoded images are kept, memory-mapped, so that a later
+        run on the same, unchanged files decodes none (see
+        :class:`~deepclust.data.FileSource`).
 
     Returns
     -------
@@ -272,7 +280,9 @@ def load_input(
     """
     device = device or torch.device("cpu")
     if os.path.isdir(source):
-        return _load_folder(source, image_size, n_channels, device, on_bad_image, progress)
+        return _load_folder(
+            source, image_size, n_channels, device, on_bad_image, progress, cache_dir
+        )
     if os.path.isfile(source):
         if not source.lower().endswith((".npy", ".npz")):
             raise ValueError(

@@ -273,6 +273,7 @@ def _load_input(args, **kwargs):
             args.source,
             on_bad_image="skip" if args.skip_bad_images else "raise",
             progress=_progress_factory(args.quiet),
+            cache_dir=getattr(args, "cache_dir", None),
             **kwargs,
         )
     except ValueError as exc:
@@ -1238,11 +1239,7 @@ def _add_cluster(commands, runtime) -> None:
         help='JSON file holding an object of estimator parameters, e.g. {"lr": 0.001}; '
         "image_size may be a side or [height, width]",
     )
-    cluster.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="leave out unreadable image files (with a warning) instead of stopping",
-    )
+    _add_file_options(cluster)
     cluster.add_argument(
         "--tensorboard",
         metavar="LOGDIR",
@@ -1250,6 +1247,21 @@ def _add_cluster(commands, runtime) -> None:
         "LOGDIR (needs tensorboard: pip install 'deepclust[tensorboard]')",
     )
     cluster.set_defaults(run=_cluster)
+
+
+def _add_file_options(cluster) -> None:
+    """The options of ``deepclust cluster`` on reading image files."""
+    cluster.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="keep the decoded images of a folder SOURCE in DIR (one memory-mapped file per "
+        "file list and size), so that a later run on the same, unchanged files decodes none",
+    )
+    cluster.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out unreadable image files (with a warning) instead of stopping",
+    )
 
 
 def _add_predict(commands, runtime) -> None:

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-__all__ = ["GREY_MODES", "is_colour_mode", "open_image", "read_image", "upright"]
+__all__ = ["GREY_MODES", "draft_jpeg", "is_colour_mode", "open_image", "read_image", "upright"]
 
 #: PIL modes of images without colour (grey levels, with or without alpha).
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -129,7 +129,60 @@ def upright(image: Image.Image) -> Image.Image:
         return image
 
 
-def read_image(path: str) -> tuple[Image.Image, str]:
+#: EXIF orientations that turn the image a quarter (width and height swap when applied).
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _draft_request(image: Image.Image, size: tuple[int, int]) -> tuple[int, int] | None:
+    """``(width, height)`` to ask a JPEG's decoder for, as stored (before the EXIF turn),
+    when the file is at least twice ``size`` (``(H, W)``, upright) on both sides; else None.
+    """
+    height, width = int(size[0]), int(size[1])
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - malformed EXIF data is ignored, as by upright()
+        orientation = 1
+    if orientation in _QUARTER_TURNS:
+        height, width = width, height
+    if width < 1 or height < 1 or image.width < 2 * width or image.height < 2 * height:
+        return None
+    return width, height
+
+
+def draft_jpeg(image: Image.Image, size: tuple[int, int] | None, grey: bool = False) -> bool:
+    """Let libjpeg decode an opened, not yet loaded, JPEG at 1/2, 1/4 or 1/8 scale.
+
+    Nothing is done unless ``image`` is a JPEG at least twice ``size`` on both sides. The
+    scale is the smallest that keeps both sides at least ``size`` (PIL's ``draft``), so the
+    image is then resized down to ``size`` as a full decode would be. ``size`` is upright:
+    for EXIF orientations that turn a quarter, width and height are swapped before asking.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        An image opened from a file, its pixels not yet decoded.
+    size : tuple of int or None
+        ``(H, W)`` the upright image will be resized to; ``None`` does nothing.
+    grey : bool, default=False
+        Decode a colour (YCbCr) JPEG straight to grey (``L``), its luma channel.
+
+    Returns
+    -------
+    bool
+        Whether a reduced decode was asked for.
+    """
+    if size is None or image.format != "JPEG" or image.mode not in ("RGB", "L"):
+        return False
+    request = _draft_request(image, size)
+    if request is None:
+        return False
+    image.draft("L" if grey else image.mode, request)
+    return True
+
+
+def read_image(
+    path: str, size: tuple[int, int] | None = None, grey: bool = False
+) -> tuple[Image.Image, str]:
     """Decode an image file, upright and with 8-bit channels.
 
     The EXIF orientation tag is applied. Images with more than 8 bits per channel become
@@ -145,10 +198,19 @@ def read_image(path: str) -> tuple[Image.Image, str]:
 
     Other images keep their mode (``L``, ``RGB``, ``RGBA``, ``P``, ...).
 
+    With ``size``, JPEG files at least twice that size on both sides are decoded by libjpeg
+    at a reduced scale (1/2, 1/4 or 1/8, never below ``size``; see :func:`draft_jpeg`), so
+    the image returned is smaller than the file but still at least ``size``: resize it to
+    ``size`` afterwards.
+
     Parameters
     ----------
     path : str
         Image file.
+    size : tuple of int, optional
+        ``(H, W)`` the upright image will be resized to, when known.
+    grey : bool, default=False
+        With ``size``: a colour JPEG decoded at reduced scale comes out grey (``L``).
 
     Returns
     -------
@@ -161,5 +223,6 @@ def read_image(path: str) -> tuple[Image.Image, str]:
     with open_image(path) as image:
         mode = image.mode
         integer_max = _stored_integer_max(image) if mode in _WIDE_INTEGER_MODES else None
+        draft_jpeg(image, size, grey)
         image.load()
         return _to_eight_bits(upright(image), integer_max), mode

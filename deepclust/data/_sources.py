@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from deepclust.data._decode import is_colour_mode, open_image, read_image
+from deepclust.data._disk_cache import CacheWriter, cache_key, read_cache
 from deepclust.data._files import (
     IMAGE_EXTENSIONS,
     describe_left_out,
@@ -270,7 +271,13 @@ class FileSource(DataSource):
     The files are decoded once by :meth:`scan` (which also finds unreadable ones and decides
     the channel count). When the decoded collection is small (up to 1 GiB), it is kept in
     memory; otherwise each :meth:`load` decodes its batch again, so the whole collection is
-    never in memory at once.
+    never in memory at once. With ``cache_dir``, the decoded images are kept on disk
+    instead, as one memory-mapped uint8 array per file list, size and channel count (see
+    :mod:`deepclust.data._disk_cache`): a later scan of the same, unchanged files, in this
+    run or a later one, decodes nothing, and :meth:`load` reads at disk speed.
+
+    JPEG files at least twice ``image_size`` on both sides are decoded by libjpeg at a
+    reduced scale (1/2, 1/4 or 1/8, never below ``image_size``) before being resized.
 
     Files are decoded upright (their EXIF orientation applied) and with 8 bits per channel:
     16-bit, 32-bit and float images are scaled to ``[0, 1]`` as :func:`read_image`
@@ -290,6 +297,9 @@ class FileSource(DataSource):
     skipped : mapping of str to int, optional
         Counts of files left out before this source was made (see
         :func:`scan_image_folder`); :meth:`scan` adds ``'unreadable'`` files it skips.
+    cache_dir : str or path-like, optional
+        Folder (made when missing) where the decoded images are kept between scans and
+        runs; ``None`` keeps them in memory only, when they fit.
 
     Attributes
     ----------
@@ -306,8 +316,10 @@ class FileSource(DataSource):
         n_channels: int | None = None,
         root: str | None = None,
         skipped: Mapping[str, int] | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ):
         self.paths = [os.fspath(p) for p in paths]
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.root = root
         self.kind = "images"
@@ -349,7 +361,12 @@ class FileSource(DataSource):
         if tuple(image_size) == self.image_size:
             return self
         resized = FileSource(
-            self.paths, image_size, self._n_channels, root=self.root, skipped=self.skipped
+            self.paths,
+            image_size,
+            self._n_channels,
+            root=self.root,
+            skipped=self.skipped,
+            cache_dir=self.cache_dir,
         )
         resized._native_size = self._native_size
         return resized.scan()
@@ -369,7 +386,7 @@ class FileSource(DataSource):
 
         ``channels=None`` keeps the file's own kind: 3 for colour files, 1 for grey ones.
         """
-        image, mode = read_image(path)
+        image, mode = read_image(path, self.image_size, grey=channels == 1)
         if channels is None:
             channels = 3 if is_colour_mode(mode) else 1
         image = image.convert("L" if channels == 1 else "RGB")
@@ -456,7 +473,19 @@ class FileSource(DataSource):
         self : FileSource
             This source, scanned.
         """
+        if self.cache_dir is not None:
+            return self._scan_to_disk(on_bad_image, batch_size)
         decoded, bad = self._decode_all(batch_size)
+        self._settle(bad, on_bad_image)
+        if decoded is not None:
+            array = np.concatenate(
+                [np.broadcast_to(a, (*a.shape[:3], self._n_channels)) for a in decoded]
+            )
+            self._cache = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+        return self
+
+    def _settle(self, bad: list[tuple[str, str]], on_bad_image: str) -> None:
+        """Leave out the unreadable files and decide the channel count (see :meth:`scan`)."""
         if bad:
             self._leave_out_unreadable(bad, on_bad_image)
         if not self.paths:
@@ -471,15 +500,52 @@ class FileSource(DataSource):
                 "their colour is lost. Pass n_channels=3 (or fit on colour images) to keep "
                 "it, or convert the files to greyscale to silence this warning.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.shape = (self._n_channels, *self.image_size)
-        if decoded is not None:
-            array = np.concatenate(
-                [np.broadcast_to(a, (*a.shape[:3], self._n_channels)) for a in decoded]
+
+    def _scan_to_disk(self, on_bad_image: str, batch_size: int) -> FileSource:
+        """:meth:`scan` with :attr:`cache_dir`: open the cache of these files, or build it."""
+        key = cache_key(self.paths, self.image_size, self._n_channels)
+        cache = read_cache(self.cache_dir, key)
+        if cache is None:
+            cache = self._build_disk_cache(key, batch_size)
+        pixels, description = cache
+        self.modes.update(description["modes"])
+        self._settle([tuple(b) for b in description["bad"]], on_bad_image)
+        if pixels.shape != (len(self.paths), *self.shape):  # pragma: no cover - defensive
+            raise ValueError(
+                f"The image cache of {len(self.paths)} files in "
+                f"{self.cache_dir!r} has shape {pixels.shape}; remove it."
             )
-            self._cache = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+        self._cache = torch.from_numpy(pixels)
         return self
+
+    def _build_disk_cache(self, key: str, batch_size: int) -> tuple[np.ndarray, dict]:
+        """Decode every file into a new cache of :attr:`cache_dir`, renamed into place only
+        once complete; returns it as :func:`read_cache` does."""
+        n_files = len(self.paths)
+        depth = self._n_channels or 3
+        writer = CacheWriter(self.cache_dir, key, (n_files, depth, *self.image_size))
+        try:
+            readable = np.ones(n_files, dtype=bool)
+            modes: dict[str, str] = {}
+            bad: list[tuple[str, str]] = []
+            for start in range(0, n_files, batch_size):
+                chunk = self.paths[start : start + batch_size]
+                arrays, errors, chunk_modes = self._decode_many(chunk, self._n_channels)
+                writer.pixels[start : start + len(chunk)] = arrays.transpose(0, 3, 1, 2)
+                failed = {path for path, _ in errors}
+                readable[start : start + len(chunk)] = [p not in failed for p in chunk]
+                modes.update((p, m) for p, m in zip(chunk, chunk_modes) if m is not None)
+                bad.extend(errors)
+            colour = any(is_colour_mode(m) for m in modes.values())
+            channels = self._n_channels or (3 if colour else 1)
+            writer.keep(readable, channels)
+            return writer.commit({"modes": modes, "bad": bad, "channels": channels})
+        except BaseException:
+            writer.discard()
+            raise
 
     def _leave_out_unreadable(self, bad: list[tuple[str, str]], on_bad_image: str) -> None:
         """Raise on unreadable files, or drop them from :attr:`paths` with a warning."""
@@ -492,7 +558,7 @@ class FileSource(DataSource):
         warnings.warn(
             f"Skipping {len(bad)} unreadable image file(s):\n{listing}",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         failed = {path for path, _ in bad}
         self.paths = [p for p in self.paths if p not in failed]
@@ -621,7 +687,7 @@ def default_file_size(
     return max(4, round(height * scale)), max(4, round(width * scale))
 
 
-def _paths_source(X, image_size, n_channels) -> FileSource:
+def _paths_source(X, image_size, n_channels, cache_dir=None) -> FileSource:
     size = _normalise_image_size(image_size)
     if _is_path_like(X):
         path = os.fspath(X)
@@ -636,7 +702,12 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
                     "that holds images."
                 )
             return FileSource(
-                files, size or default_file_size(files), n_channels, root=path, skipped=skipped
+                files,
+                size or default_file_size(files),
+                n_channels,
+                root=path,
+                skipped=skipped,
+                cache_dir=cache_dir,
             )
         if not os.path.exists(path):
             raise FileNotFoundError(
@@ -653,7 +724,7 @@ def _paths_source(X, image_size, n_channels) -> FileSource:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) do not exist: {shown}{more}. Check the paths."
         )
-    return FileSource(paths, size or default_file_size(paths), n_channels)
+    return FileSource(paths, size or default_file_size(paths), n_channels, cache_dir=cache_dir)
 
 
 def _array_to_tensor(X: np.ndarray) -> torch.Tensor:
@@ -804,6 +875,7 @@ def as_source(
     n_channels: int | None = None,
     on_bad_image: str = "raise",
     validate_features=None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> DataSource:
     """Wrap user input (images or a 2-D feature matrix) in a :class:`DataSource`.
 
@@ -828,6 +900,9 @@ def as_source(
     validate_features : callable, optional
         Called on 2-D numeric input (used by estimators to run scikit-learn's
         ``validate_data``); must return the validated array.
+    cache_dir : str or path-like, optional
+        Files only: folder where the decoded images are kept, memory-mapped, for later
+        scans and runs (see :class:`FileSource`).
 
     Returns
     -------
@@ -837,7 +912,7 @@ def as_source(
     """
     paths = _path_input(X)
     if paths is not None:
-        return _paths_source(paths, image_size, n_channels).scan(on_bad_image)
+        return _paths_source(paths, image_size, n_channels, cache_dir).scan(on_bad_image)
     if isinstance(X, torch.Tensor):
         return _tensor_source(X, image_size, validate_features)
     if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
