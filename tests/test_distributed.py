@@ -61,14 +61,18 @@ def _rank_worker(rank_: int, port: int, scenario: str, payload: dict, out_dir: s
         timeout=timedelta(seconds=COLLECTIVE_TIMEOUT),
     )
     try:
-        result = globals()[scenario](rank_, payload)
+        result = (scenario if callable(scenario) else globals()[scenario])(rank_, payload)
         torch.save(result, Path(out_dir) / f"rank{rank_}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run_on_two_ranks(scenario: str, payload: dict, tmp_path: Path) -> list:
-    """Run ``scenario(rank, payload)`` on two gloo ranks; their results, in rank order."""
+def run_on_two_ranks(scenario, payload: dict, tmp_path: Path) -> list:
+    """Run ``scenario(rank, payload)`` on two gloo ranks; their results, in rank order.
+
+    ``scenario`` is the name of a scenario of this module, or a module-level function of
+    another test module.
+    """
     context = mp.start_processes(
         _rank_worker,
         args=(_free_port(), scenario, payload, str(tmp_path)),

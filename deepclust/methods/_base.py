@@ -37,10 +37,11 @@ from deepclust._utils import (
 from deepclust.augment import check_invariances
 from deepclust.data import DataSource, as_source
 from deepclust.diagnostics import NuisanceWarning, nuisance_report
+from deepclust.distributed import is_main_process
 from deepclust.methods._docs import fill_doc
 from deepclust.networks import INPUT_INVARIANCES, ClusteringNetwork, InvariantInput, build_backbone
 from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
-from deepclust.training import PRECISIONS, Trainer, run_inference, use_precision
+from deepclust.training import PRECISIONS, Trainer, _data_parallel, run_inference, use_precision
 
 __all__ = ["BaseDeepClusterer", "FitContext"]
 
@@ -411,14 +412,15 @@ class BaseDeepClusterer(
             y = np.asarray(y)
             if y.shape[0] != n_samples:
                 raise ValueError(f"y has {y.shape[0]} entries but X has {n_samples} samples.")
-        seed = self._seed()
+        # Under torchrun, every rank fits with rank 0's seed and only rank 0 reports.
+        seed = _data_parallel.same_on_every_rank(self._seed())
         context = FitContext(
             device=device,
             seed=seed,
             y=y,
             batch_size=fitting.batch_size,
             inference_batch_size=fitting._inference_batch_size(device),
-            verbose=self.verbose,
+            verbose=self.verbose if is_main_process() else False,
             callbacks=list(callbacks or ()),
             resume_state=resume_from,
         )

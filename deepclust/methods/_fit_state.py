@@ -12,7 +12,7 @@ from torch import nn
 from deepclust.data import DataSource
 from deepclust.methods import _stages
 from deepclust.networks import ClusteringNetwork
-from deepclust.training import Callback, Stage, Trainer
+from deepclust.training import Callback, Stage, Trainer, _data_parallel
 from deepclust.training._engine import float_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,7 +158,8 @@ class FitState:
         # First, so that no later callback (a checkpoint) sees a diverged epoch.
         self.trainer.callbacks.insert(0, OutputCheck(self.source))
         history = self.trainer.fit(self.stages(), modules=self.modules())
-        fitted = self.fitted_attributes(history)
+        # Data-parallel, the values every rank computed alike are made identical (rank 0's).
+        fitted = _data_parallel.fitted_from_rank0(self.fitted_attributes(history))
         fitted.setdefault("history_", history)
         fitted.setdefault("n_iter_", len(history))
         for name, value in float_state(fitted["network_"]):

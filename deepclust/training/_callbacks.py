@@ -35,7 +35,15 @@ class Callback:
 
     A fit resumed from a checkpoint calls ``on_train_begin`` and ``on_stage_begin`` (for
     the stage it resumes in) again, so a callback may keep per-run attributes.
+
+    Attributes
+    ----------
+    main_process_only : bool
+        When training data-parallel (under ``torchrun``), call the hooks on rank 0 only:
+        true for callbacks that print or write files (progress, logs, checkpoints).
     """
+
+    main_process_only: bool = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
         """Called once before the first stage.
@@ -134,6 +142,8 @@ class Checkpoint(Callback):
         Write after every ``every``-th epoch (counted over all stages).
     """
 
+    main_process_only = True
+
     def __init__(self, path: str | os.PathLike, every: int = 1):
         self.path = os.fspath(path)
         self.every = every
@@ -158,6 +168,8 @@ class ProgressBar(Callback):
     Bars are drawn only when stderr is a terminal: redirected to a file or a pipe, stderr
     keeps only the :class:`EpochLogger` lines.
     """
+
+    main_process_only = True
 
     #: How often (in batches) a loss kept on the device is read for the postfix.
     tensor_loss_every = 25
@@ -238,6 +250,8 @@ class EpochLogger(Callback):
     Floats are shown with 4 significant digits; every record entry but ``stage`` and
     ``epoch`` is listed, in the record's order.
     """
+
+    main_process_only = True
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         """Print the summary of ``record``.

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepclust.distributed import is_main_process, world_size
+from deepclust.training import _data_parallel
 from deepclust.training._callbacks import Callback, EpochLogger, ProgressBar
 from deepclust.training._precision import autocast_dtype
 
@@ -187,6 +189,7 @@ class Trainer:
     ):
         self.device = device
         self.batch_size = int(batch_size)
+        self.seed = int(random_state)
         # Its own stream, independent of other generators seeded with the same number.
         self.rng = np.random.default_rng([int(random_state), 0x5EED])
         dtype = autocast_dtype(device, precision)
@@ -209,6 +212,7 @@ class Trainer:
         self._optimizer: torch.optim.Optimizer | None = None
         self._scaler: torch.amp.GradScaler | None = None
         self._resume: dict | None = None
+        self._ddp: nn.Module | None = None
 
     # ------------------------------------------------------------------ state
     def autocast(self):
@@ -323,9 +327,19 @@ class Trainer:
         return self.history
 
     def _notify(self, hook: str, *args) -> None:
-        """Call ``hook(self, *args)`` on every callback, in order."""
+        """Call ``hook(self, *args)`` on every callback, in order (those marked
+        ``main_process_only`` on rank 0 only)."""
+        main = is_main_process()
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            if main or not getattr(callback, "main_process_only", False):
+                getattr(callback, hook)(self, *args)
+
+    def _method_hook(self, hook: Callable | None, *args) -> Any:
+        """Run a stage hook; when data-parallel, then copy rank 0's method state everywhere."""
+        result = hook(*args) if hook is not None else None
+        if _data_parallel.active():
+            _data_parallel.broadcast_state(self.state)
+        return result
 
     def _run_stage(self, stage: Stage, resume: dict | None) -> None:
         """Set the stage up, run its remaining epochs and record them."""
@@ -357,8 +371,11 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
             self.epoch = int(resume["epoch"])
-        elif stage.on_stage_begin is not None:
-            stage.on_stage_begin()
+        else:
+            self._method_hook(stage.on_stage_begin)
+        self._ddp = None
+        if _data_parallel.active() and self._optimizer is not None:
+            self._ddp = _data_parallel.wrap_stage(stage.modules, stage.compute_loss, self.device)
 
     def _batches_per_epoch(self, stage: Stage) -> int:
         """Number of batches of an epoch of the default sampler (for the lr schedule)."""
@@ -379,8 +396,7 @@ class Trainer:
     def _begin_epoch(self, stage: Stage) -> dict:
         """Start the record, run ``stage.on_epoch_begin`` and put the modules in train mode."""
         record: dict = {"stage": stage.name, "epoch": self.epoch}
-        if stage.on_epoch_begin is not None:
-            record.update(stage.on_epoch_begin(self.epoch) or {})
+        record.update(self._method_hook(stage.on_epoch_begin, self.epoch) or {})
         for module in stage.modules:
             module.train()
         return record
@@ -392,10 +408,13 @@ class Trainer:
         return self.rng.permutation(stage.n_samples)
 
     def _batches(self, stage: Stage, order: np.ndarray) -> list[np.ndarray]:
-        """Split ``order`` into batches, dropping a short last one if ``stage.drop_last``."""
+        """Split ``order`` into batches, dropping a short last one if ``stage.drop_last``;
+        when data-parallel, this rank's share of each (see :mod:`._data_parallel`)."""
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if stage.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
             batches.pop()
+        if _data_parallel.active():
+            return _data_parallel.shard_batches(batches)
         return batches
 
     def _run_batches(
@@ -416,7 +435,7 @@ class Trainer:
                 pending = pool.submit(fetch, batches[i + 1]) if i + 1 < len(batches) else None
                 step = self.epoch * n_batches + i
                 lr = stage.lr * _lr_factor(stage.lr_schedule, step, total_steps)
-                loss = self._step(stage, batch, lr)
+                loss = self._step(stage, batch, lr, step)
                 if loss is None:
                     n_skipped += 1
                 else:
@@ -424,8 +443,13 @@ class Trainer:
                     n_steps += 1
                 self._notify("on_batch_end", stage, i, loss)
         total_loss = float(total_loss)  # on CUDA, the epoch's one wait for the device
-        if n_steps and self.device.type == "cuda":  # the CPU checked every step
-            self._check_loss(stage, total_loss)
+        if self._ddp is not None:  # every rank records (and checks) the ranks' mean loss
+            total_loss, n_steps, n_skipped = _data_parallel.sum_over_ranks(
+                [total_loss, n_steps, n_skipped], self.device
+            )
+            n_steps, n_skipped = int(n_steps), int(n_skipped)
+        if n_steps and (self.device.type == "cuda" or self._ddp is not None):
+            self._check_loss(stage, total_loss)  # the CPU alone checked every step
         return {
             "loss": total_loss / n_steps if n_steps else float("nan"),
             "lr": lr,
@@ -435,19 +459,23 @@ class Trainer:
     def _end_epoch(self, stage: Stage, record: dict, started: float) -> dict:
         """Check the weights, then finish the record: ``stage.on_epoch_end``'s entries and
         ``seconds``."""
+        if _data_parallel.active():
+            _data_parallel.average_buffers(stage.modules)
         self._check_weights(stage)
-        if stage.on_epoch_end is not None:
-            record.update(stage.on_epoch_end(self.epoch) or {})
+        record.update(self._method_hook(stage.on_epoch_end, self.epoch) or {})
         record["seconds"] = time.perf_counter() - started
         return record
 
-    def _step(self, stage: Stage, batch, lr: float) -> float | torch.Tensor | None:
+    def _step(self, stage: Stage, batch, lr: float, step: int) -> float | torch.Tensor | None:
         """Loss of one batch and an optimiser step; ``None`` if the stage skipped it.
 
         On the CPU the loss is read (and checked) at every step; on CUDA it stays a 0-dim
         tensor on the device, summed and checked once an epoch, so that the step loop never
-        waits for the device.
+        waits for the device. Data-parallel, the loss goes through DistributedDataParallel
+        under a seed of the rank and ``step``, and is checked once an epoch on every rank.
         """
+        if self._ddp is not None:
+            return self._data_parallel_step(batch, lr, step)
         with self.autocast():
             loss = stage.compute_loss(batch)
         if loss is None:
@@ -459,6 +487,23 @@ class Trainer:
         if self._optimizer is not None:
             self._optimizer_step(loss, lr)
         return value
+
+    def _data_parallel_step(self, batch, lr: float, step: int) -> float | torch.Tensor | None:
+        """:meth:`_step` through DistributedDataParallel, under a seed of the rank and step.
+
+        A rank whose stage skips its shard back-propagates a zero loss (its gradient
+        counts as zero in the ranks' average); the optimiser steps unless every rank
+        skipped. The loss is checked once an epoch, on every rank.
+        """
+        key = (self.seed, self.stage_index, step)
+        with _data_parallel.rank_seeded(key, self.device), self.autocast():
+            loss, skipped = self._ddp(batch)
+        everyone_skipped = _data_parallel.sum_over_ranks([float(skipped)], self.device)[0]
+        self._optimizer_step(loss, lr, apply=everyone_skipped < world_size())
+        if skipped:
+            return None
+        value = loss.detach()
+        return float(value) if self.device.type != "cuda" else value
 
     def _check_loss(self, stage: Stage, value: float) -> None:
         """Raise :class:`TrainingDivergedError` if ``value`` is NaN or infinite."""
@@ -498,12 +543,17 @@ class Trainer:
             f"Training diverged{where}: {what}. Lower the learning rate{lr}, then fit again."
         )
 
-    def _optimizer_step(self, loss: torch.Tensor, lr: float) -> None:
-        """Back-propagate ``loss`` and step the optimiser at learning rate ``lr``."""
+    def _optimizer_step(self, loss: torch.Tensor, lr: float, apply: bool = True) -> None:
+        """Back-propagate ``loss`` and step the optimiser at learning rate ``lr`` (only
+        back-propagate when not ``apply``: data-parallel, the gradients' all-reduce runs
+        in the backward pass on every rank even when no rank steps)."""
         for group in self._optimizer.param_groups:
             group["lr"] = lr
         self._optimizer.zero_grad(set_to_none=True)
-        if self._scaler is not None:
+        if not apply:
+            loss.backward()
+            self._optimizer.zero_grad(set_to_none=True)
+        elif self._scaler is not None:
             self._scaler.scale(loss).backward()
             self._scaler.step(self._optimizer)
             self._scaler.update()

@@ -56,6 +56,8 @@ class TensorBoardLogger(Callback):
         When tensorboard is not installed (at construction, before any training).
     """
 
+    main_process_only = True
+
     def __init__(self, log_dir: str | os.PathLike, flush_secs: int = 30):
         self._writer_class = _summary_writer_class()
         self.log_dir = os.fspath(log_dir)
