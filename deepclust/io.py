@@ -57,6 +57,9 @@ FORMAT_VERSION = 2
 
 _FORMAT_NAME = "deepclust-model"
 _NETWORK = "network."
+#: Fitted arrays every method saves when it has them (beside the network and the input
+#: description): the labels, and the merge table of a fit with ``merge_to``.
+_SHARED_FITTED = {"labels_": "array", "merge_map_": "array"}
 _WHITENING_ARRAYS = ("mean_", "components_", "explained_variance_")
 
 #: The largest ``model.json`` read (a description with a long history is well under 1 MiB).
@@ -302,7 +305,7 @@ def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
     if getattr(estimator, "recipe_", None) is not None:
         metadata["fitted"]["recipe_"] = _json_value(estimator.recipe_)
     tensors = _state_tensors(estimator.network_, _NETWORK)
-    for attr, kind in {"labels_": "array", **spec.model_file}.items():
+    for attr, kind in {**_SHARED_FITTED, **spec.model_file}.items():
         if getattr(estimator, attr, None) is not None:
             _save_fitted(estimator, attr, kind, metadata, tensors)
     return metadata, tensors
@@ -368,7 +371,7 @@ def _sync_folder(folder: Path) -> None:
 
 # ---------------------------------------------------------------------- checking
 def _array_names(spec) -> list[str]:
-    return ["labels_"] + [attr for attr, kind in spec.model_file.items() if kind == "array"]
+    return [*_SHARED_FITTED] + [attr for attr, kind in spec.model_file.items() if kind == "array"]
 
 
 def _entries(value: Any, field: str, required: tuple, optional: tuple = ()) -> dict:
@@ -984,11 +987,31 @@ def _check_fitted_values(estimator) -> None:
             f"labels_ must hold cluster indices between 0 and {n_clusters - 1}; got values "
             f"from {labels.min()} to {labels.max()}"
         )
+    _check_merge_map(estimator, n_clusters)
     whitening = getattr(estimator, "whitening_", None)
     if whitening is not None:
         centers = getattr(estimator, "cluster_centers_", None)
         if centers is None or centers.shape != (n_clusters, whitening.n_components_):
             raise _Invalid("cluster_centers_ are missing or do not match the whitening")
+
+
+def _check_merge_map(estimator, n_clusters: int) -> None:
+    """``merge_map_`` (saved with ``merge_to``): one merged id in range per trained cluster."""
+    merge_map = getattr(estimator, "merge_map_", None)
+    if merge_map is None:
+        return
+    n_merged = estimator.merge_to if is_int(estimator.merge_to) else n_clusters
+    if merge_map.shape != (n_clusters,) or merge_map.dtype.kind not in "iu":
+        raise _Invalid(
+            f"merge_map_ must be {n_clusters} integers (one per trained cluster); got "
+            f"shape {merge_map.shape} and dtype {merge_map.dtype}"
+        )
+    if merge_map.size and not (0 <= merge_map.min() and merge_map.max() < n_merged):
+        raise _Invalid(
+            f"merge_map_ must hold merged cluster ids between 0 and {n_merged - 1} "
+            f"(params.merge_to {estimator.merge_to}); got values from {merge_map.min()} to "
+            f"{merge_map.max()}"
+        )
 
 
 def load_model(path: str | os.PathLike):
@@ -1062,10 +1085,13 @@ def _restore(estimator, metadata: dict, tensors: dict, spec) -> None:
     estimator.network_ = network_from_description(metadata["network"])
     _load_state(estimator.network_, tensors, _NETWORK, "network")
     _restore_input_description(estimator, metadata)
-    for attr, kind in {"labels_": "array", **spec.model_file}.items():
+    for attr, kind in {**_SHARED_FITTED, **spec.model_file}.items():
         _load_fitted(estimator, attr, kind, metadata, tensors)
     if getattr(estimator, "labels_", None) is not None:
         estimator.labels_ = estimator.labels_.astype(np.int64)
+    if getattr(estimator, "merge_map_", None) is not None:
+        estimator.merge_map_ = estimator.merge_map_.astype(np.int64)
+        estimator.n_clusters_trained_ = int(estimator.merge_map_.shape[0])
     _check_fitted_values(estimator)
 
 

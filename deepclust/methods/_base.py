@@ -35,6 +35,7 @@ from deepclust._utils import (
     torch_threads_at_most,
 )
 from deepclust.augment import check_invariances
+from deepclust.cluster._merge import merge_prototypes
 from deepclust.data import DataSource, as_source
 from deepclust.diagnostics import NuisanceWarning, nuisance_report
 from deepclust.distributed import is_main_process
@@ -159,6 +160,7 @@ class BaseDeepClusterer(
         "backbone": [str, nn.Module],
         "budget": [StrOptions(set(BUDGETS))],
         "invariant_to": [str, "array-like", None],
+        "merge_to": [Interval(Integral, 2, None, closed="left"), None],
         "device": [str, torch.device, None],
         "precision": [StrOptions(set(PRECISIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -265,6 +267,50 @@ class BaseDeepClusterer(
 
     def _check_fit_params(self, source: DataSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""
+
+    def _check_merge_to(self) -> None:
+        merge_to = getattr(self, "merge_to", None)
+        if merge_to is not None and not 2 <= merge_to < self.n_clusters:
+            raise ValueError(
+                f"merge_to={merge_to} must be at least 2 and below n_clusters={self.n_clusters}: "
+                "the fit trains n_clusters clusters and merges them into merge_to. Raise "
+                "n_clusters, lower merge_to, or leave merge_to=None."
+            )
+
+    def _merge_clusters(self, fitted: dict, source: DataSource, context: FitContext) -> None:
+        """With ``merge_to``, merge the trained clusters of ``fitted`` (see ``merge_map_``)."""
+        merge_to = getattr(self, "merge_to", None)
+        if merge_to is None:
+            return
+        network = fitted["network_"]
+        features = run_inference(
+            network.features,
+            source,
+            device=context.device,
+            batch_size=context.inference_batch_size,
+            modules=(network,),
+            autocast=self._precision(),
+        )
+        labels = np.asarray(fitted["labels_"], dtype=np.int64)
+        merge_map = merge_prototypes(to_numpy(features), labels, self.n_clusters, merge_to)
+        fitted["labels_"] = merge_map[labels]
+        fitted["merge_map_"] = merge_map
+        fitted["n_clusters_trained_"] = int(self.n_clusters)
+
+    def _merged(self, labels: np.ndarray) -> np.ndarray:
+        """Trained cluster ids mapped through ``merge_map_`` (unchanged without one)."""
+        merge_map = getattr(self, "merge_map_", None)
+        return labels if merge_map is None else np.asarray(merge_map)[labels]
+
+    def _merged_proba(self, proba: np.ndarray) -> np.ndarray:
+        """Trained clusters' probabilities summed per merged cluster (without ``merge_map_``,
+        unchanged)."""
+        merge_map = getattr(self, "merge_map_", None)
+        if merge_map is None:
+            return proba
+        merged = np.zeros((proba.shape[0], int(np.max(merge_map)) + 1), dtype=proba.dtype)
+        np.add.at(merged.T, np.asarray(merge_map), proba.T)
+        return merged
 
     def _invariances(self) -> tuple[str, ...]:
         """The declared ``invariant_to``, checked, in a fixed order (none for a method
@@ -398,6 +444,7 @@ class BaseDeepClusterer(
                 "n_clusters of them)."
             )
         self._check_n_samples(n_samples)
+        self._check_merge_to()
         if self._invariances() and source.kind != "images":
             raise ValueError(
                 f"invariant_to={self._invariances()!r} needs images; got a 2-D feature matrix. "
@@ -432,6 +479,7 @@ class BaseDeepClusterer(
         ):
             seed_everything(seed)
             fitted = self._fit_state_class(fitting, source, context).run()
+            self._merge_clusters(fitted, source, context)
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
         fitted["recipe_"] = recipe
         fitted.setdefault("input_kind_", source.kind)
@@ -442,6 +490,9 @@ class BaseDeepClusterer(
         fitted["nuisance_report_"] = nuisance_report(
             source, fitted["labels_"], random_state=seed % 2**32
         )
+        for name in ("merge_map_", "n_clusters_trained_"):
+            if name not in fitted:  # a previous fit's merge no longer applies
+                vars(self).pop(name, None)
         for name, value in fitted.items():
             setattr(self, name, value)
         message = self.nuisance_report_.warning()
@@ -489,10 +540,11 @@ class BaseDeepClusterer(
         -------
         proba : ndarray of shape (n_samples, n_clusters)
             The softmax of the clustering head's logits (of ``best_head_`` where the method
-            has several heads), float64; every row sums to 1.
+            has several heads), float64; every row sums to 1. With ``merge_to``, the
+            probabilities summed per merged cluster, of shape (n_samples, merge_to).
         """
         logits = self._infer(X, "forward")[self._head_index()]
-        return to_numpy(torch.softmax(logits.double(), dim=1))
+        return self._merged_proba(to_numpy(torch.softmax(logits.double(), dim=1)))
 
     def predict(self, X) -> np.ndarray:
         """Cluster of each sample.
@@ -505,10 +557,11 @@ class BaseDeepClusterer(
         -------
         labels : ndarray of shape (n_samples,), dtype int64
             The cluster of each sample, in ``range(n_clusters)``: the argmax of the
-            clustering head (of ``best_head_`` where the method has several heads).
+            clustering head (of ``best_head_`` where the method has several heads); with
+            ``merge_to``, mapped through ``merge_map_`` into ``range(merge_to)``.
         """
         logits = self._infer(X, "forward")[self._head_index()]
-        return to_numpy(logits.argmax(dim=1)).astype(np.int64)
+        return self._merged(to_numpy(logits.argmax(dim=1)).astype(np.int64))
 
     def transform(self, X) -> np.ndarray:
         """The learned representation: backbone features of each sample.
@@ -562,7 +615,7 @@ class BaseDeepClusterer(
             batch_size=self._inference_batch_size(device),
             modules=(network,),
         )
-        labels = to_numpy(self._labels_from_outputs(features, logits))
+        labels = self._merged(to_numpy(self._labels_from_outputs(features, logits)))
         n_labels = len(np.unique(labels))
         if n_labels < 2 or n_labels >= len(labels):
             return -1.0

@@ -152,6 +152,20 @@ docdict["invariant_to"] = _entry(
     """
 )
 
+docdict["merge_to"] = _entry(
+    """
+    merge_to : int or None, default=None
+        Overclustering with merge: train ``n_clusters`` clusters as usual, then merge
+        them into ``merge_to`` (at least 2, below ``n_clusters``) at the end of ``fit``.
+        Each trained cluster's prototype is the mean of its samples' L2-normalised
+        features (``transform``); the prototypes of the non-empty clusters are grouped by
+        average-linkage agglomeration on cosine distance. ``labels_``, ``predict``,
+        ``predict_proba`` and ``score`` then use the merged clusters; the trained ones
+        are mapped by ``merge_map_``. Not yet measured to beat training ``merge_to``
+        clusters directly, hence off by default. None: no merging.
+    """
+)
+
 docdict["pretext_lr"] = _entry(
     """
     pretext_lr : float or 'auto', default='auto'
@@ -343,6 +357,22 @@ docdict["nuisance_report_"] = _entry(
         one reaches the threshold, ``fit`` issues a
         :class:`~deepclust.diagnostics.NuisanceWarning` naming the ``invariant_to`` value
         that removes it. Empty for 2-D features.
+    """
+)
+
+docdict["merge_map_"] = _entry(
+    """
+    merge_map_ : ndarray of shape (n_clusters,)
+        Only with ``merge_to``: the merged cluster (in ``range(merge_to)``) of each
+        trained cluster; ``labels_`` and ``predict`` give merged clusters.
+    """
+)
+
+docdict["n_clusters_trained_"] = _entry(
+    """
+    n_clusters_trained_ : int
+        Only with ``merge_to``: the number of clusters trained (``n_clusters``) before
+        merging.
     """
 )
 

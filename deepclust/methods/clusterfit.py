@@ -193,6 +193,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         copied and re-initialised).
     %(budget)s
     %(invariant_to)s
+    %(merge_to)s
     pca_dim : int or None, default=None
         PCA-whiten the L2-normalised features to this many dimensions (``>= 1``) before
         k-means (``None``: no PCA).
@@ -248,6 +249,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
     %(input_kind_)s
     %(recipe_)s
     %(nuisance_report_)s
+    %(merge_map_)s
+    %(n_clusters_trained_)s
     %(device_)s
     """
 
@@ -302,6 +305,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         backbone="auto",
         budget="default",
         invariant_to=None,
+        merge_to=None,
         pca_dim=None,
         n_subclusters="auto",
         pretext_epochs="auto",
@@ -326,6 +330,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.backbone = backbone
         self.budget = budget
         self.invariant_to = invariant_to
+        self.merge_to = merge_to
         self.pca_dim = pca_dim
         self.n_subclusters = n_subclusters
         self.pretext_epochs = pretext_epochs

@@ -164,6 +164,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
     %(backbone)s
     %(budget)s
     %(invariant_to)s
+    %(merge_to)s
     pca_dim : int or 'auto', default='auto'
         Dimensions (``>= 1``) the features are PCA-whitened to before k-means (fewer when
         the features are smaller); the reference code whitens to 256. ``'auto'``: the
@@ -228,6 +229,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
     %(input_kind_)s
     %(recipe_)s
     %(nuisance_report_)s
+    %(merge_map_)s
+    %(n_clusters_trained_)s
     %(device_)s
 
     Notes
@@ -278,6 +281,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         backbone="auto",
         budget="default",
         invariant_to=None,
+        merge_to=None,
         pca_dim="auto",
         kmeans_iter=20,
         sobel=False,
@@ -300,6 +304,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.backbone = backbone
         self.budget = budget
         self.invariant_to = invariant_to
+        self.merge_to = merge_to
         self.pca_dim = pca_dim
         self.kmeans_iter = kmeans_iter
         self.sobel = sobel
@@ -355,10 +360,11 @@ class DeepClusterEstimator(BaseDeepClusterer):
         -------
         labels : ndarray of shape (n_samples,), dtype int64
             The nearest centroid (``cluster_centers_``) of each sample's whitened features;
-            ``labels_`` on the training data.
+            ``labels_`` on the training data. With ``merge_to``, mapped through
+            ``merge_map_``.
         """
         features = torch.as_tensor(self.transform(X))
-        return to_numpy(self._labels_from_outputs(features, None)).astype(np.int64)
+        return self._merged(to_numpy(self._labels_from_outputs(features, None)).astype(np.int64))
 
     def predict_proba(self, X) -> np.ndarray:
         """Soft assignment: softmax of cosine similarities to the centroids (temperature 0.1).
@@ -372,7 +378,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         proba : ndarray of shape (n_samples, n_clusters)
             The softmax over clusters of the cosine similarities between each sample's
             whitened features and the centroids, divided by 0.1; float64, every row sums
-            to 1.
+            to 1. With ``merge_to``, summed per merged cluster (``merge_to`` columns).
         """
         features = torch.as_tensor(self.transform(X))
         whitened = self.whitening_.transform(features)
@@ -380,4 +386,4 @@ class DeepClusterEstimator(BaseDeepClusterer):
         similarity = (
             nn.functional.normalize(whitened, dim=1) @ nn.functional.normalize(centers, dim=1).T
         )
-        return to_numpy(torch.softmax(similarity.double() / 0.1, dim=1))
+        return self._merged_proba(to_numpy(torch.softmax(similarity.double() / 0.1, dim=1)))

@@ -514,6 +514,7 @@ class SCANClusterer(BaseDeepClusterer):
         on its fixed features.
     %(budget)s
     %(invariant_to)s
+    %(merge_to)s
     n_neighbors : int, default=20
         Neighbours mined per sample (``>= 1`` and fewer than the samples), by cosine
         similarity of the L2-normalised pretext (or ``pretrained``) features; each SCAN
@@ -615,6 +616,8 @@ class SCANClusterer(BaseDeepClusterer):
     %(input_kind_)s
     %(recipe_)s
     %(nuisance_report_)s
+    %(merge_map_)s
+    %(n_clusters_trained_)s
     %(device_)s
     """
 
@@ -675,6 +678,7 @@ class SCANClusterer(BaseDeepClusterer):
         pretrained=None,
         budget="default",
         invariant_to=None,
+        merge_to=None,
         n_neighbors=20,
         n_heads=5,
         entropy_weight=5.0,
@@ -707,6 +711,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.pretrained = pretrained
         self.budget = budget
         self.invariant_to = invariant_to
+        self.merge_to = merge_to
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
         self.entropy_weight = entropy_weight

@@ -194,6 +194,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
     %(backbone)s
     %(budget)s
     %(invariant_to)s
+    %(merge_to)s
     n_heads : int, default=1
         Number of clustering heads trained together (``>= 1``; SeLa's ``hc``); each has
         its own labels. ``labels_`` and ``predict`` use the best head: the one whose final
@@ -274,6 +275,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
     %(input_kind_)s
     %(recipe_)s
     %(nuisance_report_)s
+    %(merge_map_)s
+    %(n_clusters_trained_)s
     %(device_)s
 
     Examples
@@ -332,6 +335,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         backbone="auto",
         budget="default",
         invariant_to=None,
+        merge_to=None,
         n_heads=1,
         n_label_updates="auto",
         lamb=25.0,
@@ -356,6 +360,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         self.backbone = backbone
         self.budget = budget
         self.invariant_to = invariant_to
+        self.merge_to = merge_to
         self.n_heads = n_heads
         self.n_label_updates = n_label_updates
         self.lamb = lamb
