@@ -51,6 +51,9 @@ class LoadedInput:
     summary : str
         Folders only: one line on what was read and left out, e.g. ``'1,200 images; left
         out: 3 hidden, 2 AppleDouble, 1 unreadable'``; empty for arrays and data sets.
+    class_names : list of str or None
+        Names of the classes ``y`` indexes, when known (``--labels-from-folders``: the
+        sub-folders), for the confusion matrix and the montage's legend.
     """
 
     data: object
@@ -62,6 +65,7 @@ class LoadedInput:
     paths: list[str] | None = None
     extra: dict = field(default_factory=dict)
     summary: str = ""
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.names)

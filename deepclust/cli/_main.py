@@ -586,10 +586,14 @@ def run_pipeline(
     }
 
 
-def _write_metrics(out_dir: Path, y, labels, predicted, method: str, estimator) -> dict:
-    """``metrics.json``: scores of ``labels`` and, when it differs, of ``predict``, with the
-    recipe the fit resolved and its nuisance report."""
+def _write_metrics(out_dir: Path, loaded, labels, predicted, method: str, estimator) -> dict:
+    """``metrics.json``: scores of ``labels`` against ``loaded.y`` and, when it differs, of
+    ``predict``, with the recipe the fit resolved and its nuisance report; with known class
+    names (``loaded.class_names``), also those and the matched confusion matrix."""
+    from deepclust.cli._known_classes import matched_confusion
     from deepclust.metrics import evaluate_clustering
+
+    y, class_names = loaded.y, loaded.class_names
 
     names = ("acc", "nmi", "ari")
     metrics = evaluate_clustering(y, labels, metrics=names)
@@ -597,6 +601,11 @@ def _write_metrics(out_dir: Path, y, labels, predicted, method: str, estimator) 
     record = {**metrics, "n_samples": len(labels), "method": method, "predict_agreement": agreement}
     if agreement < 1:
         record["predict"] = evaluate_clustering(y, predicted, metrics=names)
+    if class_names is not None:
+        record["class_names"] = list(class_names)
+        record["confusion_matrix"] = matched_confusion(
+            y, labels, int(estimator.n_clusters), list(class_names)
+        )
     record["recipe"] = _json_safe(estimator.recipe_)
     record["nuisance"] = estimator.nuisance_report_.to_dict()
     _atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=1))
@@ -650,6 +659,25 @@ def _nuisance_montage(estimator, labels, confidence, n_clusters, loaded) -> list
         labels, confidence, n_clusters, loaded.thumbnails, order=order, max_pages=1
     )
     return pages
+
+
+def _known_classes_view(loaded, labels, n_clusters: int) -> dict:
+    """With known classes (``loaded.class_names``): the matched confusion matrix for the
+    report, and the montage's arguments (class frames, clusters by purity); else ``None``
+    and no arguments."""
+    from deepclust.cli._known_classes import matched_confusion, purity_order
+
+    if loaded.class_names is None or loaded.y is None:
+        return {"confusion": None, "montage": {}}
+    y = np.asarray(loaded.y, dtype=np.int64)
+    return {
+        "confusion": matched_confusion(y, labels, n_clusters, loaded.class_names),
+        "montage": {
+            "classes": y,
+            "class_names": loaded.class_names,
+            "order": purity_order(y, labels, n_clusters),
+        },
+    }
 
 
 def write_outputs(
@@ -720,17 +748,14 @@ def write_outputs(
         step()
         metrics = None
         if loaded.y is not None:
-            metrics = _write_metrics(out_dir, loaded.y, labels, predicted, method, estimator)
+            metrics = _write_metrics(out_dir, loaded, labels, predicted, method, estimator)
             written.append(out_dir / "metrics.json")
         step()
         pages, n_hidden = [], 0
+        known = _known_classes_view(loaded, labels, n_clusters)
         if loaded.is_images:
             pages, n_hidden = render_montage_pages(
-                labels,
-                confidence,
-                n_clusters,
-                loaded.thumbnails,
-                progress=bar,
+                labels, confidence, n_clusters, loaded.thumbnails, progress=bar, **known["montage"]
             )
             for number, page in enumerate(pages, start=1):
                 name = "clusters.png" if number == 1 else f"clusters-{number}.png"
@@ -757,6 +782,7 @@ def write_outputs(
             files=[p.name for p in written],
             nuisance=estimator.nuisance_report_.to_dict(),
             nuisance_pages=nuisance_pages,
+            confusion=known["confusion"],
         )
         _atomic_write_text(out_dir / "report.html", report)
         written.append(out_dir / "report.html")
@@ -843,6 +869,29 @@ def _search_n_clusters(search: dict, cls, params: dict, loaded, say) -> dict:
     return {"n_clusters_search": result.to_dict()}
 
 
+def _check_class_folders(source: str) -> None:
+    """``--labels-from-folders``: refuse, before any work, a SOURCE with loose images."""
+    from deepclust.cli._known_classes import check_no_loose_images
+
+    try:
+        check_no_loose_images(source)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _set_folder_classes(loaded, say) -> None:
+    """Set ``loaded.y`` and ``loaded.class_names`` from the images' top-level folders."""
+    from deepclust.cli._known_classes import classes_from_names
+
+    loaded.y, loaded.class_names = classes_from_names(loaded.names)
+    say(
+        f"Known classes (for scoring only): {len(loaded.class_names)} sub-folders, "
+        + ", ".join(loaded.class_names[:10])
+        + (" ..." if len(loaded.class_names) > 10 else "")
+        + "."
+    )
+
+
 def _cluster(args: argparse.Namespace) -> int:
     method = args.method
     search = _placeholder_n_clusters(args)
@@ -852,6 +901,8 @@ def _cluster(args: argparse.Namespace) -> int:
     image_size = _requested_image_size(args, params)
     cls = _estimator_class(method)
     _check_estimator(cls, params)
+    if args.labels_from_folders:
+        _check_class_folders(args.source)
     out_dir = Path(args.out)
     check_output_folder(out_dir, source=args.source)
     loggers = _tensorboard_logger(args.tensorboard)
@@ -871,6 +922,8 @@ def _cluster(args: argparse.Namespace) -> int:
         loaded = _load_input(args, image_size=image_size, device=device)
         if loaded.summary:
             say(f"Read {loaded.summary}.")
+        if args.labels_from_folders:
+            _set_folder_classes(loaded, say)
         if loaded.kind == "folder" or loaded.image_size is not None:
             params["image_size"] = loaded.image_size
         record = _search_n_clusters(search, cls, params, loaded, say) if search else {}
@@ -1119,7 +1172,8 @@ file; or a data set) and write into the folder DIR:
                      (clusters-2.png and on beyond 50 clusters)
   model.safetensors  the fitted model, with model.json; deepclust predict
                      reads them
-  metrics.json       scores against the true labels, when they are known
+  metrics.json       scores against the true labels, when they are known (an
+                     .npz 'y', or --labels-from-folders)
   report.html        montage, cluster sizes and training curves in one page
   run.json           the settings of the run
   checkpoint.pt      written during training and removed at the end; --resume
@@ -1261,6 +1315,13 @@ def _add_file_options(cluster) -> None:
         "--skip-bad-images",
         action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
+    )
+    cluster.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="a folder SOURCE's top-level sub-folders are known classes, used only to score "
+        "the clusters (metrics.json, confusion matrix and class-coloured montage), never "
+        "for training; no image may lie directly in SOURCE",
     )
 
 

@@ -21,6 +21,7 @@ _LABEL_WIDTH = 120
 _PAD = 2
 _BACKGROUND = (255, 255, 255)
 _EMPTY_TILE = (235, 235, 235)
+_LEGEND_HEIGHT = 24
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -69,6 +70,66 @@ def _tile(image: Image.Image, size: int) -> Image.Image:
     return tile
 
 
+def _class_colour(index: int) -> tuple[int, int, int]:
+    from deepclust.cli._known_classes import CLASS_PALETTE
+
+    return CLASS_PALETTE[int(index) % len(CLASS_PALETTE)]
+
+
+def _draw_legend(canvas: Image.Image, class_names: list[str], font: ImageFont.ImageFont) -> None:
+    """The class colours and names along the top ``_LEGEND_HEIGHT`` pixels of ``canvas``."""
+    draw = ImageDraw.Draw(canvas)
+    left = 8
+    for index, name in enumerate(class_names):
+        draw.rectangle([left, 6, left + 12, 18], fill=_class_colour(index))
+        draw.text((left + 16, 5), name, fill=(0, 0, 0), font=font)
+        left += 16 + int(draw.textlength(name, font=font)) + 14
+        if left > canvas.width - 40:
+            break
+
+
+def _draw_row(
+    canvas: Image.Image,
+    top: int,
+    cluster: int,
+    images: list,
+    members: np.ndarray,
+    sizes: np.ndarray,
+    n_samples: int,
+    classes: np.ndarray | None,
+    fonts: tuple,
+    geometry: tuple[int, int, int],
+) -> None:
+    """One cluster's row: its name, size (and purity) and its tiles, framed by class."""
+    tile_size, per_cluster, width = geometry
+    font, small = fonts
+    draw = ImageDraw.Draw(canvas)
+    draw.text((8, top + _PAD + 2), f"cluster {cluster}", fill=(0, 0, 0), font=font)
+    share = 100.0 * sizes[cluster] / max(1, n_samples)
+    draw.text(
+        (8, top + _PAD + 22),
+        f"{sizes[cluster]} images ({share:.1f}%)",
+        fill=(80, 80, 80),
+        font=small,
+    )
+    if classes is not None and sizes[cluster]:
+        member_classes = classes[np.asarray(members, dtype=np.int64)]
+        purity = np.bincount(member_classes).max() / len(member_classes)
+        draw.text(
+            (8, top + _PAD + 36), f"purity {100 * purity:.0f}%", fill=(80, 80, 80), font=small
+        )
+    for column in range(per_cluster):
+        left = _LABEL_WIDTH + column * (tile_size + _PAD)
+        box = [left, top + _PAD, left + tile_size - 1, top + _PAD + tile_size - 1]
+        if column < len(images):
+            canvas.paste(_tile(images[column], tile_size), (left, top + _PAD))
+            if classes is not None:
+                colour = _class_colour(classes[int(members[column])])
+                draw.rectangle(box, outline=colour, width=max(2, tile_size // 16))
+        else:
+            draw.rectangle(box, fill=_EMPTY_TILE)
+
+
 def render_montage_pages(
     labels: np.ndarray,
     confidence: np.ndarray,
@@ -80,6 +141,8 @@ def render_montage_pages(
     progress=None,
     order=None,
     max_pages: int = MAX_PAGES,
+    classes: np.ndarray | None = None,
+    class_names: list[str] | None = None,
 ) -> tuple[list[bytes], int]:
     """Draw the montage as PNG pages.
 
@@ -101,6 +164,11 @@ def render_montage_pages(
         The clusters to draw, in this order (default: all, by label).
     max_pages : int, default=MAX_PAGES
         At most this many pages are drawn.
+    classes : ndarray of int of shape (n_samples,), optional
+        Known classes (indices into ``class_names``): every tile is framed in its class's
+        colour, each row gives its cluster's purity and each page starts with a legend.
+    class_names : list of str, optional
+        Names of the classes, for the legend.
 
     Returns
     -------
@@ -114,36 +182,35 @@ def render_montage_pages(
     picks = representatives(labels, np.asarray(confidence), n_clusters, per_cluster)
     order = list(range(n_clusters)) if order is None else [int(c) for c in order]
     shown = min(len(order), CLUSTERS_PER_PAGE * max_pages)
-    font, small = _font(15), _font(12)
+    fonts = (_font(15), _font(12))
     row_height = tile_size + 2 * _PAD
     width = _LABEL_WIDTH + per_cluster * (tile_size + _PAD) + _PAD
+    header = _LEGEND_HEIGHT if classes is not None else 0
     pages = []
     for first in range(0, shown, CLUSTERS_PER_PAGE):
         clusters = order[first : min(first + CLUSTERS_PER_PAGE, shown)]
-        canvas = Image.new("RGB", (width, row_height * len(clusters)), _BACKGROUND)
-        draw = ImageDraw.Draw(canvas)
+        canvas = Image.new("RGB", (width, header + row_height * len(clusters)), _BACKGROUND)
+        if classes is not None:
+            _draw_legend(canvas, list(class_names or []), fonts[1])
         for row, cluster in enumerate(clusters):
-            top = row * row_height
+            top = header + row * row_height
             if row % 2:
-                draw.rectangle([0, top, width, top + row_height - 1], fill=(246, 246, 250))
-            draw.text((8, top + _PAD + 2), f"cluster {cluster}", fill=(0, 0, 0), font=font)
-            share = 100.0 * sizes[cluster] / max(1, len(labels))
-            draw.text(
-                (8, top + _PAD + 22),
-                f"{sizes[cluster]} images ({share:.1f}%)",
-                fill=(80, 80, 80),
-                font=small,
-            )
+                ImageDraw.Draw(canvas).rectangle(
+                    [0, top, width, top + row_height - 1], fill=(246, 246, 250)
+                )
             images = thumbnails(picks[cluster]) if len(picks[cluster]) else []
-            for column in range(per_cluster):
-                left = _LABEL_WIDTH + column * (tile_size + _PAD)
-                if column < len(images):
-                    canvas.paste(_tile(images[column], tile_size), (left, top + _PAD))
-                else:
-                    draw.rectangle(
-                        [left, top + _PAD, left + tile_size - 1, top + _PAD + tile_size - 1],
-                        fill=_EMPTY_TILE,
-                    )
+            _draw_row(
+                canvas,
+                top,
+                cluster,
+                images,
+                picks[cluster],
+                sizes,
+                len(labels),
+                classes,
+                fonts,
+                (tile_size, per_cluster, width),
+            )
             if progress is not None:
                 progress.update(1)
         buffer = io.BytesIO()

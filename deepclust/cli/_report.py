@@ -186,6 +186,7 @@ table { border-collapse: collapse; } td, th { padding: 3px 12px 3px 0; text-alig
       vertical-align: top; } th { color: #555; font-weight: 600; }
 .charts svg { margin: 0 12px 12px 0; } .montage img { max-width: 100%;
      border: 1px solid #ddd; margin-bottom: 8px; image-rendering: auto; }
+table.confusion td, table.confusion th { padding: 3px 8px; text-align: right; }
 .note { color: #666; font-size: 13px; } code { background: #f3f3f3; padding: 1px 4px; }
 """
 
@@ -209,12 +210,46 @@ def _metrics_section(metrics: dict | None) -> list[str]:
     ]
 
 
-def _montage_section(montage_pages: Sequence[bytes], n_hidden_clusters: int) -> list[str]:
+def _confusion_section(confusion: dict | None) -> list[str]:
+    """The matched confusion matrix (clusters by known classes) as a shaded table."""
+    if not confusion:
+        return []
+    esc = html.escape
+    header = "".join(f"<th>{esc(name)}</th>" for name in confusion["classes"])
+    rows = []
+    for cluster, counts in zip(confusion["clusters"], confusion["counts"]):
+        total = max(sum(counts), 1)
+        cells = "".join(
+            f'<td style="background: rgba(31, 119, 180, {count / total:.2f})">{count}</td>'
+            for count in counts
+        )
+        rows.append(f"<tr><th>cluster {cluster}</th>{cells}<td>{sum(counts)}</td></tr>")
+    return [
+        "<h3>Confusion matrix</h3>",
+        f'<table class="confusion"><tr><th></th>{header}<th>total</th></tr>'
+        + "".join(rows)
+        + "</table>",
+        '<p class="note">Clusters (rows) by known class (columns), in the order of the '
+        "one-to-one matching used for ACC: the matched pairs lie on the diagonal. Each "
+        "cell is shaded by its share of the cluster.</p>",
+    ]
+
+
+def _montage_section(
+    montage_pages: Sequence[bytes], n_hidden_clusters: int, by_class: bool = False
+) -> list[str]:
     """The cluster montage pages as embedded PNG images, or a note that there are none."""
     if not montage_pages:
         return ['<p class="note">The input has no images (a feature matrix).</p>']
+    extra = (
+        " Clusters are sorted by purity (the share of their largest known class), purest "
+        "first; each image is framed in its known class's colour (legend at the top)."
+        if by_class
+        else ""
+    )
     out = [
-        '<p class="note">One row per cluster: its most confident images, best first.</p>'
+        '<p class="note">One row per cluster: its most confident images, best first.'
+        f"{extra}</p>"
         '<div class="montage">'
     ]
     for page in montage_pages:
@@ -286,6 +321,7 @@ def render_report(
     files: Sequence[str],
     nuisance: dict | None = None,
     nuisance_pages: Sequence[bytes] = (),
+    confusion: dict | None = None,
 ) -> str:
     """The HTML text of ``report.html``.
 
@@ -311,6 +347,10 @@ def render_report(
         The fit's nuisance report (:meth:`~deepclust.diagnostics.NuisanceReport.to_dict`).
     nuisance_pages : list of bytes, optional
         PNG montage of the clusters sorted by the report's top statistic.
+    confusion : dict, optional
+        Known classes only: the matched confusion matrix (``clusters``, ``classes``,
+        ``counts``), drawn as a table; the montage is then framed by class and sorted by
+        purity.
     """
     esc = html.escape
     rows = "".join(
@@ -324,8 +364,9 @@ def render_report(
         f"<h1>{esc(title)}</h1>",
         f"<table>{rows}</table>",
         *_metrics_section(metrics),
+        *_confusion_section(confusion),
         "<h2>Clusters</h2>",
-        *_montage_section(montage_pages, n_hidden_clusters),
+        *_montage_section(montage_pages, n_hidden_clusters, by_class=confusion is not None),
         *_nuisance_section(nuisance, nuisance_pages),
         *_sizes_section(sizes),
         "<h2>Training curves</h2>",
