@@ -59,10 +59,8 @@ class BackboneClassifier(nn.Module):
     def __init__(self, network: nn.Module, n_classes: int, freeze_backbone: bool = True):
         super().__init__()
         network = copy.deepcopy(network).cpu()
-        self.normalize = network.normalize
-        self.input_filter = network.input_filter
-        self.backbone = network.backbone
-        self.channels_last = bool(getattr(network, "channels_last", False))
+        network.heads = None  # the clustering heads give way to ``head``
+        self.network = network
         self.freeze_backbone = bool(freeze_backbone)
         self.head = nn.Linear(int(network.n_features), int(n_classes))
         for parameter in self.backbone.parameters():
@@ -81,11 +79,17 @@ class BackboneClassifier(nn.Module):
         torch.Tensor of shape (B, n_features)
             The features the head reads.
         """
-        x = self.input_filter(self.normalize(x.float()))
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = self.backbone(x)
-        return out.flatten(1) if out.ndim > 2 else out
+        return self.network.features(x.float())
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The fitted network's backbone (frozen when ``freeze_backbone``)."""
+        return self.network.backbone
+
+    @property
+    def input_filter(self) -> nn.Module:
+        """The fitted network's fixed input filter."""
+        return self.network.input_filter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits of a raw batch.
