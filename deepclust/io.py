@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from torch import nn
 
 from deepclust._utils import atomic_write, is_int, short_repr
 from deepclust.augment import check_invariances
+from deepclust.networks._backbones import TORCHVISION_PREFIX
 
 __all__ = ["FORMAT_VERSION", "save_model", "load_model", "model_paths"]
 
@@ -131,7 +133,9 @@ def _json_param(name: str, value: Any, estimator_name: str) -> Any:
         return float(value)
     if isinstance(value, torch.device):
         return str(value)
-    if isinstance(value, np.random.RandomState):
+    if isinstance(value, np.random.RandomState) or (
+        name == "weights" and isinstance(value, Mapping)
+    ):
         return None  # only used for fitting; a loaded model is already fitted
     if isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value):
         return list(value)
@@ -200,7 +204,7 @@ def _save_fitted(estimator, attr: str, kind: str, metadata: dict, tensors: dict)
     elif kind == "network":
         metadata[name] = _describe(
             value,
-            estimator._fitted_setting("backbone", default="auto"),
+            estimator._fitted_backbone_name(),
             estimator.input_shape_,
             metadata["estimator"],
         )
@@ -290,7 +294,7 @@ def _model_contents(estimator) -> tuple[dict, dict[str, torch.Tensor]]:
         "params": params,
         "network": _describe(
             estimator.network_,
-            estimator._fitted_setting("backbone", default="auto"),
+            estimator._fitted_backbone_name(),
             estimator.input_shape_,
             name,
         ),
@@ -443,7 +447,7 @@ def _checked_method(name: Any) -> type:
 
 def _checked_networks(metadata: dict, extra: list[str]) -> dict[str, dict]:
     """The checked fields of ``network`` and of the method's further networks."""
-    from deepclust.networks import BACKBONES
+    from deepclust.networks import backbone_factory
     from deepclust.networks._description import check_description
 
     networks = {}
@@ -452,7 +456,7 @@ def _checked_networks(metadata: dict, extra: list[str]) -> dict[str, dict]:
             values = check_description(metadata[key], key)
         except ValueError as exc:
             raise _Invalid(str(exc)) from None
-        if values["backbone"] not in BACKBONES:
+        if backbone_factory(values["backbone"]) is None:
             raise _Invalid(
                 f"{key}.backbone {values['backbone']!r} is not registered here",
                 hint="Register it with deepclust.networks.register_backbone(name, factory) "
@@ -567,7 +571,10 @@ def _check_consistency(params: dict, networks: dict) -> None:
     main = networks["network"]
     for key, values in networks.items():
         if isinstance(params["backbone"], str) and params["backbone"] != "auto":
-            if values["backbone"] != params["backbone"]:
+            if values["backbone"] not in (
+                params["backbone"],
+                TORCHVISION_PREFIX + params["backbone"],
+            ):
                 raise _Invalid(
                     f"params.backbone {params['backbone']!r} differs from {key}.backbone "
                     f"{values['backbone']!r}"

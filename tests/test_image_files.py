@@ -336,3 +336,18 @@ def test_command_decodes_a_folder_at_the_size_the_recipe_trains_keeping_the_aspe
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((12, 10), np.uint8)).save(small)
     assert auto_image_size([str(small)], torch.device("cpu")) == (12, 10)
+
+
+def test_files_keep_their_aspect_and_are_centre_cropped(tmp_path):
+    """A wide image (red | green | blue thirds) read as a square is its green centre, not
+    the three bands squashed together."""
+    pixels = np.zeros((30, 90, 3), np.uint8)
+    pixels[:, :30, 0] = pixels[:, 30:60, 1] = pixels[:, 60:, 2] = 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    Image.fromarray(pixels.transpose(1, 0, 2)).save(tmp_path / "tall.png")
+    source = as_source(str(tmp_path), image_size=(12, 12))
+    images = source.load(np.arange(2))
+    assert images.shape == (2, 3, 12, 12)
+    green = images[:, 1].mean(dim=(1, 2))
+    red_or_blue = images[:, [0, 2]].mean(dim=(1, 2, 3))
+    assert torch.all(green > 0.95) and torch.all(red_or_blue < 0.05)

@@ -27,8 +27,9 @@ import numpy as np
 
 __all__ = ["CACHE_FORMAT", "CacheWriter", "cache_key", "cache_paths", "read_cache"]
 
-#: Version of the cache's layout and of the decoding; part of every key.
-CACHE_FORMAT = 1
+#: Version of the cache's layout and of the decoding (2: aspect kept, centre crop); part of
+#: every key.
+CACHE_FORMAT = 2
 
 _TEMP_PREFIX = ".deepclust-tmp-"
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deepclust.data._decode import is_colour_mode, open_image, read_image
 from deepclust.data._disk_cache import CacheWriter, cache_key, read_cache
@@ -276,6 +276,10 @@ class FileSource(DataSource):
     :mod:`deepclust.data._disk_cache`): a later scan of the same, unchanged files, in this
     run or a later one, decodes nothing, and :meth:`load` reads at disk speed.
 
+    Each image is scaled, its aspect ratio kept, to the smallest size that covers
+    ``image_size``, and its centre is cropped to ``image_size`` (as torchvision's ``Resize``
+    then ``CenterCrop``), so that nothing is squashed.
+
     JPEG files at least twice ``image_size`` on both sides are decoded by libjpeg at a
     reduced scale (1/2, 1/4 or 1/8, never below ``image_size``) before being resized.
 
@@ -391,8 +395,9 @@ class FileSource(DataSource):
             channels = 3 if is_colour_mode(mode) else 1
         image = image.convert("L" if channels == 1 else "RGB")
         if image.size != (self.image_size[1], self.image_size[0]):
-            image = image.resize(
-                (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
+            # Aspect kept: scaled to cover the target, then its centre cropped.
+            image = ImageOps.fit(
+                image, (self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR
             )
         array = np.asarray(image, dtype=np.uint8)
         return (array[:, :, None] if array.ndim == 2 else array), mode

@@ -24,6 +24,9 @@ from deepclust.methods.scan import SCANClusterer
 # isort: split
 from deepclust.methods.clusterfit import ClusterFitTransformer
 
+# isort: split
+from deepclust.methods._scan_checkpoint import scan_pretext_network
+
 #: The estimator classes of the built-in methods, re-exported by the top-level package.
 ESTIMATOR_NAMES = [
     "SelfLabelClusterer",
@@ -47,5 +50,6 @@ __all__ = [
     "method_spec",
     "register_method",
     "registered_methods",
+    "scan_pretext_network",
     "unregister_method",
 ]

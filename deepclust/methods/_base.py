@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -40,7 +42,18 @@ from deepclust.data import DataSource, as_source
 from deepclust.diagnostics import NuisanceWarning, nuisance_report
 from deepclust.distributed import is_main_process
 from deepclust.methods._docs import fill_doc
-from deepclust.networks import INPUT_INVARIANCES, ClusteringNetwork, InvariantInput, build_backbone
+from deepclust.methods._frozen import fit_on_frozen_features
+from deepclust.networks import (
+    INPUT_INVARIANCES,
+    ClusteringNetwork,
+    InvariantInput,
+    build_backbone,
+    load_backbone_weights,
+    read_weights,
+    resolve_backbone_name,
+    weights_image_size,
+)
+from deepclust.networks._backbones import TORCHVISION_PREFIX
 from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
 from deepclust.training import PRECISIONS, Trainer, _data_parallel, run_inference, use_precision
 
@@ -158,6 +171,8 @@ class BaseDeepClusterer(
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 2, None, closed="left")],
         "backbone": [str, nn.Module],
+        "weights": [str, os.PathLike, Mapping, None],
+        "freeze_backbone": ["boolean"],
         "budget": [StrOptions(set(BUDGETS))],
         "invariant_to": [str, "array-like", None],
         "merge_to": [Interval(Integral, 2, None, closed="left"), None],
@@ -268,6 +283,65 @@ class BaseDeepClusterer(
     def _check_fit_params(self, source: DataSource) -> None:
         """Method-specific checks run before training (override in subclasses)."""
 
+    def _backbone_name(self):
+        """The ``backbone`` the fit builds (a torchvision name when the weights are for
+        one, see :func:`~deepclust.networks.resolve_backbone_name`), or the module."""
+        backbone = self.backbone
+        if not isinstance(backbone, str):
+            return backbone
+        return resolve_backbone_name(backbone, getattr(self, "weights", None))
+
+    def _fitted_backbone_name(self):
+        """The backbone name the fit built (see :meth:`_backbone_name`), for model files."""
+        backbone = self._fitted_setting("backbone", default="auto")
+        if not isinstance(backbone, str):
+            return backbone
+        return resolve_backbone_name(backbone, getattr(self, "weights", None))
+
+    def _torchvision_name(self) -> str | None:
+        """The torchvision model the backbone is, or None."""
+        name = self._backbone_name()
+        if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
+            return name[len(TORCHVISION_PREFIX) :]
+        return None
+
+    def _check_weights_params(self) -> None:
+        """Refuse ``weights`` and ``freeze_backbone`` settings that cannot work whatever
+        the data."""
+        weights = getattr(self, "weights", None)
+        pretrained = getattr(self, "pretrained", None)
+        if weights is not None:
+            if isinstance(self.backbone, str) and self.backbone == "auto":
+                raise ValueError(
+                    "weights= needs backbone= naming the architecture the weights are for "
+                    "(e.g. backbone='resnet18'); got backbone='auto'."
+                )
+            if pretrained is not None:
+                raise ValueError(
+                    "Give weights= (the backbone's starting weights) or pretrained= (a "
+                    "network the method starts from), not both."
+                )
+        if getattr(self, "freeze_backbone", False) and weights is None and pretrained is None:
+            raise ValueError(
+                "freeze_backbone=True trains only the heads on a pretrained backbone's "
+                "features; give its weights= (or pretrained=), or set freeze_backbone=False."
+            )
+
+    def _check_weights(self, source: DataSource) -> None:
+        """Refuse ``weights`` and ``freeze_backbone`` settings that cannot work on
+        ``source``, before anything is read or trained."""
+        self._check_weights_params()
+        if getattr(self, "freeze_backbone", False):
+            if source.kind != "images":
+                raise ValueError(
+                    "freeze_backbone=True needs images; for a 2-D feature matrix the "
+                    "features are already fixed: fit on them with freeze_backbone=False."
+                )
+
+    def _method_input_filter(self) -> nn.Module | None:
+        """The fixed filter the method puts before its backbone (DeepCluster: Sobel)."""
+        return None
+
     def _check_merge_to(self) -> None:
         merge_to = getattr(self, "merge_to", None)
         if merge_to is not None and not 2 <= merge_to < self.n_clusters:
@@ -355,7 +429,18 @@ class BaseDeepClusterer(
         facts = DataFacts.from_source(source, device, self.n_clusters)
         if facts.kind == "images" and "colour" in self._invariances():
             facts = dataclasses.replace(facts, input_channels=1)
-        return resolve_recipe(self, facts)
+        recipe = resolve_recipe(self, facts)
+        weights, torchvision_name = getattr(self, "weights", None), self._torchvision_name()
+        if (
+            facts.kind == "images"
+            and weights is not None
+            and torchvision_name is not None
+            and is_auto("image_size", self.image_size)
+        ):
+            # The weights' own input size (224 px for ImageNet weights).
+            side = weights_image_size(weights, torchvision_name)
+            recipe["params"]["image_size"] = (side, side)
+        return recipe
 
     def _recipe_for(self, X) -> dict:
         """The recipe record ``fit(X)`` would resolve, without training (or changing
@@ -379,7 +464,8 @@ class BaseDeepClusterer(
         """Build a fresh network for ``source`` with input statistics from it; with
         ``invariant_input``, it reads its input through the declared invariances'
         :class:`InvariantInput` (a pretrained backbone keeps the input it was trained on)."""
-        backbone = self.backbone if backbone is None else backbone
+        own_backbone = backbone is None
+        backbone = self._backbone_name() if own_backbone else backbone
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)  # never train the user's module in place
         mean, std = stats if stats is not None else source.channel_stats()
@@ -390,6 +476,11 @@ class BaseDeepClusterer(
             with torch.no_grad():
                 filter_shape = tuple(input_filter(torch.zeros(1, *source.shape)).shape[1:])
         module, n_features = build_backbone(backbone, filter_shape)
+        weights = getattr(self, "weights", None)
+        if own_backbone and weights is not None:
+            load_backbone_weights(module, weights, self._torchvision_name())
+        if getattr(module, "reads_unit_input", False):  # it normalises its input itself
+            mean, std = np.zeros_like(mean), np.ones_like(std)
         return ClusteringNetwork(
             module,
             n_features,
@@ -445,6 +536,7 @@ class BaseDeepClusterer(
             )
         self._check_n_samples(n_samples)
         self._check_merge_to()
+        self._check_weights(source)
         if self._invariances() and source.kind != "images":
             raise ValueError(
                 f"invariant_to={self._invariances()!r} needs images; got a 2-D feature matrix. "
@@ -455,6 +547,13 @@ class BaseDeepClusterer(
         if source.kind == "images" and fitting.image_size is not None:
             source = source.at_image_size(_as_pair(fitting.image_size))
         fitting._check_fit_params(source)
+        if getattr(fitting, "weights", None) is not None:
+            fitting.weights = read_weights(fitting.weights, fitting._torchvision_name())
+            fitting._new_network(  # the weights fit the backbone: checked before training
+                source,
+                stats=(np.zeros(source.shape[0]), np.ones(source.shape[0])),
+                input_filter=fitting._method_input_filter(),
+            )
         if y is not None:
             y = np.asarray(y)
             if y.shape[0] != n_samples:
@@ -478,7 +577,12 @@ class BaseDeepClusterer(
             torch_threads_at_most(available_cpus()),
         ):
             seed_everything(seed)
-            fitted = self._fit_state_class(fitting, source, context).run()
+            if getattr(fitting, "freeze_backbone", False):
+                fitted, recipe["frozen_features"] = fit_on_frozen_features(
+                    self, fitting, source, context
+                )
+            else:
+                fitted = self._fit_state_class(fitting, source, context).run()
             self._merge_clusters(fitted, source, context)
         # Attributes are set only now: an interrupted fit leaves the estimator unfitted.
         fitted["recipe_"] = recipe

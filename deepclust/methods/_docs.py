@@ -74,6 +74,43 @@ docdict["backbone"] = _entry(
     """
 )
 
+docdict["weights"] = _entry(
+    """
+    weights : None, str, path-like or dict, default=None
+        Weights the backbone starts from (``None``: random initialisation). One of:
+
+        - a torchvision weights name of the backbone (``'IMAGENET1K_V1'``, ``'DEFAULT'``),
+          downloaded by torchvision on a machine that is online (an offline machine gets
+          an error saying where to download the file from);
+        - a local file: a ``.pth``/``.pt``/``.pth.tar`` state dict (read with
+          ``torch.load(weights_only=True)``, so it cannot run code, and also inside a
+          checkpoint's ``'state_dict'`` or ``'model'``) or a ``.safetensors`` file;
+        - a state dict.
+
+        Keys may carry a ``module.``, ``backbone.``, ``model.`` or ``encoder.`` prefix, and
+        the classification layer's keys are ignored. ``backbone`` must name the weights'
+        architecture (not ``'auto'``); with weights, the names of torchvision models
+        (``'resnet18'``, ``'resnet50'``, ``'alexnet'``, ``'vgg16'``, ...) build the
+        standard torchvision architecture, which reads images normalised with ImageNet's
+        statistics (grey images repeated to RGB) and, unless ``image_size`` is set, at the
+        weights' size (224 px). Weights of a registered small backbone (e.g. a
+        ``'convnet'`` state dict saved from another fit) are loaded as they are. Checked
+        before any training.
+    """
+)
+
+docdict["freeze_backbone"] = _entry(
+    """
+    freeze_backbone : bool, default=False
+        Train only the heads, on features the backbone (with ``weights``, or a
+        ``pretrained`` network where the method has one) computes once per fit, without
+        augmentation: the fast path for a pretrained network on a CPU. The method then
+        runs on those features as on a 2-D feature matrix (its recipe for features), and
+        the fitted ``network_`` is the frozen backbone, a standardisation of its features
+        and the trained heads. Needs ``weights`` (or ``pretrained``).
+    """
+)
+
 docdict["pretrained"] = _entry(
     """
     pretrained : None, nn.Module, callable, fitted transformer, fitted deepclust \

@@ -72,6 +72,9 @@ class MethodSpec:
         candidate trains in full.
     share_description : str
         What ``share_pretext`` shares, for the search's record.
+    frozen_params : mapping
+        Parameters a fit with ``freeze_backbone=True`` sets for its training on the
+        frozen features (e.g. no pretext stage: the frozen backbone is the pretext).
     """
 
     name: str
@@ -82,6 +85,7 @@ class MethodSpec:
     model_file: Mapping[str, str] = field(default_factory=dict)
     share_pretext: Callable[..., tuple[dict, object]] | None = None
     share_description: str = ""
+    frozen_params: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.name or not all(c.islower() or c.isdigit() or c == "-" for c in self.name):
@@ -99,7 +103,7 @@ class MethodSpec:
                 f"Method {self.name!r}: recipe must be a function (facts, budget) -> dict; "
                 f"got {self.recipe!r}."
             )
-        for name in ("test_params", "model_file"):
+        for name in ("test_params", "model_file", "frozen_params"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 

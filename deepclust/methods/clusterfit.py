@@ -189,6 +189,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
         ClusterFit calls this feature source ``N_pre`` and clusters its features; with
         ``None``, the pretext network trained first is ``pretext_network_``.
     %(backbone)s
+    %(weights)s
+    %(freeze_backbone)s
         Here the architecture of the fresh network, trained from scratch (a given module is
         copied and re-initialised).
     %(budget)s
@@ -275,6 +277,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
             device="cpu",
         ),
         model_file={"pretext_network_": "network"},
+        # On frozen features the pseudo-labels are k-means of the features themselves.
+        frozen_params={"pretrained": nn.Identity()},
     )
 
     _fit_state_class = ClusterFitFit
@@ -303,6 +307,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
         *,
         pretrained=None,
         backbone="auto",
+        weights=None,
+        freeze_backbone=False,
         budget="default",
         invariant_to=None,
         merge_to=None,
@@ -328,6 +334,8 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.n_clusters = n_clusters
         self.pretrained = pretrained
         self.backbone = backbone
+        self.weights = weights
+        self.freeze_backbone = freeze_backbone
         self.budget = budget
         self.invariant_to = invariant_to
         self.merge_to = merge_to

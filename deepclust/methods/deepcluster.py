@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import ClassVar
@@ -37,8 +38,9 @@ class DeepClusterFit(FitState):
     labels: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self):
-        sobel = SobelFilter() if self.estimator.sobel else None
-        self.network = self.estimator._new_network(self.source, input_filter=sobel)
+        self.network = self.estimator._new_network(
+            self.source, input_filter=self.estimator._method_input_filter()
+        )
         self.network.to(self.device)
 
     def stages(self) -> list[Stage]:
@@ -162,6 +164,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         ImageNet's 1,000 classes) because it targets features; for clustering, use the
         expected number of groups.
     %(backbone)s
+    %(weights)s
+    %(freeze_backbone)s
     %(budget)s
     %(invariant_to)s
     %(merge_to)s
@@ -279,6 +283,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
         n_clusters=10,
         *,
         backbone="auto",
+        weights=None,
+        freeze_backbone=False,
         budget="default",
         invariant_to=None,
         merge_to=None,
@@ -302,6 +308,8 @@ class DeepClusterEstimator(BaseDeepClusterer):
     ):
         self.n_clusters = n_clusters
         self.backbone = backbone
+        self.weights = weights
+        self.freeze_backbone = freeze_backbone
         self.budget = budget
         self.invariant_to = invariant_to
         self.merge_to = merge_to
@@ -322,6 +330,9 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.on_bad_image = on_bad_image
         self.random_state = random_state
         self.verbose = verbose
+
+    def _method_input_filter(self) -> nn.Module | None:
+        return SobelFilter() if self.sobel else None
 
     def _check_fit_params(self, source) -> None:
         if self.sobel and source.kind != "images":
@@ -387,3 +398,116 @@ class DeepClusterEstimator(BaseDeepClusterer):
             nn.functional.normalize(whitened, dim=1) @ nn.functional.normalize(centers, dim=1).T
         )
         return self._merged_proba(to_numpy(torch.softmax(similarity.double() / 0.1, dim=1)))
+
+    @classmethod
+    def from_deepcluster_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        X,
+        *,
+        n_clusters: int | None = None,
+        pca_dim: int = 256,
+        kmeans_iter: int = 20,
+        kmeans_backend: str = "auto",
+        image_size: int = 224,
+        device: str = "auto",
+        precision: str = "auto",
+        random_state: int | None = None,
+        weights_only: bool = True,
+    ) -> DeepClusterEstimator:
+        """A fitted estimator from one of DeepCluster's released checkpoints.
+
+        Reads the ``checkpoint.pth.tar`` files of DeepCluster's reference code (the released
+        AlexNet and VGG-16, both with batch norm): a dict with ``'arch'`` (``'alexnet'`` or
+        ``'vgg16'``), ``'state_dict'`` and usually ``'epoch'`` and ``'optimizer'``. The
+        features may have run under DataParallel (``features.module.N``); the Sobel layers
+        (``sobel.0``/``sobel.1``), when present, become the fixed Sobel filter
+        (``sobel=True``); the backbone is ``'deepcluster-alexnet'`` or
+        ``'deepcluster-vgg16'`` (features, fc6 and fc7: ``transform`` gives the 4096 fc7
+        features after their ReLU) and ``top_layer``, when present, the clustering head.
+        Inputs are normalised with the ImageNet statistics, then Sobel-filtered.
+
+        The file holds no clustering (DeepCluster's PCA and k-means are recomputed at every
+        epoch and not saved), so DeepCluster's clustering step is run here on ``X``: the
+        features are PCA-whitened to ``pca_dim`` dimensions, L2-normalised and clustered by
+        k-means into ``n_clusters``; ``predict`` then gives the nearest centroid, as after
+        :meth:`fit`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The checkpoint file.
+        X : array-like of images or image files
+            The images to cluster (at least ``n_clusters``), any input :meth:`fit` takes.
+        n_clusters : int, optional
+            Clusters of the k-means. ``None``: the rows of the file's ``top_layer`` (10,000
+            for the released models); a file without ``top_layer`` needs it. Another number
+            than ``top_layer``'s gives a freshly initialised head (unused by ``predict``).
+        pca_dim : int, default=256
+            Dimensions the features are whitened to (the reference's 256).
+        kmeans_iter : int, default=20
+            k-means iterations (the reference's 20).
+        kmeans_backend : {'auto', 'faiss', 'torch'}, default='auto'
+            k-means implementation, as in the estimator.
+        image_size : int, default=224
+            Side length images are resized to (the released models' 224).
+        device : str, default='auto'
+            Device for inference and k-means.
+        precision : {'auto', 'mixed', 'float32'}, default='auto'
+            Floating-point precision of the forward passes, as in the estimator.
+        random_state : int, optional
+            Seed of the k-means initialisation.
+        weights_only : bool, default=True
+            Load with ``torch.load(..., weights_only=True)``, which cannot run code from the
+            file. Set ``False`` only for a file you trust.
+
+        Returns
+        -------
+        DeepClusterEstimator
+            Fitted: ``network_``, ``whitening_``, ``cluster_centers_``, ``labels_`` (of
+            ``X``), ``n_clusters``, ``sobel``, ``backbone``.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a DeepCluster AlexNet or VGG-16 checkpoint, its weights do not
+            fit the architecture, or it has no ``top_layer`` and ``n_clusters`` is None.
+        """
+        from deepclust._utils import resolve_device
+        from deepclust.methods import _deepcluster_checkpoint as reader
+
+        loaded = reader.read_deepcluster_checkpoint(
+            reader.load_checkpoint_file(path, weights_only),
+            path,
+            mean=reader.IMAGENET_MEAN,
+            std=reader.IMAGENET_STD,
+            image_size=image_size,
+            n_clusters=n_clusters,
+        )
+        est = cls(
+            n_clusters=loaded.network.heads.n_clusters,
+            backbone=loaded.architecture,
+            pca_dim=pca_dim,
+            kmeans_iter=kmeans_iter,
+            sobel=loaded.sobel,
+            kmeans_backend=kmeans_backend,
+            device=device,
+            precision=precision,
+            image_size=image_size,
+            random_state=random_state,
+        )
+        est.network_ = loaded.network
+        est.input_kind_ = "images"
+        est.input_shape_ = (3, image_size, image_size)
+        est.n_features_in_ = 3 * image_size * image_size
+        est.device_ = resolve_device(device)
+        est.history_ = []
+        est.n_iter_ = 0
+        seed = np.random.default_rng(random_state).integers(2**31)
+        features = torch.as_tensor(est.transform(X))
+        est.whitening_, whitened, result = est._cluster(features, int(seed), est.device_)
+        centers = torch.as_tensor(result.centroids).float().cpu()
+        est.cluster_centers_ = to_numpy(centers)
+        labels = assign(whitened.float(), centers)[0]
+        est.labels_ = to_numpy(torch.as_tensor(labels)).astype(np.int64)
+        return est

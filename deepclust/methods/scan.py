@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -503,6 +504,8 @@ class SCANClusterer(BaseDeepClusterer):
         %(n_clusters_desc)s
         Every head has ``n_clusters`` outputs.
     %(backbone)s
+    %(weights)s
+    %(freeze_backbone)s
         Ignored when ``pretrained`` is given: its network (or fixed features) is the
         backbone then.
     %(pretrained)s
@@ -645,6 +648,8 @@ class SCANClusterer(BaseDeepClusterer):
             device="cpu",
         ),
         model_file={"best_head_": "int"},
+        # On frozen features the neighbours are mined on the features themselves.
+        frozen_params={"pretext_epochs": 0},
     )
 
     _fit_state_class = SCANFit
@@ -675,6 +680,8 @@ class SCANClusterer(BaseDeepClusterer):
         n_clusters=10,
         *,
         backbone="auto",
+        weights=None,
+        freeze_backbone=False,
         pretrained=None,
         budget="default",
         invariant_to=None,
@@ -708,6 +715,8 @@ class SCANClusterer(BaseDeepClusterer):
     ):
         self.n_clusters = n_clusters
         self.backbone = backbone
+        self.weights = weights
+        self.freeze_backbone = freeze_backbone
         self.pretrained = pretrained
         self.budget = budget
         self.invariant_to = invariant_to
@@ -752,3 +761,79 @@ class SCANClusterer(BaseDeepClusterer):
             )
         if self.pretrained is not None:
             check_feature_source(self.pretrained)
+
+    @classmethod
+    def from_scan_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        dataset: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        weights_only: bool = True,
+    ) -> SCANClusterer:
+        """A fitted estimator from one of SCAN's released (model-zoo) SCAN or self-label files.
+
+        The files hold ``{'model': state_dict, 'head': best head}`` (SCAN step) or a bare
+        state dict (self-label step, one head) of SCAN's ``ClusteringModel``: ``backbone.*``
+        and ``cluster_head.N.weight``/``bias``. The backbone is SCAN's CIFAR ResNet-18
+        (``'resnet18'`` at 32 px), its STL-10 ResNet-18 (``'scan-resnet18-stl'``, 96 px) or
+        torchvision's ResNet-50 (``'resnet50'``, 224 px, the ImageNet subsets); every head is
+        read, ``predict`` uses the file's ``'head'``, and inputs are resized and normalised
+        as SCAN's configs do. Pretext-only files (SimCLR/MoCo: ``contrastive_head.*``, no
+        cluster heads) are refused; read their backbone with
+        ``deepclust.methods.scan_pretext_network(path, dataset)`` and pass
+        it as ``pretrained=``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The model file.
+        dataset : {'cifar-10', 'cifar-20', 'stl-10', 'imagenet'}, optional
+            The data set the model was trained on: its backbone, image size and input
+            statistics. ``None``: recognised from the weights (ResNet-50: ``'imagenet'``;
+            20 clusters: ``'cifar-20'``); CIFAR-10 and STL-10 models need it.
+        device : str, default='auto'
+            Device for inference.
+        precision : {'auto', 'mixed', 'float32'}, default='auto'
+            Floating-point precision of the forward passes, as in the estimator.
+        weights_only : bool, default=True
+            Load with ``torch.load(..., weights_only=True)``, which cannot run code from the
+            file. Set ``False`` only for a file you trust.
+
+        Returns
+        -------
+        SCANClusterer
+            Fitted: ``network_``, ``best_head_``, ``n_clusters``, ``n_heads``,
+            ``backbone``, ``image_size``; no ``labels_`` (the file holds none).
+
+        Raises
+        ------
+        ValueError
+            If the file is not a SCAN or self-label model (or is a pretext-only one), the
+            data set cannot be recognised, or the weights do not fit its backbone.
+        """
+        from deepclust._utils import resolve_device
+        from deepclust.methods._deepcluster_checkpoint import load_checkpoint_file
+        from deepclust.methods._scan_checkpoint import DATASETS, read_scan_checkpoint
+
+        loaded = read_scan_checkpoint(load_checkpoint_file(path, weights_only), path, dataset)
+        backbone, image_size, _, _ = DATASETS[loaded.dataset]
+        est = cls(
+            n_clusters=loaded.network.heads.n_clusters,
+            backbone=backbone,
+            n_heads=len(loaded.network.heads),
+            n_head_candidates=0,
+            device=device,
+            precision=precision,
+            image_size=image_size,
+        )
+        est.best_head_ = loaded.best_head
+        est.network_ = loaded.network
+        est.input_kind_ = "images"
+        est.input_shape_ = (3, image_size, image_size)
+        est.n_features_in_ = 3 * image_size * image_size
+        est.device_ = resolve_device(device)
+        est.history_ = []
+        est.n_iter_ = 0
+        return est

@@ -192,6 +192,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         %(n_clusters_desc)s
         Every head has ``n_clusters`` outputs.
     %(backbone)s
+    %(weights)s
+    %(freeze_backbone)s
     %(budget)s
     %(invariant_to)s
     %(merge_to)s
@@ -333,6 +335,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         n_clusters=10,
         *,
         backbone="auto",
+        weights=None,
+        freeze_backbone=False,
         budget="default",
         invariant_to=None,
         merge_to=None,
@@ -358,6 +362,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
     ):
         self.n_clusters = n_clusters
         self.backbone = backbone
+        self.weights = weights
+        self.freeze_backbone = freeze_backbone
         self.budget = budget
         self.invariant_to = invariant_to
         self.merge_to = merge_to

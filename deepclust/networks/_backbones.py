@@ -11,12 +11,15 @@ __all__ = [
     "MLP",
     "SmallConvNet",
     "BACKBONES",
+    "backbone_factory",
     "build_backbone",
     "feature_dim",
     "register_backbone",
+    "resolve_backbone_name",
 ]
 
 InputShape = tuple[int, ...]
+TORCHVISION_PREFIX = "torchvision:"
 BackboneFactory = Callable[[InputShape], nn.Module]
 
 
@@ -161,6 +164,75 @@ def _auto(shape: InputShape) -> nn.Module:
     return _resnet(18, shape)
 
 
+class DeepClusterConvNet(nn.Module):
+    """The convnets of DeepCluster's released models (AlexNet and VGG-16 with batch norm).
+
+    ``features`` (convolutions, each followed by batch norm and ReLU, and max-pooling),
+    average pooling to the grid the reference flattens (6x6 for AlexNet, 7x7 for VGG-16:
+    the identity at 224 px, where the reference needs exactly that grid), then
+    ``classifier`` up to fc7 and its ReLU: 4096 features. Module indices follow the
+    reference's (``features.N``, ``classifier.N``) so its weights load by name.
+
+    Parameters
+    ----------
+    arch : {'alexnet', 'vgg16'}
+        The network.
+    in_channels : int
+        Input channels: 2 after the Sobel filter of the released models, else 3.
+    """
+
+    #: Convolutions ``(channels, kernel, stride, padding)`` and ``'M'`` (max-pooling).
+    CONFIGS = {
+        "alexnet": [(96, 11, 4, 2), "M", (256, 5, 1, 2), "M", (384, 3, 1, 1)]
+        + [(384, 3, 1, 1), (256, 3, 1, 1), "M"],
+        "vgg16": [
+            *[(64, 3, 1, 1)] * 2 + ["M"],
+            *[(128, 3, 1, 1)] * 2 + ["M"],
+            *[(256, 3, 1, 1)] * 3 + ["M"],
+            *([(512, 3, 1, 1)] * 3 + ["M"]) * 2,
+        ],
+    }
+
+    def __init__(self, arch: str, in_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for entry in self.CONFIGS[arch]:
+            if entry == "M":
+                layers.append(nn.MaxPool2d(3, 2) if arch == "alexnet" else nn.MaxPool2d(2, 2))
+                continue
+            width, kernel, stride, padding = entry
+            conv = nn.Conv2d(c_in, width, kernel, stride=stride, padding=padding)
+            layers += [conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        grid = 6 if arch == "alexnet" else 7
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        fc6, fc7 = nn.Linear(c_in * grid * grid, 4096), nn.Linear(4096, 4096)
+        relu = [nn.ReLU(inplace=True), nn.ReLU(inplace=True)]
+        if arch == "alexnet":
+            self.classifier = nn.Sequential(
+                nn.Dropout(0.5), fc6, relu[0], nn.Dropout(0.5), fc7, relu[1]
+            )
+        else:
+            self.classifier = nn.Sequential(fc6, relu[0], nn.Dropout(0.5), fc7, relu[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+def _scan_resnet18_stl(shape: InputShape) -> nn.Module:
+    """SCAN's STL-10 ResNet-18: a 3x3 stride-1 stem, then 2x2 stride-2 max-pooling with
+    padding 1 (global average pooling, their 7x7 average pooling at 96 px)."""
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    net.conv1 = nn.Conv2d(shape[0], 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.MaxPool2d(2, stride=2, padding=1)
+    net.fc = nn.Identity()
+    return net
+
+
 BACKBONES: dict[str, BackboneFactory] = {
     "auto": _auto,
     "mlp": _mlp,
@@ -169,6 +241,13 @@ BACKBONES: dict[str, BackboneFactory] = {
     "resnet18": _image_backbone("resnet18", lambda s: _resnet(18, s)),
     "resnet50": _image_backbone("resnet50", lambda s: _resnet(50, s)),
     "alexnet": _image_backbone("alexnet", _alexnet),
+    "deepcluster-alexnet": _image_backbone(
+        "deepcluster-alexnet", lambda s: DeepClusterConvNet("alexnet", s[0])
+    ),
+    "deepcluster-vgg16": _image_backbone(
+        "deepcluster-vgg16", lambda s: DeepClusterConvNet("vgg16", s[0])
+    ),
+    "scan-resnet18-stl": _image_backbone("scan-resnet18-stl", _scan_resnet18_stl),
 }
 """Registered backbone factories; each takes the per-sample input shape."""
 
@@ -185,6 +264,70 @@ def register_backbone(name: str, factory: BackboneFactory) -> None:
         ``(C, H, W)`` or ``(D,)``; the module maps a batch to ``(B, F)`` features.
     """
     BACKBONES[name] = factory
+
+
+def _torchvision_factory(name: str) -> BackboneFactory:
+    from deepclust.networks._pretrained import TorchvisionBackbone
+
+    def factory(shape: InputShape) -> nn.Module:
+        _require_images(TORCHVISION_PREFIX + name, shape)
+        return TorchvisionBackbone(name, shape[0])
+
+    return factory
+
+
+def backbone_factory(name: str) -> BackboneFactory | None:
+    """The factory of backbone ``name``: a registered one, or ``'torchvision:NAME'``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`BACKBONES`, or ``'torchvision:'`` followed by a torchvision
+        classification model's name.
+
+    Returns
+    -------
+    callable or None
+        ``factory(input_shape) -> nn.Module``; None for an unknown name.
+    """
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name.startswith(TORCHVISION_PREFIX):
+        from deepclust.networks._pretrained import torchvision_model_names
+
+        if name[len(TORCHVISION_PREFIX) :] in torchvision_model_names():
+            return _torchvision_factory(name[len(TORCHVISION_PREFIX) :])
+    return None
+
+
+def resolve_backbone_name(backbone: str, weights=None) -> str:
+    """The backbone a name builds: a registered one, else the torchvision model.
+
+    Registered names win, except that with ``weights`` the names of torchvision models
+    (``'resnet18'``, ``'resnet50'``, ``'alexnet'``) mean the standard torchvision
+    architecture, which is the one such weights fit.
+
+    Parameters
+    ----------
+    backbone : str
+        The ``backbone`` parameter.
+    weights : object, optional
+        The ``weights`` parameter (only whether it is None matters).
+
+    Returns
+    -------
+    str
+        A name :func:`backbone_factory` builds, unchanged when it builds nothing (the
+        caller reports the unknown name).
+    """
+    if backbone.startswith(TORCHVISION_PREFIX):
+        return backbone
+    from deepclust.networks._pretrained import torchvision_model_names
+
+    in_torchvision = backbone in torchvision_model_names()
+    if in_torchvision and (weights is not None or backbone not in BACKBONES):
+        return TORCHVISION_PREFIX + backbone
+    return backbone
 
 
 def feature_dim(module: nn.Module, input_shape: InputShape) -> int:
@@ -218,9 +361,11 @@ def build_backbone(backbone: str | nn.Module, input_shape: InputShape) -> tuple[
     Parameters
     ----------
     backbone : str or nn.Module
-        A registered name (see :data:`BACKBONES`) or a module mapping a batch of samples to
-        ``(B, F)`` features (anything else is flattened). A given module is used as is (the
-        caller passes a copy if it must stay untouched).
+        A registered name (see :data:`BACKBONES`), a torchvision classification model
+        (``'torchvision:NAME'``, or ``NAME`` when no registered backbone has it) or a
+        module mapping a batch of samples to ``(B, F)`` features (anything else is
+        flattened). A given module is used as is (the caller passes a copy if it must stay
+        untouched).
     input_shape : tuple of int
         Shape of one sample: ``(C, H, W)`` or ``(D,)``.
 
@@ -232,12 +377,14 @@ def build_backbone(backbone: str | nn.Module, input_shape: InputShape) -> tuple[
     if isinstance(backbone, nn.Module):
         module = backbone
     elif isinstance(backbone, str):
-        if backbone not in BACKBONES:
+        factory = backbone_factory(resolve_backbone_name(backbone))
+        if factory is None:
             raise ValueError(
-                f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)} or pass an "
-                "nn.Module."
+                f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}, a "
+                "torchvision classification model ('torchvision:NAME' or NAME, e.g. "
+                "'vgg16'), or pass an nn.Module."
             )
-        module = BACKBONES[backbone](tuple(input_shape))
+        module = factory(tuple(input_shape))
     else:
         raise TypeError(f"backbone must be a name or an nn.Module; got {type(backbone).__name__}.")
     try:

@@ -12,7 +12,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from deepclust._utils import is_int, short_repr
-from deepclust.networks._backbones import BACKBONES, build_backbone, feature_dim
+from deepclust.networks._backbones import backbone_factory, build_backbone, feature_dim
 from deepclust.networks._filters import InvariantInput, SobelFilter
 from deepclust.networks._model import ClusteringNetwork
 
@@ -45,6 +45,8 @@ DESCRIPTION_FIELDS = (
     "projection_dim",
     "input_filter",
 )
+#: Fields a description has only when they are set (older descriptions lack them).
+OPTIONAL_FIELDS = ("feature_normalize",)
 
 
 def _one_filter_name(module: nn.Module) -> str:
@@ -128,6 +130,7 @@ def describe_network(network: nn.Module, backbone, input_shape) -> dict:
     if not isinstance(network, ClusteringNetwork):
         raise ValueError(f"its network is a {type(network).__name__}, not a ClusteringNetwork")
     projection = network.projection
+    optional = {"feature_normalize": True} if network.feature_normalize is not None else {}
     return {
         "backbone": backbone,
         "input_shape": [int(s) for s in input_shape],
@@ -138,6 +141,7 @@ def describe_network(network: nn.Module, backbone, input_shape) -> dict:
             int(projection.layers[-1].out_features) if projection is not None else None
         ),
         "input_filter": _filter_name(network),
+        **optional,
     }
 
 
@@ -193,7 +197,7 @@ def check_description(spec: Any, where: str = "network") -> dict:
     missing = [key for key in DESCRIPTION_FIELDS if key not in spec]
     if missing:
         raise ValueError(f"{where}.{missing[0]} is missing")
-    unknown = sorted(set(spec) - set(DESCRIPTION_FIELDS))
+    unknown = sorted(set(spec) - set(DESCRIPTION_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         raise ValueError(f"{where} has unknown entries {unknown}")
     if not isinstance(spec["backbone"], str):
@@ -206,6 +210,11 @@ def check_description(spec: Any, where: str = "network") -> dict:
         _bounded_int(projection, f"{where}.projection_dim", 1, MAX_DIM)
     if spec["input_filter"] is not None:
         _check_filter(spec["input_filter"], f"{where}.input_filter")
+    feature_normalize = spec.get("feature_normalize", False)
+    if not isinstance(feature_normalize, bool):
+        raise ValueError(
+            f"{where}.feature_normalize must be true or false; got {short_repr(feature_normalize)}"
+        )
     return {
         "backbone": spec["backbone"],
         "input_shape": _input_shape(spec["input_shape"], f"{where}.input_shape"),
@@ -214,6 +223,7 @@ def check_description(spec: Any, where: str = "network") -> dict:
         "n_heads": _bounded_int(spec["n_heads"], f"{where}.n_heads", 1, MAX_HEADS),
         "projection_dim": projection,
         "input_filter": spec["input_filter"],
+        "feature_normalize": feature_normalize,
     }
 
 
@@ -244,7 +254,7 @@ class _ShapesOnly(TorchFunctionMode):
 
 
 def _registered(backbone: str, where: str) -> None:
-    if backbone not in BACKBONES:
+    if backbone_factory(backbone) is None:
         raise ValueError(
             f"{where}.backbone {backbone!r} is not registered here. Register it with "
             "deepclust.networks.register_backbone(name, factory) before loading"
@@ -274,7 +284,7 @@ def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
     module = None
     with _ShapesOnly():
         try:
-            n_features = feature_dim(BACKBONES[backbone](filter_shape), filter_shape)
+            n_features = feature_dim(backbone_factory(backbone)(filter_shape), filter_shape)
         except Exception:  # noqa: BLE001 - a backbone that cannot run on the meta device
             n_features = values["n_features"] if shapes_only else None
     if n_features is None:
@@ -286,9 +296,12 @@ def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
             "version of the backbone"
         )
     stats_shape = (input_shape[0],)
+    feature_stats = None
+    if values["feature_normalize"]:
+        feature_stats = (np.zeros(n_features, np.float32), np.ones(n_features, np.float32))
     with _ShapesOnly() if shapes_only else contextlib.nullcontext():
         return ClusteringNetwork(
-            module if module is not None else BACKBONES[backbone](filter_shape),
+            module if module is not None else backbone_factory(backbone)(filter_shape),
             n_features,
             values["n_clusters"],
             values["n_heads"],
@@ -296,6 +309,7 @@ def _build(values: dict, where: str, shapes_only: bool) -> ClusteringNetwork:
             std=np.ones(stats_shape, np.float32),
             projection_dim=values["projection_dim"],
             input_filter=make_input_filter(filter_name),
+            feature_stats=feature_stats,
         )
 
 

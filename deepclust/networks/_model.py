@@ -55,6 +55,10 @@ class ClusteringNetwork(nn.Module):
         When set, a :class:`ProjectionHead` to this many dims is added (contrastive pretext).
     input_filter : nn.Module or None
         Fixed filter applied after normalisation (e.g. DeepCluster's Sobel filter).
+    feature_stats : tuple of array-like or None
+        ``(mean, std)`` of the backbone's features: when given, :meth:`features`
+        standardises them with a :class:`Normalize` (``feature_normalize``), as the heads of
+        a fit on frozen backbone features (``freeze_backbone=True``) were trained on.
     """
 
     def __init__(
@@ -67,12 +71,14 @@ class ClusteringNetwork(nn.Module):
         std=1.0,
         projection_dim: int | None = None,
         input_filter: nn.Module | None = None,
+        feature_stats: tuple | None = None,
     ):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.input_filter = input_filter if input_filter is not None else nn.Identity()
         self.backbone = backbone
         self.n_features = n_features
+        self.feature_normalize = Normalize(*feature_stats) if feature_stats is not None else None
         self.heads = ClusteringHeads(n_features, n_clusters, n_heads)
         self.projection = (
             ProjectionHead(n_features, max(128, n_features), projection_dim)
@@ -101,7 +107,8 @@ class ClusteringNetwork(nn.Module):
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.backbone(x)
-        return out.flatten(1) if out.ndim > 2 else out
+        out = out.flatten(1) if out.ndim > 2 else out
+        return out if self.feature_normalize is None else self.feature_normalize(out)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every clustering head.
