@@ -220,3 +220,25 @@ def test_every_method_fits_frozen_and_round_trips_a_model_file(name, resnet18_fi
     back = load_model(tmp_path / "model")
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
     np.testing.assert_allclose(back.transform(X), est.transform(X), rtol=1e-5, atol=1e-5)
+
+
+def test_timm_backbone_with_a_local_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet18", pretrained=False)  # with its classifier
+    path = tmp_path / "timm_resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    X = _colour_images()
+    est = SCANClusterer(
+        n_clusters=2, max_epochs=1, **dict(FROZEN, backbone="timm:resnet18"), weights=str(path)
+    )
+    assert recipe_for(est.set_params(image_size=None), X)["params"]["image_size"] == (224, 224)
+    est.set_params(image_size=32).fit(X)
+    reference.reset_classifier(0)
+    config = reference.pretrained_cfg
+    mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference.eval()((X - mean) / std).numpy()
+        ours = est.network_.backbone.eval()(X).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)

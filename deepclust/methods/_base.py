@@ -49,9 +49,9 @@ from deepclust.networks import (
     InvariantInput,
     build_backbone,
     load_backbone_weights,
+    pretrained_image_size,
     read_weights,
     resolve_backbone_name,
-    weights_image_size,
 )
 from deepclust.networks._backbones import TORCHVISION_PREFIX
 from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
@@ -430,15 +430,9 @@ class BaseDeepClusterer(
         if facts.kind == "images" and "colour" in self._invariances():
             facts = dataclasses.replace(facts, input_channels=1)
         recipe = resolve_recipe(self, facts)
-        weights, torchvision_name = getattr(self, "weights", None), self._torchvision_name()
-        if (
-            facts.kind == "images"
-            and weights is not None
-            and torchvision_name is not None
-            and is_auto("image_size", self.image_size)
-        ):
+        side = pretrained_image_size(self._backbone_name(), getattr(self, "weights", None))
+        if facts.kind == "images" and side is not None and is_auto("image_size", self.image_size):
             # The weights' own input size (224 px for ImageNet weights).
-            side = weights_image_size(weights, torchvision_name)
             recipe["params"]["image_size"] = (side, side)
         return recipe
 

@@ -67,7 +67,10 @@ docdict["backbone"] = _entry(
         ``'convnet-small'``, ``'convnet'``, ``'resnet18'``, ``'resnet50'``, ``'alexnet'``
         and ``'mlp'``
         (:data:`deepclust.networks.BACKBONES`, which
-        :func:`deepclust.networks.register_backbone` extends). A :class:`torch.nn.Module`
+        :func:`deepclust.networks.register_backbone` extends); any torchvision
+        classification model as ``'torchvision:NAME'`` or ``NAME`` (``'vgg16'``,
+        ``'efficientnet_b0'``, ...), and timm models as ``'timm:NAME'`` (see ``weights``).
+        A :class:`torch.nn.Module`
         mapping a batch of samples to ``(B, F)`` features is copied, never trained in
         place; an estimator with a module backbone cannot be written as a model file
         (:func:`deepclust.io.save_model`), only pickled.
@@ -93,7 +96,9 @@ docdict["weights"] = _entry(
         (``'resnet18'``, ``'resnet50'``, ``'alexnet'``, ``'vgg16'``, ...) build the
         standard torchvision architecture, which reads images normalised with ImageNet's
         statistics (grey images repeated to RGB) and, unless ``image_size`` is set, at the
-        weights' size (224 px). Weights of a registered small backbone (e.g. a
+        weights' size (224 px); so do ``'timm:NAME'`` backbones (with the optional timm
+        package, normalised with the model's own statistics). Weights of a registered
+        small backbone (e.g. a
         ``'convnet'`` state dict saved from another fit) are loaded as they are. Checked
         before any training.
     """

@@ -15,8 +15,10 @@ from deepclust.networks._filters import INPUT_INVARIANCES, InvariantInput, Sobel
 from deepclust.networks._heads import ClusteringHeads, ProjectionHead, StackedLinearHeads
 from deepclust.networks._model import ClusteringNetwork, Normalize
 from deepclust.networks._pretrained import (
+    TimmBackbone,
     TorchvisionBackbone,
     load_backbone_weights,
+    pretrained_image_size,
     read_weights,
     torchvision_model_names,
     weights_image_size,
@@ -34,6 +36,7 @@ __all__ = [
     "SmallConvNet",
     "SobelFilter",
     "StackedLinearHeads",
+    "TimmBackbone",
     "TorchvisionBackbone",
     "backbone_factory",
     "build_backbone",
@@ -41,6 +44,7 @@ __all__ = [
     "feature_dim",
     "load_backbone_weights",
     "network_from_description",
+    "pretrained_image_size",
     "read_weights",
     "register_backbone",
     "resolve_backbone_name",

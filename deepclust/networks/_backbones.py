@@ -20,6 +20,7 @@ __all__ = [
 
 InputShape = tuple[int, ...]
 TORCHVISION_PREFIX = "torchvision:"
+TIMM_PREFIX = "timm:"
 BackboneFactory = Callable[[InputShape], nn.Module]
 
 
@@ -276,14 +277,26 @@ def _torchvision_factory(name: str) -> BackboneFactory:
     return factory
 
 
+def _timm_factory(name: str) -> BackboneFactory:
+    from deepclust.networks._pretrained import TimmBackbone
+
+    def factory(shape: InputShape) -> nn.Module:
+        _require_images(TIMM_PREFIX + name, shape)
+        return TimmBackbone(name, shape[0])
+
+    return factory
+
+
 def backbone_factory(name: str) -> BackboneFactory | None:
-    """The factory of backbone ``name``: a registered one, or ``'torchvision:NAME'``.
+    """The factory of backbone ``name``: a registered one, ``'torchvision:NAME'`` or
+    ``'timm:NAME'``.
 
     Parameters
     ----------
     name : str
-        A key of :data:`BACKBONES`, or ``'torchvision:'`` followed by a torchvision
-        classification model's name.
+        A key of :data:`BACKBONES`, ``'torchvision:'`` followed by a torchvision
+        classification model's name, or ``'timm:'`` followed by a timm model's name (with
+        the optional ``timm`` package; whether the name exists is checked when it is built).
 
     Returns
     -------
@@ -292,6 +305,8 @@ def backbone_factory(name: str) -> BackboneFactory | None:
     """
     if name in BACKBONES:
         return BACKBONES[name]
+    if name.startswith(TIMM_PREFIX):
+        return _timm_factory(name[len(TIMM_PREFIX) :])
     if name.startswith(TORCHVISION_PREFIX):
         from deepclust.networks._pretrained import torchvision_model_names
 
@@ -320,8 +335,10 @@ def resolve_backbone_name(backbone: str, weights=None) -> str:
         A name :func:`backbone_factory` builds, unchanged when it builds nothing (the
         caller reports the unknown name).
     """
-    if backbone.startswith(TORCHVISION_PREFIX):
+    if backbone.startswith((TORCHVISION_PREFIX, TIMM_PREFIX)):
         return backbone
+    if backbone in BACKBONES and weights is None:
+        return backbone  # without importing torchvision
     from deepclust.networks._pretrained import torchvision_model_names
 
     in_torchvision = backbone in torchvision_model_names()

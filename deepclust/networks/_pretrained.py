@@ -21,17 +21,19 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from deepclust.networks._backbones import TORCHVISION_PREFIX
+from deepclust.networks._backbones import TIMM_PREFIX, TORCHVISION_PREFIX
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "TORCHVISION_PREFIX",
     "ImageNetInput",
+    "TimmBackbone",
     "TorchvisionBackbone",
     "load_backbone_weights",
     "read_weights",
     "torchvision_model_names",
+    "pretrained_image_size",
     "weights_image_size",
 ]
 
@@ -60,16 +62,21 @@ def torchvision_model_names() -> list[str]:
 
 
 class ImageNetInput(nn.Module):
-    """Grey images repeated to RGB, then ImageNet's per-channel normalisation.
+    """Grey images repeated to RGB, then a per-channel normalisation (ImageNet's).
 
     The constants are non-persistent buffers: they follow the module to its device but
     are not part of its ``state_dict``.
+
+    Parameters
+    ----------
+    mean, std : tuple of float
+        Per RGB channel; ImageNet's by default.
     """
 
-    def __init__(self):
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
@@ -138,6 +145,59 @@ class TorchvisionBackbone(nn.Module):
         if isinstance(out, tuple):  # GoogLeNet / Inception in training mode
             out = out[0]
         return out.flatten(1)
+
+
+def _import_timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise ValueError(
+            "'timm:' backbones need the timm package: pip install 'deepclust[timm]'"
+        ) from exc
+    return timm
+
+
+class TimmBackbone(nn.Module):
+    """A timm model without its classifier (``num_classes=0``): its pooled features.
+
+    Parameters
+    ----------
+    name : str
+        A name of ``timm.list_models()``, e.g. ``'resnet50'`` or ``'vit_small_patch16_224'``.
+    n_channels : int
+        Channels of the input: 1 (repeated to RGB) or 3.
+
+    Attributes
+    ----------
+    model : nn.Module
+        ``timm.create_model(name, pretrained=False, num_classes=0)``.
+    classifier_name : str
+        The classifier's name in timm's state dicts (its keys are ignored when weights are
+        loaded).
+    reads_unit_input : bool
+        Always True: the input is normalised with the model's own ``pretrained_cfg``
+        mean and standard deviation inside the backbone.
+    """
+
+    reads_unit_input = True
+
+    def __init__(self, name: str, n_channels: int):
+        super().__init__()
+        timm = _import_timm()
+        if name not in timm.list_models():
+            raise ValueError(f"{name!r} is not a timm model; see timm.list_models().")
+        if n_channels not in (1, 3):
+            raise ValueError(f"timm backbones read grey or RGB images; got {n_channels} channels.")
+        self.model = timm.create_model(name, pretrained=False, num_classes=0)
+        config = self.model.pretrained_cfg
+        self.input = ImageNetInput(
+            tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
+        )
+        classifier = config.get("classifier", "fc")
+        self.classifier_name = classifier if isinstance(classifier, str) else classifier[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.input(x)).flatten(1)
 
 
 def _torchvision_weights(name: str, value: str):
@@ -298,7 +358,7 @@ def load_backbone_weights(module: nn.Module, weights, backbone_name: str | None 
         When keys of the backbone are missing from the weights, the weights have keys the
         backbone lacks (besides its classification layer's), or shapes differ.
     """
-    target = module.model if isinstance(module, TorchvisionBackbone) else module
+    target = module.model if isinstance(module, (TorchvisionBackbone, TimmBackbone)) else module
     state = read_weights(weights, backbone_name)
     expected = target.state_dict()
     found, prefix = _matching_keys(state, set(expected))
@@ -333,3 +393,31 @@ def load_backbone_weights(module: nn.Module, weights, backbone_name: str | None 
             "Check backbone= and the number of image channels."
         )
     target.load_state_dict(found)
+
+
+def pretrained_image_size(backbone: str, weights) -> int | None:
+    """The image side a backbone with ``weights`` reads by default, or None.
+
+    Parameters
+    ----------
+    backbone : str
+        A resolved backbone name (see :func:`~deepclust.networks.resolve_backbone_name`).
+    weights : object
+        The ``weights`` parameter; None gives None.
+
+    Returns
+    -------
+    int or None
+        For a torchvision backbone, the weights' own size (:func:`weights_image_size`);
+        for a ``'timm:'`` one, its ``pretrained_cfg`` input size; else None (the recipe
+        decides).
+    """
+    if weights is None or not isinstance(backbone, str):
+        return None
+    if backbone.startswith(TORCHVISION_PREFIX):
+        return weights_image_size(weights, backbone[len(TORCHVISION_PREFIX) :])
+    if backbone.startswith(TIMM_PREFIX):
+        config = _import_timm().get_pretrained_cfg(backbone[len(TIMM_PREFIX) :])
+        size = getattr(config, "input_size", None) if config is not None else None
+        return int(size[-1]) if size else FILE_WEIGHTS_SIZE
+    return None
