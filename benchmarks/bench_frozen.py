@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_frozen.py frozen --weights /tmp/pretext.pth
     python benchmarks/bench_frozen.py full
     python benchmarks/bench_frozen.py report   # the RST table of docs/benchmarks.rst
+    python benchmarks/bench_frozen.py montage --result RESULT.json --out m.png
 """
 
 from __future__ import annotations
@@ -107,11 +108,14 @@ def _fit_test(params: dict, seed: int) -> dict:
     start = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - start
+    frozen_recipe = est.recipe_.get("frozen_features", {}).get("params")
     return {
         "n_samples": len(X),
         "acc": float(cluster_accuracy(y, est.labels_)),
         "seconds": seconds,
         "recipe": est.recipe_["params"],
+        "frozen_recipe": {k: str(v) for k, v in (frozen_recipe or {}).items()} or None,
+        "labels": est.labels_.tolist(),
     }
 
 
@@ -157,9 +161,32 @@ def report(args) -> None:
         )
 
 
+def montage(args) -> None:
+    """Random members of every cluster of a ``frozen`` or ``full`` result, one row each."""
+    import numpy as np
+    from PIL import Image
+
+    from deepclust.cli._montage import render_montage_pages
+
+    labels = np.asarray(json.loads(Path(args.result).read_text())["labels"])
+    X, _ = load_fashion_mnist(subset="test")
+    order = np.random.default_rng(0).random(len(labels))
+    pages, _ = render_montage_pages(
+        labels,
+        order,
+        int(labels.max()) + 1,
+        lambda indices: [Image.fromarray(np.squeeze(X[i])) for i in indices],
+        per_cluster=16,
+        tile_size=40,
+    )
+    Path(args.out).write_bytes(pages[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["pretext", "frozen", "full", "report"])
+    parser.add_argument("stage", choices=["pretext", "frozen", "full", "report", "montage"])
+    parser.add_argument("--result", help="montage: a frozen-*.json result")
+    parser.add_argument("--out", default="montage.png", help="montage: the PNG written")
     parser.add_argument("--weights", default="/tmp/deepclust-pretext.pth")
     parser.add_argument("--budget", default="default", choices=["fast", "default", "thorough"])
     parser.add_argument("--seed", type=int, default=0)
@@ -167,7 +194,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"pretext": pretext, "frozen": frozen, "full": full, "report": report}[args.stage](args)
+    stages = {"pretext": pretext, "frozen": frozen, "full": full, "report": report}
+    stages["montage"] = montage
+    stages[args.stage](args)
 
 
 if __name__ == "__main__":

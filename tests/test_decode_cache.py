@@ -244,3 +244,20 @@ def test_cluster_command_reuses_its_cache_dir(tmp_path, monkeypatch):
     assert main(["cluster", str(folder), "--out", str(tmp_path / "b"), *common]) == 0
     labels = [(tmp_path / run / "labels.csv").read_text() for run in ("a", "b")]
     assert labels[0] == labels[1]
+
+
+def test_estimators_read_and_write_their_cache_dir(tmp_path, monkeypatch):
+    from deepclust import DeepClusterEstimator
+
+    folder, cache_dir = _folder(tmp_path), tmp_path / "cache"
+    params = dict(n_clusters=2, max_epochs=1, pca_dim=4, device="cpu", random_state=0)
+    est = DeepClusterEstimator(cache_dir=str(cache_dir), image_size=12, **params).fit(str(folder))
+    files = _cache_files(cache_dir)
+    assert files, "fit wrote no cache"
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a file was decoded")
+
+    monkeypatch.setattr(sources, "read_image", no_decoding)
+    np.testing.assert_array_equal(est.predict(str(folder)), est.labels_)
+    assert _cache_files(cache_dir) == files

@@ -513,6 +513,12 @@ class FileSource(DataSource):
         """:meth:`scan` with :attr:`cache_dir`: open the cache of these files, or build it."""
         key = cache_key(self.paths, self.image_size, self._n_channels)
         cache = read_cache(self.cache_dir, key)
+        if cache is None and self._n_channels is not None:
+            # A scan that let the files decide (a fit) wrote the same pixels when it
+            # settled on this channel count (a later predict asks for it).
+            undecided = read_cache(self.cache_dir, cache_key(self.paths, self.image_size, None))
+            if undecided is not None and undecided[1].get("channels") == self._n_channels:
+                cache = undecided
         if cache is None:
             cache = self._build_disk_cache(key, batch_size)
         pixels, description = cache

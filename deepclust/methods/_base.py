@@ -185,6 +185,7 @@ class BaseDeepClusterer(
         "lr_schedule": [StrOptions({"cosine", "step", "constant", "auto"}), None],
         "image_size": [Interval(Integral, 4, None, closed="left"), tuple, None],
         "on_bad_image": [StrOptions({"raise", "skip"})],
+        "cache_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -234,6 +235,7 @@ class BaseDeepClusterer(
                 image_size=self.image_size,
                 on_bad_image=self.on_bad_image,
                 validate_features=validate_features,
+                cache_dir=getattr(self, "cache_dir", None),
             )
             if source.kind == "images":
                 self.n_features_in_ = source.n_features
@@ -252,7 +254,11 @@ class BaseDeepClusterer(
             return source
         channels, height, width = self.input_shape_
         source = as_source(
-            X, image_size=(height, width), n_channels=channels, on_bad_image=self.on_bad_image
+            X,
+            image_size=(height, width),
+            n_channels=channels,
+            on_bad_image=self.on_bad_image,
+            cache_dir=getattr(self, "cache_dir", None),
         )
         if source.kind != "images":
             raise ValueError(

@@ -309,6 +309,18 @@ docdict["on_bad_image"] = _entry(
     """
 )
 
+docdict["cache_dir"] = _entry(
+    """
+    cache_dir : str, path-like or None, default=None
+        For a folder or a list of image files: keep their decoded pixels in this folder
+        (made when missing), as one memory-mapped file per file list, image size and
+        channel count, so that a later ``fit``, ``predict`` or ``transform`` on the same,
+        unchanged files decodes none of them (``deepclust cluster --cache-dir``). A cache
+        is written whole or not at all. ``None`` keeps decoded images in memory only, when
+        they fit.
+    """
+)
+
 docdict["random_state"] = _entry(
     """
     random_state : int, RandomState instance or None, default=None

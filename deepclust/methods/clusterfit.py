@@ -230,6 +230,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         the fresh network's training, ``'cosine'``.
     %(image_size)s
     %(on_bad_image)s
+    %(cache_dir)s
     %(random_state)s
     %(verbose)s
 
@@ -328,6 +329,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         lr_schedule=None,
         image_size=None,
         on_bad_image="raise",
+        cache_dir=None,
         random_state=None,
         verbose=False,
     ):
@@ -355,6 +357,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         self.lr_schedule = lr_schedule
         self.image_size = image_size
         self.on_bad_image = on_bad_image
+        self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
 

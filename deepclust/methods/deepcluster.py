@@ -207,6 +207,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
     %(weight_decay)s
     %(image_size)s
     %(on_bad_image)s
+    %(cache_dir)s
     %(random_state)s
     %(verbose)s
 
@@ -303,6 +304,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         weight_decay=1e-5,
         image_size=None,
         on_bad_image="raise",
+        cache_dir=None,
         random_state=None,
         verbose=False,
     ):
@@ -328,6 +330,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         self.weight_decay = weight_decay
         self.image_size = image_size
         self.on_bad_image = on_bad_image
+        self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
 

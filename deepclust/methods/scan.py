@@ -583,6 +583,7 @@ class SCANClusterer(BaseDeepClusterer):
     %(batch_size)s
     %(image_size)s
     %(on_bad_image)s
+    %(cache_dir)s
     %(random_state)s
     %(verbose)s
 
@@ -710,6 +711,7 @@ class SCANClusterer(BaseDeepClusterer):
         batch_size="auto",
         image_size=None,
         on_bad_image="raise",
+        cache_dir=None,
         random_state=None,
         verbose=False,
     ):
@@ -745,6 +747,7 @@ class SCANClusterer(BaseDeepClusterer):
         self.batch_size = batch_size
         self.image_size = image_size
         self.on_bad_image = on_bad_image
+        self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
 

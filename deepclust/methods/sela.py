@@ -250,6 +250,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         1e-5 is the reference's value.
     %(image_size)s
     %(on_bad_image)s
+    %(cache_dir)s
     %(random_state)s
     %(verbose)s
 
@@ -357,6 +358,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         weight_decay=1e-5,
         image_size=None,
         on_bad_image="raise",
+        cache_dir=None,
         random_state=None,
         verbose=False,
     ):
@@ -384,6 +386,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         self.weight_decay = weight_decay
         self.image_size = image_size
         self.on_bad_image = on_bad_image
+        self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
 
