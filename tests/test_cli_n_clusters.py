@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -38,6 +39,16 @@ def test_auto_writes_the_table_to_run_json(digits_npy, tmp_path):
     )
     assert run["params"]["n_clusters"] == search["best_n_clusters"]
     assert (out / "labels.csv").is_file()
+    report = (out / "report.html").read_text()
+    section = report.split("<h2>Number of clusters</h2>", 1)[1].split("<h2>", 1)[0]
+    assert f"Chosen without labels: {search['best_n_clusters']} clusters" in section
+    rows = re.findall(r"<tr><td>(?:<b>)?(\d+)(?:</b>)?</td><td>(-?[\d.]+)</td>", section)
+    assert [int(k) for k, _ in rows] == candidates
+    for k, mean in rows:
+        assert float(mean) == pytest.approx(search["mean_scores"][k], abs=1e-4)
+    assert section.count("chosen</td>") == 1
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in section
+    assert "silhouette by number of clusters" in section
 
 
 @pytest.mark.parametrize("form, expected", [("2:4", [2, 3, 4]), ("5,3", [3, 5])])

@@ -200,7 +200,8 @@ def estimator_params(args, method: str) -> dict:
     ----------
     args : argparse.Namespace
         The parsed ``cluster`` command line (``--config``, ``--epochs``, ``--batch-size``,
-        ``--budget``, ``--n-clusters``, ``--seed``, ``--device``, ``--quiet``).
+        ``--budget``, ``--n-clusters``, ``--merge-to``, ``--backbone``, ``--weights``,
+        ``--freeze-backbone``, ``--seed``, ``--device``, ``--quiet``).
     method : str
         A registered method's name (``--method``): its estimator class.
 
@@ -230,6 +231,13 @@ def estimator_params(args, method: str) -> dict:
         params["budget"] = args.budget
     if getattr(args, "invariant_to", None):
         params["invariant_to"] = list(args.invariant_to)
+    if getattr(args, "merge_to", None) is not None:
+        params["merge_to"] = args.merge_to
+    for option in ("backbone", "weights"):
+        if getattr(args, option, None) is not None:
+            params[option] = getattr(args, option)
+    if getattr(args, "freeze_backbone", False):
+        params["freeze_backbone"] = True
     params.update(
         n_clusters=args.n_clusters,
         random_state=args.seed,
@@ -257,11 +265,29 @@ def _requested_image_size(args, params: dict):
 
 
 def _check_estimator(cls, params: dict) -> None:
-    """Refuse invalid estimator parameters (from ``--config``) before any work."""
+    """Refuse invalid estimator parameters (from ``--config``) before any work, and
+    weights that are missing or unreadable."""
     try:
         cls(**params)._validate_params()
     except (ValueError, TypeError) as exc:
         raise CommandError(f"--config: {exc}") from exc
+    if params.get("weights") is not None:
+        from deepclust.networks import read_weights
+
+        estimator = cls(**params)
+        try:
+            estimator._check_weights_params()
+            read_weights(params["weights"], estimator._torchvision_name())
+        except (ValueError, TypeError) as exc:
+            raise CommandError(f"--weights: {exc}") from exc
+
+
+def _weights_image_size(cls, params: dict) -> int | None:
+    """The side of the images the ``--weights`` of a torchvision backbone were trained on
+    (None without such weights)."""
+    from deepclust.networks import pretrained_image_size
+
+    return pretrained_image_size(cls(**params)._backbone_name(), params.get("weights"))
 
 
 def _load_input(args, **kwargs):
@@ -481,6 +507,44 @@ class _RunRecord(Callback):
 
 
 # ---------------------------------------------------------------------- pipeline
+def n_output_clusters(estimator) -> int:
+    """The number of clusters of the outputs: ``merge_to`` after a merge, else
+    ``n_clusters``.
+
+    Parameters
+    ----------
+    estimator : fitted deepclust estimator
+
+    Returns
+    -------
+    int
+    """
+    if getattr(estimator, "merge_map_", None) is not None:
+        return int(estimator.merge_to)
+    return int(estimator.n_clusters)
+
+
+def merge_record(estimator) -> dict | None:
+    """A fit with ``merge_to``: the trained clusters of each merged cluster, for the report.
+
+    Parameters
+    ----------
+    estimator : fitted deepclust estimator
+
+    Returns
+    -------
+    dict or None
+        ``n_trained`` and ``groups`` (for each merged id, the trained ids in it); None
+        without a merge.
+    """
+    merge_map = getattr(estimator, "merge_map_", None)
+    if merge_map is None:
+        return None
+    merge_map = np.asarray(merge_map)
+    groups = [np.flatnonzero(merge_map == m).tolist() for m in range(n_output_clusters(estimator))]
+    return {"n_trained": int(len(merge_map)), "groups": groups}
+
+
 def run_pipeline(
     estimator,
     loaded,
@@ -557,7 +621,7 @@ def run_pipeline(
     if fit_labels is not None and len(fit_labels) != len(loaded):
         fit_labels = None
     labels, confidence, predicted = label_samples(estimator, loaded.data, progress, fit_labels)
-    sizes = np.bincount(labels, minlength=int(estimator.n_clusters))
+    sizes = np.bincount(labels, minlength=n_output_clusters(estimator))
     paths = write_outputs(
         estimator,
         loaded,
@@ -570,6 +634,7 @@ def run_pipeline(
         method=method,
         source=source,
         progress=progress,
+        search=run_info.get("n_clusters_search"),
     )
     checkpoint.unlink(missing_ok=True)
     metrics = None
@@ -604,7 +669,7 @@ def _write_metrics(out_dir: Path, loaded, labels, predicted, method: str, estima
     if class_names is not None:
         record["class_names"] = list(class_names)
         record["confusion_matrix"] = matched_confusion(
-            y, labels, int(estimator.n_clusters), list(class_names)
+            y, labels, n_output_clusters(estimator), list(class_names)
         )
     record["recipe"] = _json_safe(estimator.recipe_)
     record["nuisance"] = estimator.nuisance_report_.to_dict()
@@ -627,7 +692,7 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
         "source": source,
         "input": loaded.description,
         "method": f"{method} ({type(estimator).__name__})",
-        "clusters": int(estimator.n_clusters),
+        "clusters": n_output_clusters(estimator),
         "training time": f"{fit_seconds:.1f} s",
         "device": str(getattr(estimator, "device_", "cpu")),
         "parameters": ", ".join(
@@ -639,6 +704,14 @@ def _report_summary(estimator, loaded, *, source, method, fit_seconds, agreement
         + ", ".join(f"{k}={v}" for k, v in _json_safe(estimator.recipe_["params"]).items()),
         "invariant to": _invariances_applied(estimator.recipe_["invariances"]),
     }
+    frozen = estimator.recipe_.get("frozen_features")
+    if frozen is not None:
+        summary["heads on frozen features"] = (
+            f"{frozen['data']['n_features']} features per image; "
+            + ", ".join(
+                f"{k}={v}" for k, v in _json_safe(frozen["params"]).items() if k != "backbone"
+            )
+        )
     if agreement < 1:
         summary["labels"] = (
             "labels.csv and the montage show the method's own clustering (labels_); the "
@@ -693,6 +766,7 @@ def write_outputs(
     source: str,
     progress=None,
     predicted=None,
+    search: dict | None = None,
 ) -> list[Path]:
     """Model, ``labels.csv``, ``metrics.json``, montage and ``report.html``, atomically.
 
@@ -723,6 +797,9 @@ def write_outputs(
         A tqdm-like factory for the progress bar of writing.
     predicted : ndarray of int of shape (n_samples,), optional
         ``predict`` of the same samples; ``None`` means ``labels``.
+    search : dict, optional
+        The ``--n-clusters`` search's record (``run.json``'s ``n_clusters_search``),
+        shown in the report as a table and a curve.
 
     Returns
     -------
@@ -783,6 +860,8 @@ def write_outputs(
             nuisance=estimator.nuisance_report_.to_dict(),
             nuisance_pages=nuisance_pages,
             confusion=known["confusion"],
+            search=search,
+            merge=merge_record(estimator),
         )
         _atomic_write_text(out_dir / "report.html", report)
         written.append(out_dir / "report.html")
@@ -850,6 +929,26 @@ def _placeholder_n_clusters(args) -> dict | None:
     return {"spec": spec}
 
 
+def _check_merge_to(params: dict, search: dict | None) -> None:
+    """Refuse, before any work, a ``merge_to`` (``--merge-to`` or ``--config``) that is
+    combined with a ``--n-clusters`` search or is not below ``--n-clusters``."""
+    merge_to = params.get("merge_to")
+    if merge_to is None:
+        return
+    if search is not None:
+        raise CommandError(
+            f"--merge-to {merge_to} needs a fixed --n-clusters K (the number of clusters "
+            "trained, then merged into --merge-to); it cannot be combined with the search "
+            "--n-clusters auto, LOW:HIGH or K1,K2,..."
+        )
+    if merge_to >= params["n_clusters"]:
+        raise CommandError(
+            f"--merge-to {merge_to} must be below --n-clusters {params['n_clusters']}: "
+            "the run trains --n-clusters clusters and merges them into --merge-to. Raise "
+            "--n-clusters (e.g. to twice --merge-to) or lower --merge-to."
+        )
+
+
 def _search_n_clusters(search: dict, cls, params: dict, loaded, say) -> dict:
     """Run :func:`~deepclust.model_selection.choose_n_clusters` (before the final fit) and
     return its record for ``run.json``; sets ``params['n_clusters']`` to the choice."""
@@ -898,9 +997,12 @@ def _cluster(args: argparse.Namespace) -> int:
     _set_threads(args)
     device = resolve_cli_device(args.device)
     params = estimator_params(args, method)
+    _check_merge_to(params, search)
     image_size = _requested_image_size(args, params)
     cls = _estimator_class(method)
     _check_estimator(cls, params)
+    if image_size is None:
+        image_size = _weights_image_size(cls, params)
     if args.labels_from_folders:
         _check_class_folders(args.source)
     out_dir = Path(args.out)
@@ -1255,9 +1357,7 @@ def _add_cluster(commands, runtime) -> None:
         choices=_BUDGET_NAMES,
         help="training budget: 'fast' about a third of 'default', 'thorough' three times",
     )
-    cluster.add_argument(
-        "--n-clusters", required=True, type=_n_clusters, metavar="K", help=_N_CLUSTERS_HELP
-    )
+    _add_n_clusters_options(cluster)
     cluster.add_argument(
         "--invariant-to",
         type=_invariances,
@@ -1303,6 +1403,20 @@ def _add_cluster(commands, runtime) -> None:
     cluster.set_defaults(run=_cluster)
 
 
+def _add_n_clusters_options(cluster) -> None:
+    """The options of ``deepclust cluster`` on the number of clusters."""
+    cluster.add_argument(
+        "--n-clusters", required=True, type=_n_clusters, metavar="K", help=_N_CLUSTERS_HELP
+    )
+    cluster.add_argument(
+        "--merge-to",
+        type=_n_clusters_int,
+        metavar="M",
+        help="overcluster: train --n-clusters clusters, then merge them into M (below K) by "
+        "their prototypes; the report shows which were merged (needs a fixed K)",
+    )
+
+
 def _add_file_options(cluster) -> None:
     """The options of ``deepclust cluster`` on reading image files."""
     cluster.add_argument(
@@ -1315,6 +1429,27 @@ def _add_file_options(cluster) -> None:
         "--skip-bad-images",
         action="store_true",
         help="leave out unreadable image files (with a warning) instead of stopping",
+    )
+    cluster.add_argument(
+        "--backbone",
+        metavar="NAME",
+        help="the network: a deepclust backbone (convnet-small, convnet, resnet18, ...) or "
+        "a torchvision classification model (resnet50, vgg16, efficientnet_b0, ...); by "
+        "default the recipe's",
+    )
+    cluster.add_argument(
+        "--weights",
+        metavar="FILE|NAME",
+        help="weights the backbone starts from: a .pth/.pt/.safetensors state dict, or a "
+        "torchvision weights name such as IMAGENET1K_V1 (downloaded when online); with a "
+        "torchvision backbone the images are read at the weights' size (224 px) unless "
+        "--image-size is given",
+    )
+    cluster.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="keep the backbone of --weights fixed: its features are computed once and only "
+        "the clustering heads train (minutes on a CPU)",
     )
     cluster.add_argument(
         "--labels-from-folders",

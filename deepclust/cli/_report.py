@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["render_report", "line_chart_svg", "bar_chart_svg"]
+__all__ = ["render_report", "line_chart_svg", "bar_chart_svg", "score_curve_svg"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -150,6 +150,85 @@ def bar_chart_svg(sizes: Sequence[int], *, width: int = 900, height: int = 240) 
         f'<text x="{left + inner_w / 2}" y="{height - 4}" text-anchor="middle" '
         'font-size="11">cluster</text></svg>'
     )
+    return "".join(parts)
+
+
+def score_curve_svg(
+    ks: Sequence[int],
+    means: Sequence[float],
+    spreads: Sequence[float],
+    chosen: int,
+    *,
+    title: str,
+    width: int = 380,
+    height: int = 220,
+) -> str:
+    """An inline SVG of a score against the number of clusters, with its spread and pick.
+
+    Parameters
+    ----------
+    ks : sequence of int
+        The candidate numbers of clusters, increasing; each gets a tick label.
+    means, spreads : sequence of float
+        The mean score of each candidate and its spread (standard deviation over seeds),
+        drawn as a line through the means in a band of one spread either side.
+    chosen : int
+        The chosen candidate, marked by a dashed vertical line.
+    title : str
+        Shown above the chart and as its accessible label.
+    width, height : int
+        Size of the SVG in pixels, margins included (default 380 x 220).
+
+    Returns
+    -------
+    str
+        The ``<svg>`` element.
+    """
+    left, right, top, bottom = 58, 12, 28, 36
+    inner_w, inner_h = width - left - right, height - top - bottom
+    lows = [m - s for m, s in zip(means, spreads)]
+    highs = [m + s for m, s in zip(means, spreads)]
+    x_min, x_max = min(ks), max(ks) if max(ks) > min(ks) else min(ks) + 1
+    y_min, y_max = min(lows), max(highs)
+    if y_max == y_min:
+        y_min, y_max = y_min - 0.5, y_max + 0.5
+
+    def sx(x: float) -> float:
+        return left + (x - x_min) / (x_max - x_min) * inner_w
+
+    def sy(y: float) -> float:
+        return top + (1 - (y - y_min) / (y_max - y_min)) * inner_h
+
+    band = [f"{sx(k):.1f},{sy(v):.1f}" for k, v in zip(ks, highs)]
+    band += [f"{sx(k):.1f},{sy(v):.1f}" for k, v in reversed(list(zip(ks, lows)))]
+    line = " ".join(f"{sx(k):.1f},{sy(m):.1f}" for k, m in zip(ks, means))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{width / 2}" y="17" text-anchor="middle" font-size="13">'
+        f"{html.escape(title)}</text>",
+        f'<rect x="{left}" y="{top}" width="{inner_w}" height="{inner_h}" fill="#fafafa" '
+        'stroke="#bbb"/>',
+        f'<polygon points="{" ".join(band)}" fill="{_COLORS[0]}" fill-opacity="0.2"/>',
+        f'<line x1="{sx(chosen):.1f}" y1="{top}" x2="{sx(chosen):.1f}" y2="{top + inner_h}" '
+        'stroke="#777" stroke-dasharray="4 3"/>',
+        f'<polyline points="{line}" fill="none" stroke="{_COLORS[0]}" stroke-width="2"/>',
+        *(
+            f'<circle cx="{sx(k):.1f}" cy="{sy(m):.1f}" r="{3.5 if k == chosen else 2.2}" '
+            f'fill="{_COLORS[1] if k == chosen else _COLORS[0]}"/>'
+            for k, m in zip(ks, means)
+        ),
+        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="11">{_fmt(y_max)}</text>',
+        f'<text x="{left - 4}" y="{top + inner_h}" text-anchor="end" font-size="11">'
+        f"{_fmt(y_min)}</text>",
+        *(
+            f'<text x="{sx(k):.1f}" y="{top + inner_h + 14}" text-anchor="middle" '
+            f'font-size="11">{k}</text>'
+            for k in ks
+        ),
+        f'<text x="{left + inner_w / 2}" y="{height - 6}" text-anchor="middle" '
+        f'font-size="11">n_clusters (chosen: {chosen})</text></svg>',
+    ]
     return "".join(parts)
 
 
@@ -298,6 +377,60 @@ def _nuisance_section(nuisance: dict | None, pages: Sequence[bytes]) -> list[str
     return out
 
 
+def _search_section(search: dict | None) -> list[str]:
+    """The ``--n-clusters`` search: a table of the candidates' scores and their curve."""
+    if not search:
+        return []
+    esc = html.escape
+    by_k: dict[int, list[dict]] = {}
+    for row in search["table"]:
+        by_k.setdefault(int(row["n_clusters"]), []).append(row)
+    chosen = int(search["best_n_clusters"])
+    ks = sorted(by_k)
+    means = [float(np.mean([r["score"] for r in by_k[k]])) for k in ks]
+    spreads = [float(np.std([r["score"] for r in by_k[k]])) for k in ks]
+    rows = "".join(
+        f"<tr><td>{'<b>' + str(k) + '</b>' if k == chosen else k}</td><td>{mean:.4f}</td>"
+        f"<td>{spread:.4f}</td><td>{len(by_k[k])}</td>"
+        f"<td>{np.mean([r['seconds'] for r in by_k[k]]):.1f}</td>"
+        f"<td>{'chosen' if k == chosen else ''}</td></tr>"
+        for k, mean, spread in zip(ks, means, spreads)
+    )
+    scoring = esc(str(search.get("scoring", "score")))
+    return [
+        "<h2>Number of clusters</h2>",
+        f'<p class="note">Chosen without labels: {chosen} clusters, the candidate with the '
+        f"highest mean {scoring} over the seeds (on a tie, the smallest). Shared by the "
+        f"fits: {esc(str(search.get('shared', 'nothing')))} "
+        f"({float(search.get('shared_seconds', 0.0)):.1f} s).</p>",
+        f"<table><tr><th>candidate</th><th>{scoring} mean</th><th>spread (std over seeds)"
+        f"</th><th>seeds</th><th>fit s (mean)</th><th></th></tr>{rows}</table>",
+        '<div class="charts">'
+        + score_curve_svg(ks, means, spreads, chosen, title=f"{scoring} by number of clusters")
+        + "</div>",
+    ]
+
+
+def _merge_section(merge: dict | None, sizes: np.ndarray) -> list[str]:
+    """A fit with ``merge_to``: which trained clusters make up each merged cluster."""
+    if not merge:
+        return []
+    rows = "".join(
+        f"<tr><td>{merged}</td><td>{', '.join(str(t) for t in group) or 'none'}</td>"
+        f"<td>{len(group)}</td><td>{int(sizes[merged]) if merged < len(sizes) else 0}</td></tr>"
+        for merged, group in enumerate(merge["groups"])
+    )
+    return [
+        "<h2>Merged clusters</h2>",
+        f'<p class="note">{merge["n_trained"]} clusters were trained, then merged into '
+        f"{len(merge['groups'])} by average-linkage agglomeration of their prototypes (the "
+        "mean of each cluster's normalised features). Every cluster id elsewhere in this "
+        "report and in labels.csv is a merged one.</p>",
+        "<table><tr><th>cluster</th><th>trained clusters merged into it</th><th>trained "
+        f"clusters</th><th>samples</th></tr>{rows}</table>",
+    ]
+
+
 def _sizes_section(sizes: np.ndarray) -> list[str]:
     """The bar chart of cluster sizes with the largest, smallest and empty counts."""
     n_empty = int(np.sum(np.asarray(sizes) == 0))
@@ -322,6 +455,8 @@ def render_report(
     nuisance: dict | None = None,
     nuisance_pages: Sequence[bytes] = (),
     confusion: dict | None = None,
+    search: dict | None = None,
+    merge: dict | None = None,
 ) -> str:
     """The HTML text of ``report.html``.
 
@@ -351,6 +486,13 @@ def render_report(
         Known classes only: the matched confusion matrix (``clusters``, ``classes``,
         ``counts``), drawn as a table; the montage is then framed by class and sorted by
         purity.
+    search : dict, optional
+        The ``--n-clusters`` search (``run.json``'s ``n_clusters_search``: ``table``,
+        ``best_n_clusters``, ``scoring``, ``shared``, ``shared_seconds``), drawn as a
+        table of the candidates' mean score and spread over seeds, and their curve.
+    merge : dict, optional
+        A fit with ``merge_to``: ``n_trained`` and ``groups`` (the trained cluster ids of
+        each merged cluster), drawn as a table.
     """
     esc = html.escape
     rows = "".join(
@@ -363,6 +505,8 @@ def render_report(
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f"<table>{rows}</table>",
+        *_search_section(search),
+        *_merge_section(merge, sizes),
         *_metrics_section(metrics),
         *_confusion_section(confusion),
         "<h2>Clusters</h2>",

@@ -10,7 +10,23 @@ from sklearn.utils import check_random_state
 
 from deepclust.augment._geometric import rotation_matrices, warp_affine
 
-__all__ = ["recolour_images", "rotate_images"]
+__all__ = [
+    "FASHION_MNIST_SUPERCLASSES",
+    "fashion_mnist_superclasses",
+    "recolour_images",
+    "rotate_images",
+]
+
+#: Fashion-MNIST's ten classes grouped into five superclasses: superclass name to the
+#: class ids (0 T-shirt/top, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal, 6 shirt,
+#: 7 sneaker, 8 bag, 9 ankle boot) it holds.
+FASHION_MNIST_SUPERCLASSES: dict[str, tuple[int, ...]] = {
+    "tops": (0, 2, 4, 6),
+    "bottoms": (1,),
+    "dresses": (3,),
+    "footwear": (5, 7, 9),
+    "bags": (8,),
+}
 
 
 def _grey_unit(X) -> np.ndarray:
@@ -22,6 +38,33 @@ def _grey_unit(X) -> np.ndarray:
         raise ValueError(f"Expected grey images of shape (N, H, W) or (N, H, W, 1); got {X.shape}.")
     scale = 255.0 if X.dtype == np.uint8 else 1.0
     return X.astype(np.float32) / scale
+
+
+def fashion_mnist_superclasses(y) -> np.ndarray:
+    """Group Fashion-MNIST's class labels into its five superclasses.
+
+    The superclasses (``FASHION_MNIST_SUPERCLASSES``, in this order) are tops (T-shirt,
+    pullover, coat, shirt), bottoms (trouser), dresses (dress), footwear (sandal,
+    sneaker, ankle boot) and bags (bag): a data set with a known number of clusters (5)
+    whose clusters are unequal in size and in how alike their members look.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Fashion-MNIST class ids in ``0..9``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), dtype int64
+        The superclass of each sample, in ``0..4``.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or (y.size and (y.min() < 0 or y.max() > 9)):
+        raise ValueError("Expected Fashion-MNIST class ids in 0..9, one per sample.")
+    table = np.empty(10, dtype=np.int64)
+    for superclass, members in enumerate(FASHION_MNIST_SUPERCLASSES.values()):
+        table[list(members)] = superclass
+    return table[y.astype(np.int64)]
 
 
 def recolour_images(X, random_state=None) -> np.ndarray:

@@ -1,0 +1,254 @@
+"""Tabulate the choose-K results into ``docs/_bench/choose_k.rst.inc``.
+
+Run after ``benchmarks/choose_k.py`` runs; ``docs/benchmarks.rst`` includes the generated
+file ("Choosing the number of clusters"), so every figure there comes from a result file.
+
+It reads ``benchmarks/results/choose-k-*.json``; only the newest run (by date, then by the
+time of the commit it started from, then by file name) of each method, data set, budget,
+K and seed counts. It writes a summary per data set (the picks of every seed, how many
+are exact and within one candidate step, the cost of the sweep against one default fit)
+and a table per run (the candidates, the default score of each with the pick in bold,
+what the two other label-free scores would have picked, the times), then the machines,
+dates, commits and commands of the runs.
+
+Usage: python benchmarks/report_choose_k.py [--results DIR] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from report_quality import _num, _table, newest_runs  # noqa: E402
+
+#: The result files read, as a glob pattern in the results folder.
+PATTERN = "choose-k-*.json"
+
+SUMMARY_HEADER = [
+    "data set",
+    "N",
+    "true K",
+    "candidates",
+    "seeds",
+    "chosen K (by seed)",
+    "exact",
+    "within 1 step",
+    "cost ratio mean",
+    "cost ratio max",
+    "CPU ratio mean",
+    "CPU ratio max",
+]
+RUN_HEADER = [
+    "data set",
+    "seed",
+    "silhouette by candidate",
+    "chosen",
+    "agreement pick",
+    "linear pick",
+    "ACC at chosen",
+    "ACC at true K",
+    "sweep s",
+    "fit s",
+    "ratio",
+    "CPU ratio",
+]
+
+
+def load_results(directory: Path) -> list[dict]:
+    """Every choose-K result file in ``directory``, each with its file name in ``file``.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The results folder.
+
+    Returns
+    -------
+    list of dict
+        Files that are not a JSON object are skipped with a message.
+    """
+    results = []
+    for path in sorted(directory.glob(PATTERN)):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            print(f"skipped: {path.name} ({error})")
+            continue
+        if not isinstance(result, dict):
+            print(f"skipped: {path.name} (not a JSON object)")
+            continue
+        result["file"] = path.name
+        results.append(result)
+    return results
+
+
+def _label(result: dict) -> str:
+    """The data set's name, with its declared invariances."""
+    name = str(result.get("data_name") or result.get("data"))
+    profile = str(result.get("profile", ""))
+    return name + (f" ({profile.split('-inv-', 1)[1]} inv.)" if "-inv-" in profile else "")
+
+
+def _pick(scores: dict) -> int | None:
+    """The candidate with the highest score (the smallest on a tie), as the search picks."""
+    if not scores:
+        return None
+    top = max(scores.values())
+    return min(int(k) for k, v in scores.items() if v == top)
+
+
+def _scores_cell(result: dict) -> str:
+    """``candidate: score`` for every candidate, the chosen one in bold."""
+    cells = []
+    for k in result["candidates"]:
+        text = f"{k}: {result['scores'][str(k)]:.3f}"
+        cells.append(f"**{text}**" if k == result["chosen_k"] else text)
+    return ", ".join(cells)
+
+
+def run_rows(results: list[dict]) -> list[list[str]]:
+    """One row per run: scores by candidate, the picks, the accuracies, the times.
+
+    Parameters
+    ----------
+    results : list of dict
+        The runs shown.
+
+    Returns
+    -------
+    list of list of str
+    """
+    rows = []
+    for r in sorted(results, key=lambda r: (_label(r), r["seed"])):
+        other = r.get("other_scores", {})
+        rows.append(
+            [
+                _label(r),
+                str(r["seed"]),
+                _scores_cell(r),
+                str(r["chosen_k"]) + ("" if r["exact"] else f" ({r['steps_off']:+d})"),
+                str(_pick(other.get("augmentation_agreement", {})) or "-"),
+                str(_pick(other.get("linear_predictability", {})) or "-"),
+                _num(r["chosen_scores"]["acc"]),
+                _num(r["fit_scores"]["acc"]),
+                f"{r['sweep_seconds']:.0f}",
+                f"{r['fit_seconds']:.0f}",
+                f"{r['cost_ratio']:.2f}",
+                _num(r.get("cost_ratio_cpu"), 2),
+            ]
+        )
+    return rows
+
+
+def summary_rows(results: list[dict]) -> list[list[str]]:
+    """One row per data set: the picks over seeds, hits, and the sweep's cost ratio.
+
+    Parameters
+    ----------
+    results : list of dict
+        The runs shown.
+
+    Returns
+    -------
+    list of list of str
+    """
+    by_data: dict[str, list[dict]] = {}
+    for r in results:
+        by_data.setdefault(_label(r), []).append(r)
+    rows = []
+    for label, runs in sorted(by_data.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
+        ratios = [r["cost_ratio"] for r in runs]
+        cpu = [r["cost_ratio_cpu"] for r in runs if "cost_ratio_cpu" in r]
+        rows.append(
+            [
+                label,
+                str(runs[0]["n_samples"]),
+                str(runs[0]["true_k"]),
+                ", ".join(str(k) for k in runs[0]["candidates"]),
+                ", ".join(str(r["seed"]) for r in runs),
+                ", ".join(str(r["chosen_k"]) for r in runs),
+                f"{sum(r['exact'] for r in runs)}/{len(runs)}",
+                f"{sum(abs(r['steps_off']) <= 1 for r in runs)}/{len(runs)}",
+                f"{np.mean(ratios):.2f}",
+                f"{max(ratios):.2f}",
+                _num(float(np.mean(cpu)) if cpu else None, 2),
+                _num(max(cpu) if cpu else None, 2),
+            ]
+        )
+    return rows
+
+
+def provenance(results: list[dict]) -> list[str]:
+    """The machines, dates, commits, commands and files of the runs shown.
+
+    Parameters
+    ----------
+    results : list of dict
+        The runs shown.
+
+    Returns
+    -------
+    list of str
+        RST lines.
+    """
+    lines = ["Machines: " + "; ".join(sorted({str(r.get("machine")) for r in results})) + "."]
+    lines += ["", "Dates: " + ", ".join(sorted({str(r.get("date")) for r in results})) + "."]
+    lines += ["", "Commits: " + ", ".join(sorted({str(r.get("commit")) for r in results})) + "."]
+    lines += ["", "Commands (one per run, from the repository root)::", ""]
+    lines += [f"    {r['command']}" for r in sorted(results, key=lambda r: r["file"])]
+    lines += ["", "Result files: " + ", ".join(f"``{r['file']}``" for r in results) + "."]
+    return lines
+
+
+def report(results: list[dict]) -> list[str]:
+    """The RST lines of the include file.
+
+    Parameters
+    ----------
+    results : list of dict
+        The runs shown.
+
+    Returns
+    -------
+    list of str
+    """
+    if not results:
+        return ["No choose-K results yet: run ``benchmarks/choose_k.py``."]
+    lines = [".. Generated by benchmarks/report_choose_k.py; do not edit.", ""]
+    methods = ", ".join(sorted({f"{r['method']} (budget {r['budget']})" for r in results}))
+    lines += [f"Per data set ({methods}; the default score, the silhouette):", ""]
+    lines += _table(SUMMARY_HEADER, summary_rows(results))
+    lines += ["", "Per run (the chosen candidate in bold; a miss shows its steps off):", ""]
+    lines += _table(RUN_HEADER, run_rows(results))
+    return lines + [""] + provenance(results)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the include file and say which result files it leaves out.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(ROOT / "results"))
+    parser.add_argument("--out", default=str(ROOT.parent / "docs" / "_bench" / "choose_k.rst.inc"))
+    args = parser.parse_args(argv)
+    shown, superseded = newest_runs(load_results(Path(args.results)))
+    for r in superseded:
+        print(f"not shown: {r['file']} (a newer run of seed {r.get('seed')} exists)")
+    Path(args.out).write_text("\n".join(report(shown)) + "\n")
+    print(f"wrote {args.out} from {len(shown)} runs")
+
+
+if __name__ == "__main__":
+    main()
