@@ -218,3 +218,22 @@ def test_get_scorer_lookup():
     names = get_scorer_names()
     assert "cluster_accuracy" in names and "adjusted_rand_score" in names
     assert names == sorted(names)
+
+
+def test_matched_confusion_matrix_puts_the_matching_on_the_diagonal():
+    from deepclust.metrics import matched_confusion_matrix
+
+    rng = np.random.default_rng(0)
+    y_true = rng.choice(np.array(["cat", "dog", "owl"]), 200)
+    y_pred = rng.integers(0, 4, 200)  # four clusters, one unmatched
+    y_pred[:120] = np.searchsorted(["cat", "dog", "owl"], y_true[:120]) * 2 % 3 + 1
+    result = matched_confusion_matrix(y_true, y_pred)
+    counts = np.asarray(result["counts"])
+    assert counts.shape == (4, 3) and counts.sum() == 200
+    assert sorted(result["classes"]) == ["cat", "dog", "owl"] and sorted(result["clusters"]) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert np.trace(counts) / 200 == pytest.approx(cluster_accuracy(y_true, y_pred))

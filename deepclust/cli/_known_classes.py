@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from deepclust.metrics import matched_confusion_matrix
 
 __all__ = [
     "CLASS_PALETTE",
@@ -107,41 +108,9 @@ def _counts(y_true: np.ndarray, labels: np.ndarray, n_clusters: int, n_classes: 
 def matched_confusion(
     y_true: np.ndarray, labels: np.ndarray, n_clusters: int, class_names: list[str]
 ) -> dict:
-    """The confusion matrix of clusters (rows) by classes (columns), ordered so that the
-    one-to-one matching of clusters to classes that maximises the matched counts (the
-    Hungarian matching of ACC) lies on the diagonal.
-
-    Matched clusters come first, by cluster number, each with its matched class in the
-    same position; then the unmatched clusters (rows) and unmatched classes (columns).
-
-    Parameters
-    ----------
-    y_true : ndarray of int of shape (n_samples,)
-        Class indices into ``class_names``.
-    labels : ndarray of int of shape (n_samples,)
-        Clusters ``0`` to ``n_clusters - 1``.
-    n_clusters : int
-        Rows, empty clusters included.
-    class_names : list of str
-        Names of the classes, by index.
-
-    Returns
-    -------
-    dict
-        ``clusters`` (row order, cluster numbers), ``classes`` (column order, names) and
-        ``counts`` (list of rows of int).
-    """
-    counts = _counts(y_true, labels, n_clusters, len(class_names))
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    pairs = sorted(zip(rows.tolist(), cols.tolist()))
-    row_order = [r for r, _ in pairs] + [r for r in range(n_clusters) if r not in set(rows)]
-    col_order = [c for _, c in pairs] + [c for c in range(len(class_names)) if c not in set(cols)]
-    ordered = counts[np.ix_(row_order, col_order)]
-    return {
-        "clusters": row_order,
-        "classes": [class_names[c] for c in col_order],
-        "counts": ordered.tolist(),
-    }
+    """:func:`deepclust.metrics.matched_confusion_matrix` of the known classes (indices
+    into ``class_names``), with a row for every one of ``n_clusters`` clusters."""
+    return matched_confusion_matrix(y_true, labels, n_clusters=n_clusters, class_names=class_names)
 
 
 def purity_order(y_true: np.ndarray, labels: np.ndarray, n_clusters: int) -> list[int]:

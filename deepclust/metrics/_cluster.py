@@ -211,3 +211,54 @@ def evaluate_clustering(
         raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(_METRICS)}.")
     y_true, y_pred = _check_labels(y_true, y_pred)
     return {name: float(_METRICS[name](y_true, y_pred)) for name in metrics}
+
+
+def matched_confusion_matrix(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    n_clusters: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict:
+    """Clusters (rows) by classes (columns), the Hungarian matching of ACC on the diagonal.
+
+    Matched clusters come first, by cluster number, each with its matched class in the
+    same column position; then the unmatched clusters (rows) and classes (columns), so
+    ``trace(counts) / n_samples`` is :func:`cluster_accuracy`.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        Known classes: any labels, or indices into ``class_names`` when it is given.
+    y_pred : array-like of int of shape (n_samples,)
+        Clusters, ``0`` to ``n_clusters - 1`` (e.g. a fitted estimator's ``labels_``).
+    n_clusters : int, optional
+        Rows, empty clusters included; by default the largest cluster number plus one.
+    class_names : sequence of str, optional
+        Names of the classes by index (``y_true`` then holds indices).
+
+    Returns
+    -------
+    dict
+        ``clusters`` (the row order, as cluster numbers), ``classes`` (the column order,
+        as class names or labels) and ``counts`` (rows of int).
+    """
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if class_names is None:
+        labels, codes = np.unique(np.asarray(y_true), return_inverse=True)
+        names = labels.tolist()
+    else:
+        codes, names = np.asarray(y_true, dtype=np.int64), list(class_names)
+    n_rows = int(y_pred.max()) + 1 if n_clusters is None else int(n_clusters)
+    counts = np.zeros((n_rows, len(names)), dtype=np.int64)
+    np.add.at(counts, (y_pred, codes), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    pairs = sorted(zip(rows.tolist(), cols.tolist()))
+    matched_rows, matched_cols = {r for r, _ in pairs}, {c for _, c in pairs}
+    row_order = [r for r, _ in pairs] + [r for r in range(n_rows) if r not in matched_rows]
+    col_order = [c for _, c in pairs] + [c for c in range(len(names)) if c not in matched_cols]
+    return {
+        "clusters": row_order,
+        "classes": [names[c] for c in col_order],
+        "counts": counts[np.ix_(row_order, col_order)].tolist(),
+    }
