@@ -58,6 +58,7 @@ import numpy as np
 
 from deepclust.augment import INVARIANCES, check_invariances
 from deepclust.cli._errors import CommandError, one_line, os_error_message
+from deepclust.cli._launch import launch, rank_context, under_launcher
 from deepclust.cli._outdir import (
     CHECKPOINT_NAME,
     RUN_NAME,
@@ -67,6 +68,7 @@ from deepclust.cli._outdir import (
     check_user_files,
     remove_stale_temporaries,
 )
+from deepclust.distributed import is_main_process
 from deepclust.recipes import BUDGETS
 from deepclust.training import Callback, TrainingDivergedError
 
@@ -1005,9 +1007,19 @@ def _cluster(args: argparse.Namespace) -> int:
         image_size = _weights_image_size(cls, params)
     if args.labels_from_folders:
         _check_class_folders(args.source)
+    check_output_folder(Path(args.out), source=args.source)
+    loggers = _tensorboard_logger(args.tensorboard)  # rank 0's only, under --nproc
+    if args.nproc > 1 and not under_launcher():
+        return launch(args.argv, args.nproc, args.threads)
+    with rank_context(args, device):
+        _cluster_run(args, search, device, params, cls, image_size, loggers)
+    return 0
+
+
+def _cluster_run(args, search, device, params: dict, cls, image_size, loggers) -> None:
+    """The checked ``cluster`` command's work: read, fit, write (in one process)."""
+    method = args.method
     out_dir = Path(args.out)
-    check_output_folder(out_dir, source=args.source)
-    loggers = _tensorboard_logger(args.tensorboard)
     say = functools.partial(_status, args)
     source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
     with _output_folder(out_dir):
@@ -1048,8 +1060,8 @@ def _cluster(args: argparse.Namespace) -> int:
             callbacks=loggers,
             record_extra=record,
         )
-    _summarise(result, out_dir, type(estimator).__name__)
-    return 0
+    if is_main_process():  # under --nproc, rank 0 reports
+        _summarise(result, out_dir, type(estimator).__name__)
 
 
 def _summarise(result: dict, out_dir: Path, estimator_name: str) -> None:
@@ -1452,6 +1464,14 @@ def _add_file_options(cluster) -> None:
         "the clustering heads train (minutes on a CPU)",
     )
     cluster.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="train in N processes on torch.distributed (gloo on CPUs, one GPU each with "
+        "nccl), each on its share of every batch; rank 0 writes the outputs",
+    )
+    cluster.add_argument(
         "--labels-from-folders",
         action="store_true",
         help="a folder SOURCE's top-level sub-folders are known classes, used only to score "
@@ -1559,6 +1579,7 @@ def main(argv: list[str] | None = None) -> int:
         0 on success, 2 for a user error (one line on stderr), 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

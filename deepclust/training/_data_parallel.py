@@ -24,6 +24,7 @@ with more than one rank, every rank runs the same fit and the trainer:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -121,12 +122,16 @@ def wrap_stage(
         Call it with a batch to get the loss.
     """
     device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
-    return DistributedDataParallel(
-        _StageLoss(modules, compute_loss),
-        device_ids=device_ids,
-        broadcast_buffers=False,
-        find_unused_parameters=True,
-    )
+    with warnings.catch_warnings():
+        # Rank-local buffers are wanted (BatchNorm statistics are averaged per epoch, see
+        # average_buffers); torch 2.14 warns that the argument will be renamed.
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
+        return DistributedDataParallel(
+            _StageLoss(modules, compute_loss),
+            device_ids=device_ids,
+            broadcast_buffers=False,
+            find_unused_parameters=True,
+        )
 
 
 def shard_batches(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
