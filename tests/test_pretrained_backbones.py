@@ -102,7 +102,7 @@ def test_grey_images_are_read_as_rgb(resnet18_file):
 
 
 @pytest.mark.parametrize("wrap", ["plain", "checkpoint", "dataparallel"])
-def test_state_dicts_in_checkpoints_and_with_prefixes(resnet18_file, wrap):
+def test_state_dicts_in_checkpoints_and_with_prefixes(resnet18_file, wrap, tmp_path):
     state = torch.load(resnet18_file, weights_only=True)
     if wrap == "checkpoint":
         state = {"epoch": 3, "state_dict": state}
@@ -113,6 +113,11 @@ def test_state_dicts_in_checkpoints_and_with_prefixes(resnet18_file, wrap):
     with torch.no_grad():
         ours = est.network_.backbone.eval()(torch.as_tensor(X)).numpy()
     np.testing.assert_allclose(ours, _reference_features(resnet18_file, X), rtol=1e-4, atol=1e-4)
+    # weights= held a state dict, which model files do not keep: the saved and reloaded
+    # model still names its torchvision architecture
+    save_model(est, tmp_path / "model")
+    save_model(load_model(tmp_path / "model"), tmp_path / "again")
+    np.testing.assert_array_equal(load_model(tmp_path / "again").predict(X), est.predict(X))
 
 
 def test_weights_name_downloads_through_torchvision(resnet18_file, monkeypatch):
@@ -220,6 +225,8 @@ def test_every_method_fits_frozen_and_round_trips_a_model_file(name, resnet18_fi
     back = load_model(tmp_path / "model")
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
     np.testing.assert_allclose(back.transform(X), est.transform(X), rtol=1e-5, atol=1e-5)
+    save_model(back, tmp_path / "again")  # a loaded model (its weights= not kept) saves too
+    np.testing.assert_array_equal(load_model(tmp_path / "again").predict(X), est.predict(X))
 
 
 def test_timm_backbone_with_a_local_file(tmp_path):

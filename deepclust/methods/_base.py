@@ -298,7 +298,11 @@ class BaseDeepClusterer(
         return resolve_backbone_name(backbone, getattr(self, "weights", None))
 
     def _fitted_backbone_name(self):
-        """The backbone name the fit built (see :meth:`_backbone_name`), for model files."""
+        """The backbone name the fit built (see :meth:`_backbone_name`), for model files:
+        a torchvision or timm backbone's own name, else the resolved parameter."""
+        built = getattr(getattr(self, "network_", None), "backbone", None)
+        if isinstance(getattr(built, "backbone_name", None), str):
+            return built.backbone_name
         backbone = self._fitted_setting("backbone", default="auto")
         if not isinstance(backbone, str):
             return backbone

@@ -113,6 +113,8 @@ class TorchvisionBackbone(nn.Module):
     ----------
     model : nn.Module
         The torchvision model (``weights=None``) whose last linear layer is an identity.
+    backbone_name : str
+        ``'torchvision:NAME'``, the name model files describe it by.
     classifier_name : str
         The dropped layer's name (its keys are ignored when weights are loaded).
     reads_unit_input : bool
@@ -136,6 +138,7 @@ class TorchvisionBackbone(nn.Module):
             )
         from torchvision import models
 
+        self.backbone_name = TORCHVISION_PREFIX + name
         self.input = ImageNetInput()
         self.model = models.get_model(name, weights=None)
         self.classifier_name = _drop_classifier(self.model)
@@ -171,6 +174,8 @@ class TimmBackbone(nn.Module):
     ----------
     model : nn.Module
         ``timm.create_model(name, pretrained=False, num_classes=0)``.
+    backbone_name : str
+        ``'timm:NAME'``, the name model files describe it by.
     classifier_name : str
         The classifier's name in timm's state dicts (its keys are ignored when weights are
         loaded).
@@ -188,6 +193,7 @@ class TimmBackbone(nn.Module):
             raise ValueError(f"{name!r} is not a timm model; see timm.list_models().")
         if n_channels not in (1, 3):
             raise ValueError(f"timm backbones read grey or RGB images; got {n_channels} channels.")
+        self.backbone_name = TIMM_PREFIX + name
         self.model = timm.create_model(name, pretrained=False, num_classes=0)
         config = self.model.pretrained_cfg
         self.input = ImageNetInput(
