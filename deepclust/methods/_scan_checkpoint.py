@@ -139,7 +139,7 @@ def _state_and_head(checkpoint, where: str) -> tuple[dict, int]:
             f"{where} has no cluster heads ('cluster_head.N.weight')"
             + (
                 ": it is a pretext-only (SimCLR/MoCo) file. Train SCAN on it with "
-                "SCANClusterer(pretrained=deepclust.methods._scan_checkpoint."
+                "SCANClusterer(pretrained=deepclust.methods."
                 "scan_pretext_network(path, dataset)).fit(X)."
                 if pretext
                 else "."
