@@ -23,7 +23,6 @@ and ``top_layer`` the clustering head.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +35,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DeepClusterCheckpoint",
-    "load_checkpoint_file",
     "read_deepcluster_checkpoint",
 ]
 
@@ -284,33 +282,3 @@ def _head_size(top: dict, n_clusters: int | None, where: str) -> int:
     if not top:
         raise ValueError(f"{where} has no 'top_layer' (its number of clusters): pass n_clusters.")
     return int(top["weight"].shape[0])
-
-
-def load_checkpoint_file(path, weights_only: bool = True):
-    """``torch.load`` a reference implementation's file onto the CPU.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file.
-    weights_only : bool, default=True
-        Load with ``torch.load(..., weights_only=True)``, which cannot run code from the
-        file.
-
-    Returns
-    -------
-    object
-        What the file holds.
-
-    Raises
-    ------
-    ValueError
-        When ``weights_only`` loading refuses an object in the file.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{os.fspath(path)!r} holds objects that weights_only loading refuses. If "
-            "you trust the file, pass weights_only=False."
-        ) from exc

@@ -261,7 +261,7 @@ def scan_pretext_network(path, dataset: str, *, weights_only: bool = True) -> nn
         Maps ``[0, 1]`` images of the data set's size to the backbone's features (the input
         normalisation included), in eval mode; the contrastive head is dropped.
     """
-    from deepclust.methods._deepcluster_checkpoint import load_checkpoint_file
+    from deepclust.methods._sela_checkpoint import load_checkpoint_file
 
     where = repr(os.fspath(path))
     state = load_checkpoint_file(path, weights_only)

@@ -25,6 +25,7 @@ blocks per stage); SeLa's AlexNet and pre-activation ResNet models are not read.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ import torch
 
 from deepclust.networks import ClusteringNetwork
 
-__all__ = ["RESNETS", "SeLaCheckpoint", "read_sela_checkpoint"]
+__all__ = ["RESNETS", "SeLaCheckpoint", "load_checkpoint_file", "read_sela_checkpoint"]
 
 #: torchvision ResNets a checkpoint is matched against: bottleneck blocks (else basic
 #: ones) and blocks per stage (layer1 to layer4).
@@ -355,3 +356,33 @@ def _labels(raw, n_clusters: int, where: str) -> np.ndarray:
             f"heads' {n_clusters} clusters [0, {n_clusters - 1}]."
         )
     return labels
+
+
+def load_checkpoint_file(path, weights_only: bool = True):
+    """``torch.load`` a reference implementation's file onto the CPU.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    weights_only : bool, default=True
+        Load with ``torch.load(..., weights_only=True)``, which cannot run code from the
+        file.
+
+    Returns
+    -------
+    object
+        What the file holds.
+
+    Raises
+    ------
+    ValueError
+        When ``weights_only`` loading refuses an object in the file.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds objects that weights_only loading refuses. If "
+            "you trust the file, pass weights_only=False."
+        ) from exc

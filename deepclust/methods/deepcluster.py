@@ -478,9 +478,10 @@ class DeepClusterEstimator(BaseDeepClusterer):
         """
         from deepclust._utils import resolve_device
         from deepclust.methods import _deepcluster_checkpoint as reader
+        from deepclust.methods._sela_checkpoint import load_checkpoint_file
 
         loaded = reader.read_deepcluster_checkpoint(
-            reader.load_checkpoint_file(path, weights_only),
+            load_checkpoint_file(path, weights_only),
             path,
             mean=reader.IMAGENET_MEAN,
             std=reader.IMAGENET_STD,

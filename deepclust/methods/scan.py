@@ -817,8 +817,8 @@ class SCANClusterer(BaseDeepClusterer):
             data set cannot be recognised, or the weights do not fit its backbone.
         """
         from deepclust._utils import resolve_device
-        from deepclust.methods._deepcluster_checkpoint import load_checkpoint_file
         from deepclust.methods._scan_checkpoint import DATASETS, read_scan_checkpoint
+        from deepclust.methods._sela_checkpoint import load_checkpoint_file
 
         loaded = read_scan_checkpoint(load_checkpoint_file(path, weights_only), path, dataset)
         backbone, image_size, _, _ = DATASETS[loaded.dataset]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -587,15 +586,9 @@ class SelfLabelClusterer(BaseDeepClusterer):
             Fitted: ``network_``, ``labels_``, ``labels_per_head_``, ``n_clusters`` = K,
             ``best_head_`` = 0.
         """
-        from deepclust.methods._sela_checkpoint import read_sela_checkpoint
+        from deepclust.methods._sela_checkpoint import load_checkpoint_file, read_sela_checkpoint
 
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-        except pickle.UnpicklingError as exc:
-            raise ValueError(
-                f"{os.fspath(path)!r} holds objects that weights_only loading refuses. If "
-                "you trust the file, pass weights_only=False."
-            ) from exc
+        checkpoint = load_checkpoint_file(path, weights_only)
         loaded = read_sela_checkpoint(checkpoint, path, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         est = cls(
             n_clusters=loaded.n_clusters,
