@@ -208,11 +208,13 @@ def _machine_info() -> dict:
     }
 
 
-def _spawn(spec: dict, folder: Path, timeout: float) -> dict:
-    """Run one configuration in a fresh interpreter; its result, or the error."""
+def _spawn(spec: dict, folder: Path, timeout: float, script: Path | None = None) -> dict:
+    """Run one configuration in a fresh interpreter (``script --worker SPEC``, this file by
+    default); its result, or the error."""
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)]
+    script = Path(__file__).resolve() if script is None else script
+    command = [sys.executable, str(script), "--worker", str(spec_path)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -223,9 +225,9 @@ def _spawn(spec: dict, folder: Path, timeout: float) -> dict:
     return {**spec, "error": f"exit status {done.returncode}: {done.stderr.strip()[-2000:]}"}
 
 
-def _result_path(folder: Path, date: str, commit: str) -> Path:
-    """``bench_scale-<YYYYMMDD>-<commit>.json`` in ``folder``, numbered if it exists."""
-    stem = f"bench_scale-{date.replace('-', '')}-{commit}"
+def _result_path(folder: Path, date: str, commit: str, name: str = "bench_scale") -> Path:
+    """``<name>-<YYYYMMDD>-<commit>.json`` in ``folder``, numbered if it exists."""
+    stem = f"{name}-{date.replace('-', '')}-{commit}"
     path, number = folder / f"{stem}.json", 1
     while path.exists():
         number += 1

@@ -450,3 +450,52 @@ def test_faiss_gpu_kmeans(blobs):
     X, _ = blobs
     result = kmeans(torch.from_numpy(X).cuda(), 6, random_state=0, backend="faiss")
     assert result.backend == "faiss" and result.labels.device.type == "cuda"
+
+
+@needs_faiss
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_ivf_recall_and_every_row_filled(metric):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(4000, n_features=8, centers=40, cluster_std=1.0, random_state=0)
+    X = X.astype(np.float32)
+    exact, _ = knn(X, 10, metric=metric, index="flat")
+    approx, scores = knn(X, 10, metric=metric, index="ivf")
+    recall = np.mean([np.intersect1d(a, b).size / 10 for a, b in zip(exact, approx)])
+    assert recall >= 0.95
+    assert (approx >= 0).all() and (approx != np.arange(len(X))[:, None]).all()
+    # One probe of 253 lists holds about 16 vectors: rows short of 10 + margin candidates
+    # are searched exactly, so no -1 is returned and those rows match the exact search.
+    few, _ = knn(X, 10, metric=metric, index="ivf", n_probe=1)
+    assert (few >= 0).all() and (few != np.arange(len(X))[:, None]).all()
+    assert len({tuple(sorted(row)) for row in few}) > 1
+
+
+@needs_faiss
+def test_knn_auto_index_follows_the_database_size(monkeypatch):
+    import deepclust.cluster._knn as knn_module
+
+    X = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
+    built = []
+    original = knn_module.faiss_ivf_index
+    monkeypatch.setattr(
+        knn_module, "faiss_ivf_index", lambda *a, **k: built.append(1) or original(*a, **k)
+    )
+    knn(X, 3, backend="faiss")
+    assert built == []
+    monkeypatch.setattr(knn_module, "IVF_MIN_SAMPLES", 500)
+    knn(X, 3, backend="faiss")
+    assert built == [1]
+    knn(X, 3, backend="torch")  # the torch backend always searches exactly
+    assert built == [1]
+
+
+def test_knn_index_values_are_checked():
+    X = np.zeros((20, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="index must be one of"):
+        knn(X, 3, index="hnsw")
+    with pytest.raises(ValueError, match="needs faiss"):
+        knn(X, 3, index="ivf", backend="torch")
+    if faiss_available():
+        with pytest.raises(ValueError, match="n_probe"):
+            knn(X, 3, index="ivf", n_probe=0)

@@ -391,3 +391,16 @@ def test_round_to_sizes_keeps_an_argmax_that_already_fits():
     torch.testing.assert_close(labels, result.labels)
     with pytest.raises(ValueError, match="summing to n_samples"):
         round_to_sizes(probs, result.log_v, 25.0, [5, 5, 4])
+
+
+def test_round_to_sizes_is_the_same_in_any_row_blocks():
+    from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
+
+    rng = np.random.default_rng(1)
+    probs = torch.softmax(torch.from_numpy(rng.normal(0, 0.01, (500, 7))).float(), 1)
+    result = sinkhorn_solve(probs, 25.0)
+    counts = target_counts(500, None, 7)
+    whole = round_to_sizes(probs, result.log_v, 25.0, counts, chunk_size=10**6)
+    for chunk_size in (None, 13):
+        blocks = round_to_sizes(probs, result.log_v, 25.0, counts, chunk_size=chunk_size)
+        torch.testing.assert_close(blocks, whole)

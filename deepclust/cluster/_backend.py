@@ -144,6 +144,51 @@ def faiss_flat_index(faiss: Any, dim: int, *, inner_product: bool, device: torch
     return faiss.IndexFlatIP(dim) if inner_product else faiss.IndexFlatL2(dim)
 
 
+def faiss_ivf_index(
+    faiss: Any,
+    database: np.ndarray,
+    *,
+    inner_product: bool,
+    device: torch.device,
+    n_lists: int,
+    seed: int = 0,
+) -> Any:
+    """An inverted-file faiss index (``IndexIVFFlat``) holding ``database``.
+
+    The coarse quantizer is a k-means of ``n_lists`` centroids trained on a seeded sample
+    of at most ``64 * n_lists`` rows; every row is then added to its nearest list. The
+    index lives on the GPU when ``device`` is CUDA and faiss supports it.
+
+    Parameters
+    ----------
+    faiss : module
+        The imported faiss module (:func:`import_faiss`).
+    database : numpy.ndarray of shape (n_samples, dim), float32, C-contiguous
+        The vectors to index (already L2-normalised for cosine search).
+    inner_product : bool
+        Search by largest inner product instead of smallest squared Euclidean distance.
+    device : torch.device
+        A CUDA device puts the index on that GPU (index 0 when unnumbered).
+    n_lists : int
+        Number of inverted lists (coarse centroids), at most ``n_samples``.
+    seed : int, default=0
+        Seed of the training sample and of the quantizer's k-means.
+    """
+    n_samples, dim = database.shape
+    metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
+    quantizer = faiss.IndexFlatIP(dim) if inner_product else faiss.IndexFlatL2(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, int(n_lists), metric)
+    index.cp.seed = int(seed)
+    n_train = min(n_samples, 64 * int(n_lists))
+    rows = np.random.default_rng(seed).choice(n_samples, size=n_train, replace=False)
+    index.train(np.ascontiguousarray(database[np.sort(rows)]))
+    index.add(database)
+    if faiss_uses_gpu(device):
+        gpu = device.index if device.index is not None else 0
+        return faiss.index_cpu_to_gpu(faiss_gpu_resources(), gpu, index)
+    return index
+
+
 def check_2d_float(X: Any, name: str = "X") -> torch.Tensor | np.ndarray:
     """Validate a 2-D numeric array or tensor and return it (not yet converted).
 

@@ -179,7 +179,7 @@ class FitState:
             What they are, for the message (e.g. ``"the features for k-means"``).
         """
         tensors = values if isinstance(values, (list, tuple)) else [values]
-        if not all(bool(torch.isfinite(t.detach()).all()) for t in tensors):
+        if not all(_all_finite(t.detach()) for t in tensors):
             raise self.trainer.diverged(None, f"{what} became NaN or infinite")
 
     # ------------------------------------------------------------------ checkpoints
@@ -262,6 +262,17 @@ class OutputCheck(Callback):
                 raise trainer.diverged(
                     trainer.stage, "the network's outputs became NaN or infinite in eval mode"
                 )
+
+
+def _all_finite(tensor: torch.Tensor, chunk_rows: int = 16384) -> bool:
+    """Whether every entry of ``tensor`` is finite, checked in blocks of ``chunk_rows`` rows
+    so the check's temporaries stay small beside an N x K matrix."""
+    if tensor.ndim < 2:
+        return bool(torch.isfinite(tensor).all())
+    return all(
+        bool(torch.isfinite(tensor[start : start + chunk_rows]).all())
+        for start in range(0, tensor.shape[0], chunk_rows)
+    )
 
 
 def _finite_outputs(network: ClusteringNetwork, batch: torch.Tensor) -> bool:

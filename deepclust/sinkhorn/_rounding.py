@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from deepclust.sinkhorn._sinkhorn import _resolve_chunk_size
+
 __all__ = ["round_to_sizes", "target_counts"]
 
 #: Probabilities below this (relative to the largest one when ``probs`` is on an extreme
@@ -48,7 +50,7 @@ def round_to_sizes(
     lamb: float,
     counts,
     *,
-    chunk_size: int = 65536,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Labels with exactly ``counts[k]`` members per cluster, following the Sinkhorn plan.
 
@@ -74,8 +76,9 @@ def round_to_sizes(
         The solve's ``lamb``.
     counts : array-like of int, shape (n_clusters,)
         Wanted sizes, summing to ``n_samples``.
-    chunk_size : int, default=65536
-        Rows scored at a time (bounds memory to ``chunk_size * n_clusters`` floats).
+    chunk_size : int, default=None
+        Rows scored at a time (bounds memory to a few ``chunk_size * n_clusters``
+        floats); ``None`` takes the Sinkhorn solve's block size for ``probs``' device.
 
     Returns
     -------
@@ -83,6 +86,7 @@ def round_to_sizes(
     """
     n_samples, n_clusters = probs.shape
     device = probs.device
+    chunk_size = _resolve_chunk_size(chunk_size, n_clusters, device)
     capacity = torch.tensor(np.asarray(counts), dtype=torch.int64, device=device)  # a copy
     if capacity.shape != (n_clusters,) or int(capacity.sum()) != n_samples:
         raise ValueError(f"counts must hold {n_clusters} sizes summing to n_samples={n_samples}.")
