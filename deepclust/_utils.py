@@ -84,6 +84,31 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
+def all_finite(tensor: torch.Tensor, chunk_rows: int = 16384) -> bool:
+    """Whether every entry of ``tensor`` is finite, read in blocks of ``chunk_rows`` rows
+    so the check's temporaries stay small beside an N x K matrix.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        Any floating tensor (integer tensors are always finite).
+    chunk_rows : int, default=16384
+        Rows checked at a time.
+
+    Returns
+    -------
+    bool
+    """
+    if not tensor.is_floating_point():
+        return True
+    if tensor.ndim < 2:
+        return bool(torch.isfinite(tensor).all())
+    return all(
+        bool(torch.isfinite(tensor[start : start + chunk_rows]).all())
+        for start in range(0, tensor.shape[0], chunk_rows)
+    )
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 

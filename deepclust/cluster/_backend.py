@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepclust._utils import all_finite
+
 __all__ = ["faiss_available", "faiss_gpu_available"]
 
 _BACKENDS = ("auto", "faiss", "torch")
@@ -221,7 +223,12 @@ def check_2d_float(X: Any, name: str = "X") -> torch.Tensor | np.ndarray:
     return array
 
 
-def to_torch(X: Any, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def to_torch(
+    X: Any, device: torch.device, dtype: torch.dtype = torch.float32, keep_half: bool = False
+) -> torch.Tensor:
     """Convert a numpy array or tensor to a contiguous tensor on ``device``.
 
     Parameters
@@ -232,12 +239,18 @@ def to_torch(X: Any, device: torch.device, dtype: torch.dtype = torch.float32) -
         Where the tensor is placed.
     dtype : torch.dtype, default=torch.float32
         The tensor's dtype.
+    keep_half : bool, default=False
+        Keep float16 or bfloat16 input in its dtype instead of ``dtype`` (no full-size
+        float32 copy of a large feature matrix; for code that upcasts row blocks).
     """
     if isinstance(X, torch.Tensor):
-        tensor = X.detach().to(device=device, dtype=dtype)
+        keep = keep_half and X.dtype in _HALF_DTYPES
+        tensor = X.detach().to(device=device, dtype=X.dtype if keep else dtype)
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
-    if not torch.isfinite(tensor).all():
+        tensor = torch.from_numpy(np.ascontiguousarray(X))
+        keep = keep_half and tensor.dtype in _HALF_DTYPES
+        tensor = tensor.to(device=device, dtype=tensor.dtype if keep else dtype)
+    if not all_finite(tensor):
         raise ValueError("Input contains NaN or infinity; clean or impute it first.")
     return tensor.contiguous()
 

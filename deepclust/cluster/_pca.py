@@ -86,7 +86,7 @@ class PCAWhitening:
         X_checked = check_2d_float(X)
         n_local, n_features = X_checked.shape
         comm = _resolve_distributed(self.distributed)
-        data = to_torch(X_checked, resolve_device(X, self.device))
+        data = to_torch(X_checked, resolve_device(X, self.device), keep_half=True)
         n_samples = sum(comm.row_counts(n_local, data.device))
         if n_samples < 2:
             raise ValueError(f"PCAWhitening needs at least 2 samples, got {n_samples}.")
@@ -139,7 +139,7 @@ class PCAWhitening:
                 f"{self.n_features_in_}."
             )
         device = self.mean_.device
-        data = to_torch(X_checked, device)
+        data = to_torch(X_checked, device, keep_half=True)
         scale = (self.explained_variance_ + self.eps).rsqrt()
         projection = self.components_.t() * scale  # (n_features, n_components_)
         projected = torch.empty(

@@ -79,9 +79,15 @@ class FeatureSource:
     input_filter: nn.Module | None = None
 
     def features(
-        self, source: DataSource, device: torch.device, batch_size: int, progress=None
+        self,
+        source: DataSource,
+        device: torch.device,
+        batch_size: int,
+        progress=None,
+        large_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Features of every sample of ``source``, float32 on the CPU.
+        """Features of every sample of ``source``, float32 on the CPU (``large_dtype``
+        above 2**28 values, when given).
 
         Parameters
         ----------
@@ -93,6 +99,8 @@ class FeatureSource:
             Samples per forward pass (halved on running out of GPU memory).
         progress : str, optional
             Show a progress bar with this description (on stderr, when a terminal).
+        large_dtype : torch.dtype, optional
+            Storage of a feature matrix of more than 2**28 values; None keeps float32.
         """
         module = self.module.to(device) if self.trainable else self.module
         features = run_inference(
@@ -103,8 +111,9 @@ class FeatureSource:
             modules=(module,),
             autocast=self.trainable,
             progress=progress,
+            large_dtype=large_dtype,
         )
-        return features.float().flatten(1)
+        return features.flatten(1)
 
 
 def _from_network(network) -> FeatureSource:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepclust._utils import all_finite
 from deepclust.data import DataSource
 from deepclust.methods import _stages
 from deepclust.networks import ClusteringNetwork
@@ -179,7 +180,7 @@ class FitState:
             What they are, for the message (e.g. ``"the features for k-means"``).
         """
         tensors = values if isinstance(values, (list, tuple)) else [values]
-        if not all(_all_finite(t.detach()) for t in tensors):
+        if not all(all_finite(t.detach()) for t in tensors):
             raise self.trainer.diverged(None, f"{what} became NaN or infinite")
 
     # ------------------------------------------------------------------ checkpoints
@@ -262,17 +263,6 @@ class OutputCheck(Callback):
                 raise trainer.diverged(
                     trainer.stage, "the network's outputs became NaN or infinite in eval mode"
                 )
-
-
-def _all_finite(tensor: torch.Tensor, chunk_rows: int = 16384) -> bool:
-    """Whether every entry of ``tensor`` is finite, checked in blocks of ``chunk_rows`` rows
-    so the check's temporaries stay small beside an N x K matrix."""
-    if tensor.ndim < 2:
-        return bool(torch.isfinite(tensor).all())
-    return all(
-        bool(torch.isfinite(tensor[start : start + chunk_rows]).all())
-        for start in range(0, tensor.shape[0], chunk_rows)
-    )
 
 
 def _finite_outputs(network: ClusteringNetwork, batch: torch.Tensor) -> bool:

@@ -30,8 +30,6 @@ __all__ = ["fit_on_frozen_features", "frozen_feature_network"]
 #: Input values per batch of the feature pass (about 16 MB of float32 images): 28 px
 #: images go in the fit's inference batches, 224 px colour images 27 at a time.
 _VALUES_PER_BATCH = 2**22
-#: Features above this many values are kept in float16 between the pass and the fit.
-_HALF_PRECISION_VALUES = 2**28
 
 
 def frozen_feature_network(estimator, source: DataSource) -> ClusteringNetwork:
@@ -78,9 +76,9 @@ def _frozen_features(network: ClusteringNetwork, source: DataSource, context) ->
         batch_size=batch_size,
         modules=(network,),
         progress=context.progress("Frozen features"),
+        large_dtype=torch.float16,
     )
-    large = features.numel() > _HALF_PRECISION_VALUES
-    return to_numpy(features.to(torch.float16 if large else torch.float32))
+    return to_numpy(features)
 
 
 def compose_frozen(backbone_network: ClusteringNetwork, trained: ClusteringNetwork):

@@ -85,8 +85,10 @@ def extract_features(
     device: torch.device,
     batch_size: int,
     progress: str | None = None,
+    large_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU.
+    """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU
+    (``large_dtype`` above :data:`~deepclust.training._inference.LARGE_OUTPUT_VALUES`).
 
     Parameters
     ----------
@@ -100,6 +102,9 @@ def extract_features(
         Samples per forward pass.
     progress : str, optional
         A progress-bar description.
+    large_dtype : torch.dtype, optional
+        Storage of a feature matrix of more than 2**28 values (``torch.float16`` for the
+        k-means steps: half the host memory at ImageNet size); None keeps float32.
 
     Returns
     -------
@@ -113,7 +118,30 @@ def extract_features(
         modules=(network,),
         autocast=True,
         progress=progress,
+        large_dtype=large_dtype,
     )
+
+
+def normalize_rows_(features: torch.Tensor, chunk_rows: int = 65536) -> torch.Tensor:
+    """L2-normalise the rows of ``features`` in place, in its own dtype (row blocks
+    computed in float32, so a float16 matrix gets no full-size float32 copy).
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (n_samples, n_features)
+        A floating feature matrix, changed in place.
+    chunk_rows : int, default=65536
+        Rows normalised at a time.
+
+    Returns
+    -------
+    torch.Tensor
+        ``features``.
+    """
+    for start in range(0, features.shape[0], chunk_rows):
+        block = features[start : start + chunk_rows]
+        block.copy_(nn.functional.normalize(block.float(), dim=1))
+    return features
 
 
 def head_probabilities(

@@ -25,7 +25,7 @@ from deepclust.methods._feature_source import (
 from deepclust.methods._fit_state import FitState
 from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._shared_stage import first_candidate_pretext
-from deepclust.methods._stages import contrastive_stage, extract_features
+from deepclust.methods._stages import contrastive_stage, extract_features, normalize_rows_
 from deepclust.methods._stages import pretext_and_main_epochs as _pretext_and_main_epochs
 from deepclust.networks import ClusteringNetwork
 from deepclust.recipes import DataFacts, contrastive_pretext, epochs_for, image_settings
@@ -82,7 +82,7 @@ class ClusterFitFit(FitState):
         return stages
 
     def pretrained_features(self) -> torch.Tensor:
-        """Features of every sample from ``N_pre``."""
+        """Features of every sample from ``N_pre`` (float16 when over 2**28 values)."""
         if self.pretext_network is not None:
             return extract_features(
                 self.pretext_network,
@@ -90,17 +90,18 @@ class ClusterFitFit(FitState):
                 self.device,
                 self.context.inference_batch_size,
                 progress=self.context.progress("pretext features"),
+                large_dtype=torch.float16,
             )
         return self.feature_source.features(
-            self.source, self.device, self.context.inference_batch_size
+            self.source, self.device, self.context.inference_batch_size, large_dtype=torch.float16
         )
 
     def cluster(self) -> None:
         """The pseudo-labels: k-means (or merged k-means) of N_pre's normalised features."""
         est = self.estimator
-        features = self.pretrained_features().float()
+        features = self.pretrained_features()
         self.check_finite(features, "the features for k-means")
-        features = nn.functional.normalize(features, dim=1)
+        features = normalize_rows_(features)
         if est.pca_dim is not None:
             features = PCAWhitening(
                 min(est.pca_dim, features.shape[1]), l2_normalize=True

@@ -59,7 +59,8 @@ class DeepClusterFit(FitState):
         ]
 
     def features(self, progress: str | None = None) -> torch.Tensor:
-        """Backbone features of every sample.
+        """Backbone features of every sample (float16 when over 2**28 values; the
+        whitening reads them in float64 row blocks).
 
         Parameters
         ----------
@@ -72,6 +73,7 @@ class DeepClusterFit(FitState):
             self.device,
             self.context.inference_batch_size,
             progress=self.context.progress(progress) if progress else None,
+            large_dtype=torch.float16,
         )
         self.check_finite(features, "the features for k-means")
         return features
