@@ -728,6 +728,10 @@ class BaseDeepClusterer(
         if n_labels < 2 or n_labels >= len(labels):
             return -1.0
         embedding = to_numpy(nn.functional.normalize(features, dim=1))
+        # n_jobs=1: with n_jobs=None, scikit-learn splits the distance matrix into column
+        # blocks over joblib's active n_jobs (2 inside a task of joblib's dask backend, say),
+        # which changes the float32 distances in the last bits; the score must not depend on
+        # the joblib context it runs in.
         return float(
             silhouette_score(
                 embedding,
@@ -735,6 +739,7 @@ class BaseDeepClusterer(
                 metric="cosine",
                 sample_size=min(5000, len(labels)),
                 random_state=0,
+                n_jobs=1,
             )
         )
 

@@ -70,6 +70,7 @@ def cosine_silhouette(features: Any, labels: Any, *, max_samples: int = 5000) ->
             metric="cosine",
             sample_size=min(max_samples, len(labels)),
             random_state=0,
+            n_jobs=1,  # the same distances whatever joblib's active n_jobs (see _base.score)
         )
     )
 
