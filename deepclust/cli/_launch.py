@@ -5,14 +5,18 @@ The command checks its arguments, then starts itself again in ``N`` processes wi
 loopback), without ``--nproc``. Each process joins the process group (``gloo`` on CPUs,
 ``nccl`` with one GPU per process on CUDA) and fits on its share of every batch (see
 :doc:`/user_guide/distributed`); rank 0 writes the output folder, the other ranks write
-into a temporary folder they remove.
+into a temporary folder they remove. ``--resume`` continues from rank 0's checkpoint on
+every rank, and a process dies with its launcher, so that a killed run leaves no rank
+behind to hold the output folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,16 +89,34 @@ def launch(argv: list[str], nproc: int, threads: int | None) -> int:
     return returncode if returncode in (2, 130) else 1
 
 
+def _die_with_launcher() -> None:
+    """Have the kernel SIGKILL this process when its parent, the launcher, dies (Linux).
+
+    torch.distributed's launcher starts each rank in a session of its own, so a SIGKILL
+    of the command's process group (or the launcher alone) would leave the ranks running,
+    rank 0 holding the output folder. Elsewhere, nothing is done.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def rank_context(args, device) -> Iterator[None]:
     """Under the launcher: join the process group for the command's run and give the
-    ranks after the first a temporary, quiet output folder. Elsewhere: nothing."""
+    ranks after the first a temporary, quiet output folder; each rank dies with the
+    launcher. Elsewhere: nothing."""
     if not under_launcher():
         yield
         return
     import torch
     import torch.distributed as dist
 
+    # Before the rendezvous: a launcher that died earlier takes its store with it, and
+    # joining the process group fails.
+    _die_with_launcher()
     rank = int(os.environ["RANK"])
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))

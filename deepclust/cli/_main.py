@@ -71,6 +71,7 @@ from deepclust.cli._outdir import (
 from deepclust.distributed import is_main_process
 from deepclust.recipes import BUDGETS
 from deepclust.training import Callback, TrainingDivergedError
+from deepclust.training._data_parallel import same_on_every_rank
 
 __all__ = ["main", "build_parser"]
 
@@ -1023,14 +1024,19 @@ def _cluster_run(args, search, device, params: dict, cls, image_size, loggers) -
     say = functools.partial(_status, args)
     source = os.path.abspath(args.source) if os.path.exists(args.source) else args.source
     with _output_folder(out_dir):
-        resume_state = prepare_resume(
-            out_dir,
-            cls(**params),
-            method=method,
-            source=source,
-            resume=args.resume,
-            say=say,
-        )
+        resume_state = None
+        if is_main_process():  # under --nproc, the other ranks' folders are empty
+            resume_state = prepare_resume(
+                out_dir,
+                cls(**params),
+                method=method,
+                source=source,
+                resume=args.resume,
+                say=say,
+            )
+        # Every rank resumes from rank 0's checkpoint: weights, optimiser, position,
+        # random generators (the same on every rank at an epoch's end) and fit state.
+        resume_state = same_on_every_rank(resume_state)
         if not os.path.isdir(args.source) and not isinstance(image_size, int):
             image_size = None  # arrays: the estimator resizes to a (height, width) itself
         loaded = _load_input(args, image_size=image_size, device=device)
