@@ -6,9 +6,11 @@ once in ``--folder`` (reused when it already holds them). Then the whole folder 
 to ``S x S`` px for each ``--sizes`` S, rows side by side in one run:
 
 ``deepclust``
-    :class:`deepclust.data.FileSource` ``.scan()`` then ``.load()`` of every image (its own
-    thread pool; JPEGs at least twice S on both sides decoded by libjpeg at 1/2, 1/4 or 1/8
-    scale, then resized to S x S with PIL's bilinear filter, aspect not kept).
+    :class:`deepclust.data.FileSource` ``.scan()`` then ``.load()`` of every image in
+    batches of 256 (its own thread pool; JPEGs at least twice S on both sides decoded by
+    libjpeg at 1/2, 1/4 or 1/8 scale), then the shorter side resized to S with PIL's
+    bilinear filter and the centre S x S cropped, as torchvision's ``Resize(S)`` +
+    ``CenterCrop(S)``.
 ``deepclust-no-draft``
     The same with the reduced JPEG decoding turned off (every file decoded in full).
 ``torchvision``
@@ -88,6 +90,10 @@ def _photo(rng: np.random.Generator) -> Image.Image:
     return image
 
 
+#: Images per ``FileSource.load`` call of the deepclust rows.
+LOAD_BATCH = 256
+
+
 def make_folder(folder: Path, n: int, seed: int) -> list[str]:
     """``n`` JPEGs in ``folder/images`` (the class folder ImageFolder needs), made once."""
     images = folder / "images"
@@ -102,9 +108,12 @@ def make_folder(folder: Path, n: int, seed: int) -> list[str]:
 
 
 def run_deepclust(paths: list[str], side: int, cache_dir: str | None = None) -> None:
-    """Scan then load every image with deepclust's file source."""
+    """Scan then load every image with deepclust's file source, in batches of
+    ``LOAD_BATCH`` as a training loop reads them (the whole folder at 224 px would be
+    12 GB of float32 at once)."""
     source = FileSource(paths, (side, side), n_channels=3, cache_dir=cache_dir).scan()
-    source.load()
+    for start in range(0, len(source), LOAD_BATCH):
+        source.load(slice(start, start + LOAD_BATCH))
 
 
 def run_no_draft(paths: list[str], side: int) -> None:

@@ -30,6 +30,10 @@ Besides the default score, every candidate's fit is also scored with
 left out of ``sweep_seconds``). Times are wall-clock (``*_seconds``) and CPU time of the
 process (``*_cpu_seconds``, which other programs on the machine barely change); the cost
 ratio is the sweep's over the fit's, for both (``cost_ratio``, ``cost_ratio_cpu``).
+``--grid-search`` also runs ``GridSearchCV`` over the same candidates with the
+estimator's default ``score`` and a 2-fold ``KFold`` shuffled by the seed (each
+candidate fitted on one half and scored on the other; ``grid_scores``,
+``grid_chosen_k``, ``grid_seconds``), to compare its pick with the sweep's.
 The JSON result is written to
 ``benchmarks/results/choose-k-{method}-{data}-{profile}-k{K}-s{seed}-{date}-{commit}.json``
 (the naming of ``quality.py``'s results); ``benchmarks/report_choose_k.py`` tabulates
@@ -169,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="cluster a random subset")
     parser.add_argument("--out", default=None, help="JSON result file (default: named)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--grid-search",
+        action="store_true",
+        help="also run GridSearchCV over the candidates (default score, 2-fold KFold)",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -225,6 +234,29 @@ def _sweep(args, X, y, candidates: list[int], k: int) -> dict:
     }
 
 
+def _grid_search(args, X, candidates: list[int], k: int) -> dict:
+    """GridSearchCV over ``candidates`` with the estimator's default ``score`` (held-out
+    folds of a 2-fold ``KFold`` shuffled by the seed): scores, pick, time."""
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    estimator, _ = _estimator(args, k)
+    cv = KFold(n_splits=2, shuffle=True, random_state=args.seed)
+    grid = GridSearchCV(estimator, {"n_clusters": candidates}, cv=cv, refit=False)
+    started = time.perf_counter()
+    grid.fit(X)
+    means = grid.cv_results_["mean_test_score"]
+    chosen = int(candidates[int(np.argmax(means))])
+    return {
+        "grid_scores": {str(c): float(m) for c, m in zip(candidates, means, strict=True)},
+        "grid_score_std": {
+            str(c): float(s)
+            for c, s in zip(candidates, grid.cv_results_["std_test_score"], strict=True)
+        },
+        "grid_chosen_k": chosen,
+        "grid_seconds": time.perf_counter() - started,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run one benchmark: parse ``argv``, fit, sweep, write the JSON result.
 
@@ -248,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     _, params = _estimator(args, k)
     reference = _reference_fit(args, X, y, k)
     sweep = _sweep(args, X, y, candidates, k)
+    grid = _grid_search(args, X, candidates, k) if args.grid_search else {}
     result = {
         "method": args.method,
         "profile": profile_name(args.budget, params.get("invariant_to")),
@@ -260,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         "candidate_rule": f"floor(K * {STEP} ** i), i = -{SIDE}..{SIDE}",
         **sweep,
         **reference,
+        **grid,
         "cost_ratio": sweep["sweep_seconds"] / reference["fit_seconds"],
         "cost_ratio_cpu": sweep["sweep_cpu_seconds"] / reference["fit_cpu_seconds"],
         "params": {key: v for key, v in params.items() if key != "verbose"},

@@ -8,7 +8,8 @@ time of the commit it started from, then by file name) of each method, data set,
 K and seed counts. It writes a summary per data set (the picks of every seed, how many
 are exact and within one candidate step, the cost of the sweep against one default fit)
 and a table per run (the candidates, the default score of each with the pick in bold,
-what the two other label-free scores would have picked, the times), then the machines,
+GridSearchCV's pick when the run made one (``--grid-search``), what the two other
+label-free scores would have picked, the times), then the machines,
 dates, commits and commands of the runs.
 
 Usage: python benchmarks/report_choose_k.py [--results DIR] [--out FILE]
@@ -50,6 +51,7 @@ RUN_HEADER = [
     "seed",
     "silhouette by candidate",
     "chosen",
+    "GridSearchCV pick",
     "agreement pick",
     "linear pick",
     "ACC at chosen",
@@ -134,6 +136,7 @@ def run_rows(results: list[dict]) -> list[list[str]]:
                 str(r["seed"]),
                 _scores_cell(r),
                 str(r["chosen_k"]) + ("" if r["exact"] else f" ({r['steps_off']:+d})"),
+                str(r.get("grid_chosen_k", "-")),
                 str(_pick(other.get("augmentation_agreement", {})) or "-"),
                 str(_pick(other.get("linear_predictability", {})) or "-"),
                 _num(r["chosen_scores"]["acc"]),
