@@ -13,7 +13,7 @@ from torch import nn
 
 from deepclust.distributed import rank
 from deepclust.losses import NTXentLoss
-from deepclust.methods import DeepClusterEstimator, SCANClusterer
+from deepclust.methods import DeepClusterEstimator, SCANClusterer, SelfLabelClusterer
 from deepclust.training import Stage, Trainer
 
 N_SAMPLES, N_FEATURES, BATCH = 16, 5, 8
@@ -53,10 +53,12 @@ def scenario_ntxent(rank_: int, payload: dict) -> dict:
 
 
 #: Short fits: DeepCluster (a k-means label step every epoch), SCAN (a SimCLR pretext with
-#: NT-Xent across ranks, neighbour mining, SCAN loss and self-labelling).
+#: NT-Xent across ranks, neighbour mining, SCAN loss and self-labelling), SeLa (label
+#: steps with the Sinkhorn problem's rows split over the ranks).
 FITS = {
     "deepcluster": (DeepClusterEstimator, {"max_epochs": 2}),
     "scan": (SCANClusterer, {"pretext_epochs": 2, "max_epochs": 2, "selflabel_epochs": 1}),
+    "sela": (SelfLabelClusterer, {"max_epochs": 3, "n_label_updates": 2}),
 }
 
 

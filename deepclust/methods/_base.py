@@ -56,6 +56,7 @@ from deepclust.networks import (
 from deepclust.networks._backbones import TORCHVISION_PREFIX
 from deepclust.recipes import BUDGETS, DataFacts, is_auto, resolve_recipe, with_settings
 from deepclust.training import PRECISIONS, Trainer, _data_parallel, run_inference, use_precision
+from deepclust.training._inference import run_sharded_inference
 
 __all__ = ["BaseDeepClusterer", "FitContext"]
 
@@ -367,7 +368,7 @@ class BaseDeepClusterer(
         if merge_to is None:
             return
         network = fitted["network_"]
-        features = run_inference(
+        features = run_sharded_inference(
             network.features,
             source,
             device=context.device,

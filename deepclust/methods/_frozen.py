@@ -23,7 +23,7 @@ from deepclust.data import DataSource, as_source
 from deepclust.methods._feature_source import resolve_feature_source
 from deepclust.networks import ClusteringNetwork
 from deepclust.recipes import with_settings
-from deepclust.training import run_inference
+from deepclust.training._inference import run_sharded_inference
 
 __all__ = ["fit_on_frozen_features", "frozen_feature_network"]
 
@@ -66,10 +66,11 @@ def frozen_feature_network(estimator, source: DataSource) -> ClusteringNetwork:
 
 
 def _frozen_features(network: ClusteringNetwork, source: DataSource, context) -> np.ndarray:
-    """Every sample's features, float16 when they are large."""
+    """Every sample's features, float16 when they are large (split over the ranks of a
+    data-parallel fit and gathered in order)."""
     per_sample = max(1, math.prod(source.shape))
     batch_size = max(16, min(context.inference_batch_size, _VALUES_PER_BATCH // per_sample))
-    features = run_inference(
+    features = run_sharded_inference(
         network.features,
         source,
         device=context.device,

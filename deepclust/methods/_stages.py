@@ -12,7 +12,8 @@ from deepclust.augment import make_augmentation, with_invariances
 from deepclust.data import DataSource
 from deepclust.losses import MultiHeadCrossEntropy, NTXentLoss
 from deepclust.networks import ClusteringNetwork
-from deepclust.training import Stage, autocast_dtype, run_inference
+from deepclust.training import Stage, autocast_dtype
+from deepclust.training._inference import run_sharded_inference
 
 __all__ = [
     "make_fetch",
@@ -86,9 +87,13 @@ def extract_features(
     batch_size: int,
     progress: str | None = None,
     large_dtype: torch.dtype | None = None,
+    gather: bool = True,
 ) -> torch.Tensor:
     """Backbone features of every sample (eval mode, no augmentation), float32 on the CPU
     (``large_dtype`` above :data:`~deepclust.training._inference.LARGE_OUTPUT_VALUES`).
+
+    In a data-parallel fit each rank computes its block of the samples and the blocks are
+    gathered in order (:func:`~deepclust.training._inference.run_sharded_inference`).
 
     Parameters
     ----------
@@ -105,14 +110,19 @@ def extract_features(
     large_dtype : torch.dtype, optional
         Storage of a feature matrix of more than 2**28 values (``torch.float16`` for the
         k-means steps: half the host memory at ImageNet size); None keeps float32.
+    gather : bool, default=True
+        In a data-parallel fit, gather every rank's block; ``False`` returns this rank's
+        block only (:func:`~deepclust.training._data_parallel.rank_rows`).
 
     Returns
     -------
     torch.Tensor of shape (n_samples, n_features)
+        Or ``(n_rank, n_features)``, this rank's block, with ``gather=False``.
     """
-    return run_inference(
+    return run_sharded_inference(
         network.features,
         source,
+        gather=gather,
         device=device,
         batch_size=batch_size,
         modules=(network,),
@@ -154,6 +164,9 @@ def head_probabilities(
 ) -> list[torch.Tensor]:
     """Softmax of every clustering head over the whole data set, float32.
 
+    In a data-parallel fit each rank computes its block of the samples and the blocks are
+    gathered in order (:func:`~deepclust.training._inference.run_sharded_inference`).
+
     Parameters
     ----------
     network : ClusteringNetwork
@@ -178,7 +191,7 @@ def head_probabilities(
     def probs(batch: torch.Tensor) -> list[torch.Tensor]:
         return [torch.softmax(logits.float(), dim=1) for logits in network(batch)]
 
-    outputs = run_inference(
+    outputs = run_sharded_inference(
         probs,
         source,
         device=device,

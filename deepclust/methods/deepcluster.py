@@ -15,7 +15,7 @@ from torch import nn
 
 from deepclust._utils import to_numpy
 from deepclust.augment import AUGMENTATION_POLICIES
-from deepclust.cluster import PCAWhitening, assign, kmeans
+from deepclust.cluster import KMeansResult, PCAWhitening, assign, kmeans
 from deepclust.methods._base import BaseDeepClusterer
 from deepclust.methods._docs import fill_doc
 from deepclust.methods._fit_state import FitState
@@ -23,7 +23,7 @@ from deepclust.methods._registry import MethodSpec, register_method
 from deepclust.methods._stages import balanced_sampler, extract_features
 from deepclust.networks import ClusteringNetwork, SobelFilter
 from deepclust.recipes import DataFacts, epochs_for, image_settings
-from deepclust.training import Stage
+from deepclust.training import Stage, _data_parallel
 
 __all__ = ["DeepClusterEstimator", "DeepClusterFit"]
 
@@ -58,15 +58,24 @@ class DeepClusterFit(FitState):
             )
         ]
 
+    @property
+    def n_sharded(self) -> int | None:
+        """The number of samples when the k-means steps' rows are split over the ranks of a
+        data-parallel fit (:meth:`DeepClusterEstimator._shards_kmeans`), else None."""
+        n_samples = len(self.source)
+        return n_samples if self.estimator._shards_kmeans(n_samples) else None
+
     def features(self, progress: str | None = None) -> torch.Tensor:
         """Backbone features of every sample (float16 when over 2**28 values; the
-        whitening reads them in float64 row blocks).
+        whitening reads them in float64 row blocks); only this rank's block
+        (:func:`~deepclust.training._data_parallel.rank_rows`) when :attr:`n_sharded`.
 
         Parameters
         ----------
         progress : str, optional
             Description of a progress bar, shown only when the estimator is verbose.
         """
+        sharded = self.n_sharded is not None
         features = extract_features(
             self.network,
             self.source,
@@ -74,7 +83,10 @@ class DeepClusterFit(FitState):
             self.context.inference_batch_size,
             progress=self.context.progress(progress) if progress else None,
             large_dtype=torch.float16,
+            gather=not sharded,
         )
+        if sharded and not _data_parallel.finite_on_every_rank(features, self.device):
+            features = torch.tensor([float("nan")])  # every rank raises
         self.check_finite(features, "the features for k-means")
         return features
 
@@ -88,9 +100,14 @@ class DeepClusterFit(FitState):
             plus ``epoch``.
         """
         _, _, result = self.estimator._cluster(
-            self.features("features for k-means"), self.seed + epoch, self.device
+            self.features("features for k-means"),
+            self.seed + epoch,
+            self.device,
+            n_total=self.n_sharded,
         )
         labels = torch.as_tensor(result.labels).long()
+        if self.n_sharded is not None:
+            labels = _data_parallel.gather_blocks(labels, self.n_sharded, self.device)
         record = {"inertia": float(result.inertia)}
         if self.labels is not None:
             record["nmi_previous"] = float(
@@ -104,11 +121,14 @@ class DeepClusterFit(FitState):
     def fitted_attributes(self, history: list[dict]) -> dict:
         est = self.estimator
         whitening, whitened, result = est._cluster(
-            self.features(), self.seed + est.max_epochs, self.device
+            self.features(), self.seed + est.max_epochs, self.device, n_total=self.n_sharded
         )
         centers = torch.as_tensor(result.centroids).float().cpu()
         # Final labels are the nearest centroids, so predict() reproduces them exactly.
-        labels = to_numpy(torch.as_tensor(assign(whitened.float(), centers)[0])).astype(np.int64)
+        labels = torch.as_tensor(assign(whitened.float(), centers)[0])
+        if self.n_sharded is not None:
+            labels = _data_parallel.gather_blocks(labels, self.n_sharded, self.device)
+        labels = to_numpy(labels).astype(np.int64)
         if self.labels is not None and history:
             history[-1]["final_nmi_previous"] = float(
                 normalized_mutual_info_score(to_numpy(self.labels), labels)
@@ -119,6 +139,15 @@ class DeepClusterFit(FitState):
             "cluster_centers_": to_numpy(centers),
             "labels_": labels,
         }
+
+
+def _fit_on_cpu(whitening: PCAWhitening, features: torch.Tensor) -> None:
+    """Fit a distributed ``whitening`` on this rank's ``features`` where its collectives run,
+    then leave it a plain one-process whitening on the CPU (internal)."""
+    whitening.fit(features.to(whitening.device))
+    for name in ("mean_", "components_", "explained_variance_"):
+        setattr(whitening, name, getattr(whitening, name).cpu())
+    whitening.device, whitening.distributed = None, False
 
 
 def deepcluster_recipe(facts: DataFacts, budget: str) -> dict:
@@ -343,19 +372,72 @@ class DeepClusterEstimator(BaseDeepClusterer):
         if self.sobel and source.kind != "images":
             raise ValueError("sobel=True needs images; got 2-D features. Use sobel=False.")
 
-    def _cluster(self, features: torch.Tensor, seed: int, device: torch.device):
+    def _shards_kmeans(self, n_samples: int) -> bool:
+        """Whether the k-means steps of a fit on ``n_samples`` samples split their rows over
+        the ranks: in a data-parallel fit (:func:`_data_parallel.shards_rows`) unless
+        ``kmeans_backend='faiss'`` (distributed k-means runs on torch)."""
+        return self.kmeans_backend != "faiss" and _data_parallel.shards_rows(n_samples)
+
+    def _cluster(
+        self,
+        features: torch.Tensor,
+        seed: int,
+        device: torch.device,
+        *,
+        n_total: int | None = None,
+    ) -> tuple[PCAWhitening, torch.Tensor, KMeansResult]:
+        """PCA-whiten ``features`` and cluster them with k-means.
+
+        With ``n_total``, ``features`` is this rank's block of the ``n_total`` rows of a
+        data-parallel fit: the whitening statistics and k-means' per-cluster sums and
+        counts are all-reduced (``distributed=True``, k-means on the torch backend), so
+        every rank gets the same whitening and centroids, and the whitened rows and labels
+        of its own block.
+
+        Parameters
+        ----------
+        features : torch.Tensor of shape (n_samples, n_features) or (n_rank, n_features)
+            The backbone features (this rank's block with ``n_total``).
+        seed : int
+            k-means' seed.
+        device : torch.device
+            Where k-means runs.
+        n_total : int, optional
+            Rows of the whole data set when ``features`` is this rank's block.
+
+        Returns
+        -------
+        whitening : PCAWhitening
+            Fitted, on the CPU (it pickles anywhere).
+        whitened : torch.Tensor of shape (n_samples or n_rank, pca_dim)
+            The whitened rows, float32 on the CPU.
+        result : KMeansResult
+            The k-means result (labels of the rows of ``features``).
+        """
+        sharded = n_total is not None
         # The whitening is fitted on the CPU (a small D x D problem) so the fitted
-        # estimator pickles anywhere; k-means runs on the training device.
-        whitening = PCAWhitening(min(self.pca_dim, features.shape[1]), l2_normalize=True)
-        whitened = whitening.fit_transform(features.cpu()).float()
+        # estimator pickles anywhere (distributed: where the collectives run, then moved
+        # there); k-means runs on the training device.
+        whitening = PCAWhitening(
+            min(self.pca_dim, features.shape[1]),
+            l2_normalize=True,
+            device=_data_parallel.communication_device(device) if sharded else None,
+            distributed=sharded,
+        )
+        if sharded:
+            _fit_on_cpu(whitening, features)
+        else:
+            whitening.fit(features.cpu())
+        whitened = whitening.transform(features.cpu()).float()
         result = kmeans(
             whitened.to(device),
             self.n_clusters,
             n_iter=self.kmeans_iter,
             random_state=seed,
-            backend=self.kmeans_backend,
+            backend="torch" if sharded else self.kmeans_backend,
             device=device,
             init="k-means++" if self.n_clusters <= 256 else "random",
+            distributed=sharded,
         )
         return whitening, whitened, result
 

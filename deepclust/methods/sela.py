@@ -24,7 +24,7 @@ from deepclust.methods._stages import extract_features, head_softmax
 from deepclust.networks import ClusteringNetwork
 from deepclust.recipes import DataFacts, epochs_for, image_settings
 from deepclust.sinkhorn import round_to_sizes, sinkhorn_solve, target_counts
-from deepclust.training import Stage
+from deepclust.training import Stage, _data_parallel
 
 __all__ = ["SeLaFit", "SelfLabelClusterer", "label_update_epochs"]
 
@@ -417,11 +417,38 @@ class SelfLabelClusterer(BaseDeepClusterer):
             base = np.repeat(np.arange(self.n_clusters), target_counts(n_samples, marginals))
         return torch.from_numpy(np.stack([rng.permutation(base) for _ in range(self.n_heads)]))
 
-    def _label_step(self, probs: torch.Tensor, marginals) -> torch.Tensor:
+    def _label_step(
+        self, probs: torch.Tensor, marginals, *, n_total: int | None = None
+    ) -> torch.Tensor:
         """Labels of one head: the Sinkhorn plan's argmax (its kernel stored in
         ``sinkhorn_dtype``), rounded to the target sizes when the argmax misses a target by
-        more than 10 % (see :func:`round_to_sizes`)."""
-        result = sinkhorn_solve(probs, self.lamb, marginals=marginals, dtype=self.sinkhorn_dtype)
+        more than 10 % (see :func:`round_to_sizes`).
+
+        With ``n_total``, ``probs`` is this rank's block (:func:`_data_parallel.rank_rows`)
+        of the ``n_total`` rows of a data-parallel fit: the Sinkhorn iterations all-reduce
+        the column sums (``sinkhorn_solve(..., distributed=True)``), the cluster sizes are
+        summed over the ranks and the labels gathered in sample order. The rounding is not
+        distributed: when it is needed, every rank gathers the whole probabilities and
+        rounds them (the same result on every rank).
+
+        Parameters
+        ----------
+        probs : torch.Tensor of shape (n_samples, n_clusters) or (n_rank, n_clusters)
+            The head's probabilities (this rank's block with ``n_total``).
+        marginals : ndarray of shape (n_clusters,) or None
+            Target cluster proportions.
+        n_total : int, optional
+            Rows of the whole problem when ``probs`` is this rank's block.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_samples,)
+            int64 labels of every sample (of all ranks' rows with ``n_total``).
+        """
+        sharded = n_total is not None
+        result = sinkhorn_solve(
+            probs, self.lamb, marginals=marginals, dtype=self.sinkhorn_dtype, distributed=sharded
+        )
         if not result.converged:
             warnings.warn(
                 f"The Sinkhorn label step did not converge (largest relative cluster-mass "
@@ -429,10 +456,17 @@ class SelfLabelClusterer(BaseDeepClusterer):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        counts = target_counts(len(probs), marginals, self.n_clusters)
-        sizes = to_numpy(torch.bincount(result.labels, minlength=self.n_clusters))
+        n_samples = n_total if sharded else len(probs)
+        counts = target_counts(n_samples, marginals, self.n_clusters)
+        sizes = torch.bincount(result.labels, minlength=self.n_clusters)
+        if sharded:
+            sizes = torch.tensor(_data_parallel.sum_over_ranks(sizes.tolist(), probs.device))
+        sizes = to_numpy(sizes)
         if np.any(np.abs(sizes - counts) > 0.1 * counts):
-            return round_to_sizes(probs, result.log_v, self.lamb, counts)
+            whole = _data_parallel.gather_blocks(probs, n_total, probs.device) if sharded else probs
+            return round_to_sizes(whole, result.log_v, self.lamb, counts)
+        if sharded:
+            return _data_parallel.gather_blocks(result.labels, n_total, probs.device)
         return result.labels
 
     def _label_pass(
@@ -454,6 +488,11 @@ class SelfLabelClusterer(BaseDeepClusterer):
         the next head. Peak memory is the features, one head's buffer and the Sinkhorn
         kernel, whatever ``n_heads``; with ``'float32'`` the results are those of
         labelling every head's :func:`~deepclust.methods._stages.head_probabilities`.
+
+        In a data-parallel fit (:func:`_data_parallel.shards_rows`) each rank computes and
+        keeps only its block of the features and of every head's probabilities (its share
+        of the N x K buffer), solves the label step with the other ranks and gets every
+        sample's labels and argmax, gathered in order.
 
         Parameters
         ----------
@@ -482,9 +521,12 @@ class SelfLabelClusterer(BaseDeepClusterer):
         log_likelihoods : list of float
             Every head's mean log-probability of its labels (SeLa's objective).
         """
-        features = extract_features(network, source, device, batch_size, progress=progress)
+        n_total = len(source) if _data_parallel.shards_rows(len(source)) else None
+        features = extract_features(
+            network, source, device, batch_size, progress=progress, gather=n_total is None
+        )
         heads = [
-            self._label_head(head, features, device, batch_size, marginals, check)
+            self._label_head(head, features, device, batch_size, marginals, check, n_total=n_total)
             for head in network.heads
         ]
         labels, argmax, log_likelihoods = zip(*heads, strict=True)
@@ -498,6 +540,8 @@ class SelfLabelClusterer(BaseDeepClusterer):
         batch_size: int,
         marginals: np.ndarray | None,
         check: Callable[[torch.Tensor, str], None] | None = None,
+        *,
+        n_total: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One head's labels, argmax and mean log-likelihood; its N x K buffer is freed on
         return.
@@ -515,7 +559,12 @@ class SelfLabelClusterer(BaseDeepClusterer):
         marginals : ndarray of shape (n_clusters,) or None
             Target cluster proportions.
         check : callable, optional
-            ``check(probs, what)``, called on the probabilities.
+            ``check(probs, what)``, called on the probabilities (on every rank, with a NaN
+            where any rank's probabilities are not finite, with ``n_total``).
+        n_total : int, optional
+            Rows of the whole data set when ``features`` is this rank's block of a
+            data-parallel fit (:meth:`_label_step`); the labels, argmax and log-likelihood
+            are then those of every sample.
 
         Returns
         -------
@@ -534,13 +583,22 @@ class SelfLabelClusterer(BaseDeepClusterer):
             output_device=device,
             dtype=SINKHORN_DTYPES[self.sinkhorn_dtype],
         )
-        if check is not None:
-            check(probs, "the label step's probabilities")
-        labels = self._label_step(probs, marginals).to(device)
-        log_likelihood = float(
-            probs.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean()
-        )
-        return labels, probs.argmax(1), log_likelihood
+        if n_total is None:
+            if check is not None:
+                check(probs, "the label step's probabilities")
+            labels = self._label_step(probs, marginals).to(device)
+            log_likelihood = float(
+                probs.gather(1, labels[:, None]).float().clamp_min(1e-12).log().mean()
+            )
+            return labels, probs.argmax(1), log_likelihood
+        if check is not None and not _data_parallel.finite_on_every_rank(probs, device):
+            check(torch.tensor([float("nan")]), "the label step's probabilities")
+        labels = self._label_step(probs, marginals, n_total=n_total).to(device)
+        mine = labels[_data_parallel.rank_rows(n_total)]
+        log_sum = probs.gather(1, mine[:, None]).float().clamp_min(1e-12).log().sum()
+        log_likelihood = _data_parallel.sum_over_ranks([float(log_sum)], device)[0] / n_total
+        argmax = _data_parallel.gather_blocks(probs.argmax(1), n_total, device)
+        return labels, argmax, log_likelihood
 
     # ------------------------------------------------------------------ SeLa checkpoints
     @classmethod

@@ -19,6 +19,11 @@ with more than one rank, every rank runs the same fit and the trainer:
 * copies the method's fit state (its labels) from rank 0 after each stage and epoch
   hook, so that every rank trains on the same labels even where a label step is not bit
   for bit reproducible.
+
+The fit's full-data inference passes (features and head probabilities for a label step)
+are split too: each rank evaluates its consecutive block of the samples
+(:func:`rank_rows`) and the blocks are gathered in order (:func:`gather_blocks`, through
+:func:`~deepclust.training._inference.run_sharded_inference`).
 """
 
 from __future__ import annotations
@@ -34,13 +39,20 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from deepclust._utils import all_finite
 from deepclust.distributed import is_distributed, rank, shard_indices, world_size
+from deepclust.distributed._helpers import _gather_padded
 
 __all__ = [
     "active",
     "average_buffers",
     "broadcast_state",
+    "communication_device",
+    "finite_on_every_rank",
     "fitted_from_rank0",
+    "gather_blocks",
+    "rank_rows",
+    "shards_rows",
     "sum_over_ranks",
     "rank_seeded",
     "same_on_every_rank",
@@ -57,6 +69,127 @@ def active() -> bool:
     bool
     """
     return is_distributed() and world_size() > 1
+
+
+def shards_rows(n_samples: int) -> bool:
+    """Whether a full-data pass over ``n_samples`` samples is split over the ranks.
+
+    It is when the fit is data-parallel (:func:`active`) and every rank gets at least one
+    sample.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples of the pass.
+
+    Returns
+    -------
+    bool
+    """
+    return active() and n_samples >= world_size()
+
+
+def _block_sizes(n_samples: int) -> list[int]:
+    """Samples of every rank's block, in rank order (those of :func:`shard_indices`)."""
+    base, extra = divmod(n_samples, world_size())
+    return [base + (1 if r < extra else 0) for r in range(world_size())]
+
+
+def rank_rows(n_samples: int) -> slice:
+    """This rank's consecutive block of ``range(n_samples)`` in a split full-data pass.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples of the pass.
+
+    Returns
+    -------
+    slice
+        The block of :func:`~deepclust.distributed.shard_indices` of
+        ``numpy.arange(n_samples)`` for this rank, or every sample when the pass is not
+        split (:func:`shards_rows`).
+    """
+    if not shards_rows(n_samples):
+        return slice(0, n_samples)
+    sizes = _block_sizes(n_samples)
+    start = sum(sizes[: rank()])
+    return slice(start, start + sizes[rank()])
+
+
+def communication_device(device: torch.device) -> torch.device:
+    """Where the default group's collectives take tensors.
+
+    Parameters
+    ----------
+    device : torch.device
+        The training device.
+
+    Returns
+    -------
+    torch.device
+        ``device`` under NCCL, else the CPU.
+    """
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def gather_blocks(
+    local: torch.Tensor, n_samples: int, device: torch.device, chunk_values: int = 2**24
+) -> torch.Tensor:
+    """Every rank's block of rows (:func:`rank_rows`) in rank order, i.e. in sample order.
+
+    The blocks travel in pieces of about ``chunk_values`` values per rank, so a gather on
+    the GPU (NCCL) needs ``world_size`` pieces of device memory, not the whole result.
+    Half-precision rows travel as float32 under gloo (exactly).
+
+    Parameters
+    ----------
+    local : torch.Tensor of shape (n_rank, ...)
+        This rank's rows of the pass.
+    n_samples : int
+        Rows of the whole pass (:func:`shards_rows` must hold).
+    device : torch.device
+        The training device (the collectives run on it under NCCL).
+    chunk_values : int, default=2**24
+        Values per rank and piece.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, ...)
+        The same on every rank, on ``local``'s device and in its dtype.
+    """
+    sizes = _block_sizes(n_samples)
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    out = local.new_empty((n_samples, *local.shape[1:]))
+    comm = communication_device(device)
+    wire = local.dtype
+    if comm.type == "cpu" and local.dtype in (torch.float16, torch.bfloat16):
+        wire = torch.float32
+    step = max(1, chunk_values // max(1, local[0].numel() if len(local) else 1))
+    for offset in range(0, max(sizes), step):
+        counts = [min(max(size - offset, 0), step) for size in sizes]
+        piece = local[offset : offset + step].to(comm, wire).contiguous()
+        gathered = _gather_padded(piece, counts, None).split(counts)
+        for start, count, rows in zip(starts, counts, gathered):
+            out[start + offset : start + offset + count] = rows.to(out.device, out.dtype)
+    return out
+
+
+def finite_on_every_rank(tensor: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``tensor`` holds no NaN or infinity on any rank (every rank gets the answer).
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        This rank's values.
+    device : torch.device
+        The training device (the all-reduce runs there).
+
+    Returns
+    -------
+    bool
+    """
+    return sum_over_ranks([not all_finite(tensor)], communication_device(device))[0] == 0
 
 
 class _StageLoss(nn.Module):
