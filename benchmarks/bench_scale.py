@@ -269,6 +269,57 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_configurations(
+    script: Path, args: argparse.Namespace, argv: list[str] | None, specs: list[dict], describe
+) -> Path:
+    """Run every spec in a fresh ``script --worker`` process and write the results.
+
+    The JSON (``<script stem>-<YYYYMMDD>-<commit>.json`` in ``args.results_dir``) holds the
+    date, commit, machine, the command line and every measurement, and is rewritten after
+    each configuration, so an interrupted run keeps what it measured.
+
+    Parameters
+    ----------
+    script : pathlib.Path
+        The benchmark file, run with ``--worker SPEC``.
+    args : argparse.Namespace
+        Its parsed command line (``results_dir`` and ``timeout`` are read).
+    argv : list of str or None
+        The arguments as given (``sys.argv[1:]`` when None), for the recorded command.
+    specs : list of dict
+        One configuration each.
+    describe : callable
+        ``describe(spec, measurement)``: the line printed after each configuration.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON written.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    config = {k: v for k, v in vars(args).items() if k not in ("worker", "results_dir")}
+    config["command"] = shlex.join(["python", f"benchmarks/{script.name}", *arguments])
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    result = {
+        "benchmark": script.stem,
+        "started": started,
+        "commit": _checkout_commit(),
+        "config": config,
+        "machine": _machine_info(),
+        "measurements": [],
+    }
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = _result_path(args.results_dir, started[:10], result["commit"], script.stem)
+    with tempfile.TemporaryDirectory(prefix=f"{script.stem}-") as tmp:
+        for spec in specs:
+            measurement = _spawn(spec, Path(tmp), args.timeout, script)
+            result["measurements"].append(measurement)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            print(describe(spec, measurement), flush=True)
+    print(f"wrote {path}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every configuration (or, with ``--worker``, one) and write the JSON.
 
@@ -282,40 +333,31 @@ def main(argv: list[str] | None = None) -> None:
         result = run_worker(json.loads(Path(args.worker).read_text()))
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
-    arguments = sys.argv[1:] if argv is None else argv
-    config = {k: v for k, v in vars(args).items() if k not in ("worker", "results_dir")}
-    config["command"] = shlex.join(["python", "benchmarks/bench_scale.py", *arguments])
-    started = datetime.datetime.now().isoformat(timespec="seconds")
-    result = {
-        "benchmark": "bench_scale",
-        "started": started,
-        "commit": _checkout_commit(),
-        "config": config,
-        "machine": _machine_info(),
-        "measurements": [],
-    }
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = _result_path(args.results_dir, started[:10], result["commit"])
-    with tempfile.TemporaryDirectory(prefix="bench_scale-") as tmp:
-        for dtype in args.sinkhorn_dtype:
-            for n_heads in args.n_heads:
-                spec = {
-                    "n_samples": args.n_samples,
-                    "dim": args.dim,
-                    "n_clusters": args.n_clusters,
-                    "n_centres": args.n_centres,
-                    "noise": args.noise,
-                    "seed": args.seed,
-                    "n_heads": n_heads,
-                    "sinkhorn_dtype": dtype,
-                    "batch_size": args.batch_size,
-                    "threads": args.threads,
-                }
-                measurement = _spawn(spec, Path(tmp), args.timeout)
-                result["measurements"].append(measurement)
-                path.write_text(json.dumps(result, indent=1) + "\n")
-                print(f"N={args.n_samples} H={n_heads} {dtype}: {_describe(measurement)}")
-    print(f"wrote {path}")
+    specs = [
+        {
+            "n_samples": args.n_samples,
+            "dim": args.dim,
+            "n_clusters": args.n_clusters,
+            "n_centres": args.n_centres,
+            "noise": args.noise,
+            "seed": args.seed,
+            "n_heads": n_heads,
+            "sinkhorn_dtype": dtype,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+        }
+        for dtype in args.sinkhorn_dtype
+        for n_heads in args.n_heads
+    ]
+    run_configurations(
+        Path(__file__).resolve(),
+        args,
+        argv,
+        specs,
+        lambda spec, m: (
+            f"N={spec['n_samples']} H={spec['n_heads']} {spec['sinkhorn_dtype']}: {_describe(m)}"
+        ),
+    )
 
 
 if __name__ == "__main__":

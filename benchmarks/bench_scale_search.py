@@ -29,10 +29,8 @@ and command.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -47,11 +45,8 @@ from bench_scale import (  # noqa: E402
     REPO_ROOT,
     RESULT_PREFIX,
     RESULTS_DIR,
-    _checkout_commit,
-    _machine_info,
-    _result_path,
-    _spawn,
     make_features,
+    run_configurations,
 )
 
 
@@ -233,28 +228,13 @@ def main(argv: list[str] | None = None) -> None:
         result = run_worker(json.loads(Path(args.worker).read_text()))
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return
-    arguments = sys.argv[1:] if argv is None else argv
-    config = {k: v for k, v in vars(args).items() if k not in ("worker", "results_dir")}
-    config["results_dir"] = None
-    config["command"] = shlex.join(["python", "benchmarks/bench_scale_search.py", *arguments])
-    started = datetime.datetime.now().isoformat(timespec="seconds")
-    result = {
-        "benchmark": "bench_scale_search",
-        "started": started,
-        "commit": _checkout_commit(),
-        "config": config,
-        "machine": _machine_info(),
-        "measurements": [],
-    }
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = _result_path(args.results_dir, started[:10], result["commit"], "bench_scale_search")
-    with tempfile.TemporaryDirectory(prefix="bench_scale_search-") as tmp:
-        for spec in _specs(args):
-            measurement = _spawn(spec, Path(tmp), args.timeout, Path(__file__).resolve())
-            result["measurements"].append(measurement)
-            path.write_text(json.dumps(result, indent=1) + "\n")
-            print(f"N={args.n_samples} {spec['task']}: {_describe(measurement)}", flush=True)
-    print(f"wrote {path}")
+    run_configurations(
+        Path(__file__).resolve(),
+        args,
+        argv,
+        _specs(args),
+        lambda spec, m: f"N={spec['n_samples']} {spec['task']}: {_describe(m)}",
+    )
 
 
 if __name__ == "__main__":
