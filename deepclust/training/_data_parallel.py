@@ -13,9 +13,14 @@ with more than one rank, every rank runs the same fit and the trainer:
   around the stage's modules, so that the gradients are averaged over the ranks, and
   under a rank-specific torch seed, so that the ranks draw different augmentations
   while torch's global generator stays the same on every rank;
-* averages the floating-point buffers (BatchNorm's running statistics) over the ranks
-  after every epoch: BatchNorm normalises with each rank's own batch statistics during
-  the step (:class:`torch.nn.SyncBatchNorm` computes on GPUs only);
+* swaps the stage's BatchNorm layers for :class:`~deepclust.distributed.SyncBatchNorm`
+  (:func:`sync_batchnorm`, on the CPU and on CUDA alike; :class:`torch.nn.SyncBatchNorm`
+  computes on GPUs only) for the stage's steps, so that every step normalises with the
+  statistics of the global batch, and swaps them back when the stage ends
+  (:func:`unsync_batchnorm`): the fitted network holds plain BatchNorm layers;
+* averages the floating-point buffers over the ranks after every epoch (a safeguard:
+  with synchronised BatchNorm the running statistics are already the same on every
+  rank, up to rounding);
 * copies the method's fit state (its labels) from rank 0 after each stage and epoch
   hook, so that every rank trains on the same labels even where a label step is not bit
   for bit reproducible.
@@ -40,7 +45,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from deepclust._utils import all_finite
-from deepclust.distributed import is_distributed, rank, shard_indices, world_size
+from deepclust.distributed import (
+    convert_sync_batchnorm,
+    is_distributed,
+    rank,
+    revert_sync_batchnorm,
+    shard_indices,
+    world_size,
+)
 from deepclust.distributed._helpers import _gather_padded
 
 __all__ = [
@@ -57,6 +69,8 @@ __all__ = [
     "rank_seeded",
     "same_on_every_rank",
     "shard_batches",
+    "sync_batchnorm",
+    "unsync_batchnorm",
     "wrap_stage",
 ]
 
@@ -228,6 +242,37 @@ class _StageLoss(nn.Module):
         return torch.cat(trained).sum() * 0.0, True
 
 
+def sync_batchnorm(modules: Sequence[nn.Module]) -> None:
+    """Swap the BatchNorm layers inside ``modules`` for synchronised ones, in place.
+
+    The layers keep their parameters and buffers (the optimiser's tensors) and their
+    ``state_dict`` keys (:func:`~deepclust.distributed.convert_sync_batchnorm`). A module
+    of ``modules`` that is itself a BatchNorm layer is left as it is (only its parent
+    could replace it).
+
+    Parameters
+    ----------
+    modules : sequence of nn.Module
+        The stage's modules.
+    """
+    for module in modules:
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            convert_sync_batchnorm(module)
+
+
+def unsync_batchnorm(modules: Sequence[nn.Module]) -> None:
+    """Undo :func:`sync_batchnorm`: plain BatchNorm layers again, same tensors.
+
+    Parameters
+    ----------
+    modules : sequence of nn.Module
+        The stage's modules.
+    """
+    for module in modules:
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            revert_sync_batchnorm(module)
+
+
 def wrap_stage(
     modules: Sequence[nn.Module],
     compute_loss: Callable[[Any], Any],
@@ -238,7 +283,8 @@ def wrap_stage(
     Constructing it broadcasts rank 0's parameters and buffers to every rank. Parameters
     the stage does not use (a projection head outside the pretext, or every parameter on
     a rank that skips its shard) are allowed (``find_unused_parameters``); buffers are not
-    broadcast at each step but averaged after each epoch (:func:`average_buffers`).
+    broadcast at each step (synchronised BatchNorm, see :func:`sync_batchnorm`, keeps the
+    running statistics in step) but averaged after each epoch (:func:`average_buffers`).
 
     Parameters
     ----------
@@ -256,8 +302,9 @@ def wrap_stage(
     """
     device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
     with warnings.catch_warnings():
-        # Rank-local buffers are wanted (BatchNorm statistics are averaged per epoch, see
-        # average_buffers); torch 2.14 warns that the argument will be renamed.
+        # No per-step buffer broadcast is wanted (synchronised BatchNorm updates the same
+        # statistics on every rank; average_buffers runs per epoch); torch 2.14 warns that
+        # the argument will be renamed.
         warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
         return DistributedDataParallel(
             _StageLoss(modules, compute_loss),
@@ -338,7 +385,8 @@ def average_buffers(modules: Sequence[nn.Module]) -> None:
     Parameters
     ----------
     modules : sequence of nn.Module
-        The modules whose buffers (BatchNorm's running statistics) are averaged in place.
+        The modules whose buffers (BatchNorm's running statistics, the same on every rank
+        with synchronised BatchNorm up to rounding) are averaged in place.
     """
     size = world_size()
     for module in modules:

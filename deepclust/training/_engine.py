@@ -344,16 +344,21 @@ class Trainer:
     def _run_stage(self, stage: Stage, resume: dict | None) -> None:
         """Set the stage up, run its remaining epochs and record them."""
         self.stage = stage
-        self._begin_stage(stage, resume)
-        self._notify("on_stage_begin", stage)
-        n_batches = self._batches_per_epoch(stage)
-        total_steps = max(1, stage.n_epochs * n_batches)
-        while self.epoch < stage.n_epochs:
-            record = self._run_epoch(stage, n_batches, total_steps)
-            self.epoch += 1
-            self.epochs_done_total += 1
-            self.history.append(record)
-            self._notify("on_epoch_end", record)
+        try:
+            self._begin_stage(stage, resume)
+            self._notify("on_stage_begin", stage)
+            n_batches = self._batches_per_epoch(stage)
+            total_steps = max(1, stage.n_epochs * n_batches)
+            while self.epoch < stage.n_epochs:
+                record = self._run_epoch(stage, n_batches, total_steps)
+                self.epoch += 1
+                self.epochs_done_total += 1
+                self.history.append(record)
+                self._notify("on_epoch_end", record)
+        finally:
+            if self._ddp is not None:
+                _data_parallel.unsync_batchnorm(stage.modules)
+                self._ddp = None
         self._notify("on_stage_end", stage)
 
     def _begin_stage(self, stage: Stage, resume: dict | None) -> None:
@@ -375,6 +380,7 @@ class Trainer:
             self._method_hook(stage.on_stage_begin)
         self._ddp = None
         if _data_parallel.active() and self._optimizer is not None:
+            _data_parallel.sync_batchnorm(stage.modules)
             self._ddp = _data_parallel.wrap_stage(stage.modules, stage.compute_loss, self.device)
 
     def _batches_per_epoch(self, stage: Stage) -> int:
