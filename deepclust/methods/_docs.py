@@ -203,8 +203,10 @@ docdict["merge_to"] = _entry(
         features (``transform``); the prototypes of the non-empty clusters are grouped by
         average-linkage agglomeration on cosine distance. ``labels_``, ``predict``,
         ``predict_proba`` and ``score`` then use the merged clusters; the trained ones
-        are mapped by ``merge_map_``. Not yet measured to beat training ``merge_to``
-        clusters directly, hence off by default. None: no merging.
+        are mapped by ``merge_map_``. Off by default: SCAN trained with 20 clusters
+        merged into 10 scored below training 10 directly on the digits (ACC 0.862 against
+        0.936, mean of 3 seeds) and on 5,000 Fashion-MNIST images (0.633 against 0.650),
+        ``docs/user_guide/n_clusters.rst``. None: no merging.
     """
 )
 
