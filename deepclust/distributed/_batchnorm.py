@@ -1,9 +1,9 @@
 """BatchNorm whose training statistics are computed over every rank, on any device.
 
 :class:`torch.nn.SyncBatchNorm` computes on CUDA only; these layers all-reduce each
-channel's sum, sum of squares and count (one tensor, in float32) with the differentiable
-:func:`torch.distributed.nn.functional.all_reduce`, so they also run on the CPU under
-gloo and the gradients flow across the ranks.
+channel's sum, sum of squares and count (one tensor, in float32) with a differentiable
+all-reduce, so they also run on the CPU under gloo and the gradients flow across the
+ranks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce as _differentiable_all_reduce
 
 from deepclust.distributed._helpers import is_distributed, world_size
 
@@ -23,6 +22,29 @@ __all__ = [
     "convert_sync_batchnorm",
     "revert_sync_batchnorm",
 ]
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks of ``group``; its gradient is the sum of the
+    ranks' gradients (each rank's loss depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        total = grad.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=ctx.group)
+        return total, None
+
+
+def _differentiable_all_reduce(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """:class:`_SumOverRanks` applied to ``tensor``."""
+    return _SumOverRanks.apply(tensor, group)
 
 
 def _global_statistics(
@@ -133,7 +155,7 @@ class SyncBatchNorm(_SyncBatchNormMixin, nn.BatchNorm2d):
     (:func:`deepclust.distributed.is_distributed`), each channel's mean and variance are
     those of the global batch (every rank's share together): the ranks' sums, sums of
     squares and counts are all-reduced in float32 (also under autocast) with the
-    differentiable :func:`torch.distributed.nn.functional.all_reduce`, so the input
+    differentiable all-reduce, so the input
     gradients are those of one process on the global batch. The input is normalised with
     the biased variance and the running variance is updated with the unbiased one, with
     ``momentum`` (or the cumulative average when ``momentum=None``), as BatchNorm does.
