@@ -63,8 +63,8 @@ def test_half_feature_storage_gives_the_float32_clusters(monkeypatch, make):
     X = X.astype(np.float32)
     stored, original = [], inference._allocate
 
-    def recording_allocate(n, batch_output, large_dtype):
-        tensor = original(n, batch_output, large_dtype)
+    def recording_allocate(*args, **kwargs):
+        tensor = original(*args, **kwargs)
         stored.append(tensor.dtype)
         return tensor
 
