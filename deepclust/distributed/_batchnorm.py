@@ -95,6 +95,20 @@ class _SyncBatchNormMixin:
 
     process_group: Any = None
 
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        process_group: Any = None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
     def _synchronises(self) -> bool:
         """Whether this forward computes the batch statistics over the ranks."""
         uses_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
@@ -176,20 +190,6 @@ class SyncBatchNorm(_SyncBatchNormMixin, nn.BatchNorm2d):
         The ranks whose batches are normalised together; ``None`` is the default group.
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        process_group: Any = None,
-    ):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self.process_group = process_group
-
 
 class SyncBatchNorm1d(_SyncBatchNormMixin, nn.BatchNorm1d):
     """:class:`torch.nn.BatchNorm1d` whose training statistics span every rank.
@@ -207,20 +207,6 @@ class SyncBatchNorm1d(_SyncBatchNormMixin, nn.BatchNorm1d):
     process_group : torch.distributed.ProcessGroup, optional
         The ranks whose batches are normalised together; ``None`` is the default group.
     """
-
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        process_group: Any = None,
-    ):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-        self.process_group = process_group
 
 
 _TO_SYNC: dict[type, type] = {nn.BatchNorm1d: SyncBatchNorm1d, nn.BatchNorm2d: SyncBatchNorm}
