@@ -234,7 +234,7 @@ Command: ``{cfg["command"]}``
     DOC.write_text(text)
 
 
-def main(argv=None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="samples (rows)")
     parser.add_argument("--k", type=int, default=1_000, help="clusters (columns)")
@@ -254,40 +254,35 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--doc-only", action="store_true", help="rewrite the RST from the saved JSON"
     )
-    args = parser.parse_args(argv)
-    if args.worker:
-        run_worker(args)
-        return
-    if args.doc_only:
-        write_doc(json.loads(RESULTS.read_text()))
-        return
+    return parser
 
-    methods = args.methods or list(METHODS)
-    if args.no_reference or args.device != "cpu":
-        methods = [m for m in methods if METHODS[m] is not None]
+
+def _config(args) -> dict:
+    """The run's settings and the input's argmax cluster sizes, for the report."""
     probs = make_probs(args.n, args.k, args.seed)
     argmax_sizes = np.bincount(probs.argmax(1), minlength=args.k)
-    input_mib = probs.nbytes / 2**20
-    del probs
-    report = {
-        "config": {
-            "n": args.n,
-            "k": args.k,
-            "seed": args.seed,
-            "lamb": args.lamb,
-            "device": args.device,
-            "repeats": args.repeats,
-            "reference_repeats": args.reference_repeats,
-            "argmax_size_min": int(argmax_sizes.min()),
-            "argmax_size_max": int(argmax_sizes.max()),
-            "input_mib": input_mib,
-            "command": "python benchmarks/bench_sinkhorn.py " + " ".join(sys.argv[1:]),
-            "python": platform.python_version(),
-            "date_run": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": MACHINE if args.device == "cpu" else "see device",
-        },
-        "methods": {},
+    return {
+        "n": args.n,
+        "k": args.k,
+        "seed": args.seed,
+        "lamb": args.lamb,
+        "device": args.device,
+        "repeats": args.repeats,
+        "reference_repeats": args.reference_repeats,
+        "argmax_size_min": int(argmax_sizes.min()),
+        "argmax_size_max": int(argmax_sizes.max()),
+        "input_mib": probs.nbytes / 2**20,
+        "command": "python benchmarks/bench_sinkhorn.py " + " ".join(sys.argv[1:]),
+        "python": platform.python_version(),
+        "date_run": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": MACHINE if args.device == "cpu" else "see device",
     }
+
+
+def _measure(methods: list[str], args) -> dict:
+    """Every method's runs (each in a fresh process), by method name, with its agreement
+    with the reference's labels."""
+    measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         reference_labels = None
         for name in methods:
@@ -307,10 +302,26 @@ def main(argv=None) -> None:
                 reference_labels = labels
             elif reference_labels is not None:
                 entry["label_agreement_with_reference"] = float((labels == reference_labels).mean())
-            report["methods"][name] = entry
-        report["config"]["torch_threads"] = next(
-            (e["torch_threads"] for e in report["methods"].values()), None
-        )
+            measured[name] = entry
+    return measured
+
+
+def main(argv=None) -> None:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        run_worker(args)
+        return
+    if args.doc_only:
+        write_doc(json.loads(RESULTS.read_text()))
+        return
+
+    methods = args.methods or list(METHODS)
+    if args.no_reference or args.device != "cpu":
+        methods = [m for m in methods if METHODS[m] is not None]
+    report = {"config": _config(args), "methods": _measure(methods, args)}
+    report["config"]["torch_threads"] = next(
+        (e["torch_threads"] for e in report["methods"].values()), None
+    )
     ref = next((e for n, e in report["methods"].items() if METHODS[n] is None), None)
     if ref is not None:
         for entry in report["methods"].values():
