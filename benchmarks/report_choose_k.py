@@ -140,10 +140,10 @@ def run_rows(results: list[dict]) -> list[list[str]]:
                 str(_pick(other.get("augmentation_agreement", {})) or "-"),
                 str(_pick(other.get("linear_predictability", {})) or "-"),
                 _num(r["chosen_scores"]["acc"]),
-                _num(r["fit_scores"]["acc"]),
+                _num(r.get("fit_scores", {}).get("acc")),
                 f"{r['sweep_seconds']:.0f}",
-                f"{r['fit_seconds']:.0f}",
-                f"{r['cost_ratio']:.2f}",
+                _num(r.get("fit_seconds"), 0),
+                _num(r.get("cost_ratio"), 2),
                 _num(r.get("cost_ratio_cpu"), 2),
             ]
         )
@@ -168,7 +168,7 @@ def summary_rows(results: list[dict]) -> list[list[str]]:
     rows = []
     for label, runs in sorted(by_data.items()):
         runs = sorted(runs, key=lambda r: r["seed"])
-        ratios = [r["cost_ratio"] for r in runs]
+        ratios = [r["cost_ratio"] for r in runs if "cost_ratio" in r]
         cpu = [r["cost_ratio_cpu"] for r in runs if "cost_ratio_cpu" in r]
         rows.append(
             [
@@ -180,8 +180,8 @@ def summary_rows(results: list[dict]) -> list[list[str]]:
                 ", ".join(str(r["chosen_k"]) for r in runs),
                 f"{sum(r['exact'] for r in runs)}/{len(runs)}",
                 f"{sum(abs(r['steps_off']) <= 1 for r in runs)}/{len(runs)}",
-                f"{np.mean(ratios):.2f}",
-                f"{max(ratios):.2f}",
+                _num(float(np.mean(ratios)) if ratios else None, 2),
+                _num(max(ratios) if ratios else None, 2),
                 _num(float(np.mean(cpu)) if cpu else None, 2),
                 _num(max(cpu) if cpu else None, 2),
             ]
