@@ -54,6 +54,7 @@ RUN_HEADER = [
     "GridSearchCV pick",
     "agreement pick",
     "linear pick",
+    "vote pick",
     "ACC at chosen",
     "ACC at true K",
     "sweep s",
@@ -106,6 +107,88 @@ def _pick(scores: dict) -> int | None:
     return min(int(k) for k, v in scores.items() if v == top)
 
 
+#: The selection rules compared, by the scores each reads from a result (``scores`` is the
+#: silhouette, the default's, the others are ``other_scores``).
+RULES = {
+    "silhouette (default)": ("scores",),
+    "augmentation agreement": ("augmentation_agreement",),
+    "linear predictability": ("linear_predictability",),
+    "vote of the three (scoring='vote')": (
+        "scores",
+        "augmentation_agreement",
+        "linear_predictability",
+    ),
+}
+
+
+def _rule_pick(result: dict, sources: tuple[str, ...]) -> int | None:
+    """The candidate a rule picks from a result's recorded scores: the highest score, or
+    the vote of :func:`deepclust.model_selection.choose_n_clusters` over several."""
+    from deepclust.model_selection._n_clusters import _best, _votes
+
+    other = result.get("other_scores", {})
+    columns = [result["scores"] if name == "scores" else other.get(name, {}) for name in sources]
+    if not all(columns):
+        return None
+    table = [
+        {
+            "n_clusters": int(k),
+            "score": columns[0][k],
+            "scores": {name: column[k] for name, column in zip(sources, columns, strict=True)},
+        }
+        for k in columns[0]
+    ]
+    votes = _votes(table, list(sources)) if len(sources) > 1 else {}
+    return _best(table, votes)
+
+
+def _vote_pick(result: dict) -> int | None:
+    return _rule_pick(result, RULES["vote of the three (scoring='vote')"])
+
+
+def rule_rows(results: list[dict]) -> list[list[str]]:
+    """One row per selection rule: its exact picks and picks within one step, over the
+    runs and over the data sets (a data set counts when every seed's pick does).
+
+    Parameters
+    ----------
+    results : list of dict
+        The runs shown.
+
+    Returns
+    -------
+    list of list of str
+    """
+    rows = []
+    for rule, sources in RULES.items():
+        steps: dict[str, list[int]] = {}
+        for r in results:
+            pick = _rule_pick(r, sources)
+            if pick is not None:
+                off = r["candidates"].index(pick) - r["candidates"].index(r["true_k"])
+                steps.setdefault(_label(r), []).append(off)
+        every = [off for offs in steps.values() for off in offs]
+        rows.append(
+            [
+                rule,
+                f"{sum(off == 0 for off in every)}/{len(every)}",
+                f"{sum(abs(off) <= 1 for off in every)}/{len(every)}",
+                f"{sum(all(o == 0 for o in offs) for offs in steps.values())}/{len(steps)}",
+                f"{sum(all(abs(o) <= 1 for o in offs) for offs in steps.values())}/{len(steps)}",
+            ]
+        )
+    return rows
+
+
+RULE_HEADER = [
+    "rule",
+    "runs exact",
+    "runs within 1 step",
+    "data sets exact (every seed)",
+    "data sets within 1 step (every seed)",
+]
+
+
 def _scores_cell(result: dict) -> str:
     """``candidate: score`` for every candidate, the chosen one in bold."""
     cells = []
@@ -139,6 +222,7 @@ def run_rows(results: list[dict]) -> list[list[str]]:
                 str(r.get("grid_chosen_k", "-")),
                 str(_pick(other.get("augmentation_agreement", {})) or "-"),
                 str(_pick(other.get("linear_predictability", {})) or "-"),
+                str(_vote_pick(r) or "-"),
                 _num(r["chosen_scores"]["acc"]),
                 _num(r.get("fit_scores", {}).get("acc")),
                 f"{r['sweep_seconds']:.0f}",
@@ -229,6 +313,8 @@ def report(results: list[dict]) -> list[str]:
     methods = ", ".join(sorted({f"{r['method']} (budget {r['budget']})" for r in results}))
     lines += [f"Per data set ({methods}; the default score, the silhouette):", ""]
     lines += _table(SUMMARY_HEADER, summary_rows(results))
+    lines += ["", "By selection rule, from the same fits' recorded scores:", ""]
+    lines += _table(RULE_HEADER, rule_rows(results))
     lines += ["", "Per run (the chosen candidate in bold; a miss shows its steps off):", ""]
     lines += _table(RUN_HEADER, run_rows(results))
     return lines + [""] + provenance(results)

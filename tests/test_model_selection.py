@@ -63,6 +63,52 @@ def test_ties_go_to_the_smallest_count(blobs):
     assert result.best_n_clusters_ == 3
 
 
+def _constant(name: str, values: dict[int, float]):
+    """A scorer called ``name`` returning ``values[n_clusters]``."""
+
+    def scorer(est, X, y=None):
+        return values[est.n_clusters]
+
+    scorer.__name__ = name
+    return scorer
+
+
+def test_a_vote_sums_the_ranks_of_its_scorers(blobs):
+    first = _constant("first", {2: 0.9, 3: 0.5, 4: 0.8})
+    second = _constant("second", {2: 0.1, 3: 0.2, 4: 0.7})
+    third = _constant("third", {2: 0.3, 3: 0.9, 4: 0.8})
+    result = choose_n_clusters(KMeans(n_init=1), blobs, [2, 3, 4], scoring=[first, second, third])
+    # ranks: first 3/1/2, second 1/2/3, third 1/3/2 -> points 5/6/7
+    assert result.votes == {2: 5.0, 3: 6.0, 4: 7.0}
+    assert result.best_n_clusters_ == 4
+    assert result.mean_scores() == pytest.approx({2: 0.9, 3: 0.5, 4: 0.8})
+    assert result.mean_scores("second") == pytest.approx({2: 0.1, 3: 0.2, 4: 0.7})
+    assert result.scoring == "vote of first, second, third"
+    assert result.table[0]["scores"] == {"first": 0.9, "second": 0.1, "third": 0.3}
+
+
+def test_a_tie_of_points_goes_to_the_first_scorer():
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    first = _constant("first", {2: 0.2, 3: 0.4})
+    second = _constant("second", {2: 0.9, 3: 0.1})
+    result = choose_n_clusters(KMeans(n_init=1), X, [2, 3], scoring=[first, second])
+    assert result.votes == {2: 3.0, 3: 3.0}
+    assert result.best_n_clusters_ == 3
+
+
+def test_the_named_vote_picks_the_true_count_on_blobs(blobs):
+    est = fast_instance(DeepClusterEstimator)
+    result = choose_n_clusters(est, blobs, [2, 3, 4, 5, 6], scoring="vote")
+    assert result.scoring == "vote" and result.best_n_clusters_ == 4
+    assert set(result.table[0]["scores"]) == {
+        "silhouette",
+        "augmentation_agreement",
+        "linear_predictability",
+    }
+    record = json.loads(json.dumps(result.to_dict()))
+    assert max(record["votes"], key=record["votes"].get) == "4"
+
+
 def test_plot_draws_score_against_count(blobs):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
@@ -96,6 +142,8 @@ def test_bad_scoring_and_seeds_are_refused(blobs):
         choose_n_clusters(est, blobs, [2, 3], scoring="accuracy")
     with pytest.raises(ValueError, match="seeds"):
         choose_n_clusters(est, blobs, [2, 3], seeds=[])
+    with pytest.raises(ValueError, match="two or more different scorers"):
+        choose_n_clusters(est, blobs, [2, 3], scoring=["silhouette", "silhouette"])
 
 
 def test_scan_shares_one_pretext_per_seed(blobs, monkeypatch):

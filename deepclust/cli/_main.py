@@ -956,17 +956,22 @@ def _search_n_clusters(search: dict, cls, params: dict, loaded, say) -> dict:
     """Run :func:`~deepclust.model_selection.choose_n_clusters` (before the final fit) and
     return its record for ``run.json``; sets ``params['n_clusters']`` to the choice."""
     from deepclust.model_selection import choose_n_clusters
+    from deepclust.model_selection._n_clusters import DEFAULT_SCORING
 
     candidates = _search_candidates(search["spec"], len(loaded))
-    say(f"Choosing the number of clusters among {candidates} (silhouette; one fit each).")
+    say(f"Choosing the number of clusters among {candidates} ({DEFAULT_SCORING}; one fit each).")
     result = choose_n_clusters(
         cls(**{**params, "verbose": False}),
         loaded.data,
         candidates,
         seeds=(params["random_state"],),
     )
-    scores = ", ".join(f"{k}: {v:.3f}" for k, v in result.mean_scores().items())
-    say(f"Silhouette by number of clusters: {scores}; chose {result.best_n_clusters_}.")
+    if result.votes:
+        points = ", ".join(f"{k}: {v:g}" for k, v in result.votes.items())
+        say(f"Points by number of clusters: {points}; chose {result.best_n_clusters_}.")
+    else:
+        scores = ", ".join(f"{k}: {v:.3f}" for k, v in result.mean_scores().items())
+        say(f"Scores by number of clusters: {scores}; chose {result.best_n_clusters_}.")
     params["n_clusters"] = result.best_n_clusters_
     return {"n_clusters_search": result.to_dict()}
 

@@ -389,24 +389,37 @@ def _search_section(search: dict | None) -> list[str]:
     ks = sorted(by_k)
     means = [float(np.mean([r["score"] for r in by_k[k]])) for k in ks]
     spreads = [float(np.std([r["score"] for r in by_k[k]])) for k in ks]
+    votes = search.get("votes") or {}
     rows = "".join(
         f"<tr><td>{'<b>' + str(k) + '</b>' if k == chosen else k}</td><td>{mean:.4f}</td>"
         f"<td>{spread:.4f}</td><td>{len(by_k[k])}</td>"
         f"<td>{np.mean([r['seconds'] for r in by_k[k]]):.1f}</td>"
-        f"<td>{'chosen' if k == chosen else ''}</td></tr>"
+        + (f"<td>{float(votes[str(k)]):g}</td>" if votes else "")
+        + f"<td>{'chosen' if k == chosen else ''}</td></tr>"
         for k, mean, spread in zip(ks, means, spreads)
     )
     scoring = esc(str(search.get("scoring", "score")))
+    first = esc(next(iter(search["table"][0].get("scores", {scoring: 0}))))
+    if votes:
+        voters = esc(", ".join(search["table"][0]["scores"]))
+        rule = (
+            f"the most points of a vote: each of {voters} ranks the candidates by its "
+            "mean over the seeds (1 for the lowest) and a "
+            f"candidate's points are the sum of its ranks (on a tie, the higher mean {first}, "
+            "then the smallest count)"
+        )
+    else:
+        rule = f"the highest mean {scoring} over the seeds (on a tie, the smallest)"
     return [
         "<h2>Number of clusters</h2>",
-        f'<p class="note">Chosen without labels: {chosen} clusters, the candidate with the '
-        f"highest mean {scoring} over the seeds (on a tie, the smallest). Shared by the "
-        f"fits: {esc(str(search.get('shared', 'nothing')))} "
+        f'<p class="note">Chosen without labels: {chosen} clusters, the candidate with '
+        f"{rule}. Shared by the fits: {esc(str(search.get('shared', 'nothing')))} "
         f"({float(search.get('shared_seconds', 0.0)):.1f} s).</p>",
-        f"<table><tr><th>candidate</th><th>{scoring} mean</th><th>spread (std over seeds)"
-        f"</th><th>seeds</th><th>fit s (mean)</th><th></th></tr>{rows}</table>",
+        f"<table><tr><th>candidate</th><th>{first} mean</th><th>spread (std over seeds)"
+        f"</th><th>seeds</th><th>fit s (mean)</th>{'<th>points</th>' if votes else ''}"
+        f"<th></th></tr>{rows}</table>",
         '<div class="charts">'
-        + score_curve_svg(ks, means, spreads, chosen, title=f"{scoring} by number of clusters")
+        + score_curve_svg(ks, means, spreads, chosen, title=f"{first} by number of clusters")
         + "</div>",
     ]
 

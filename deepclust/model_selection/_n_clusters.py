@@ -39,6 +39,9 @@ LABEL_FREE_SCORERS: dict[str, Callable] = {
 #: The scorer used when ``scoring`` is None.
 DEFAULT_SCORING = "silhouette"
 
+#: The scorers of ``scoring='vote'``, in the order that breaks a tie of points.
+VOTE_SCORERS = ("silhouette", "augmentation_agreement", "linear_predictability")
+
 
 @dataclass
 class NClustersSearch:
@@ -48,10 +51,11 @@ class NClustersSearch:
     ----------
     table : list of dict
         One row per fit: ``n_clusters``, ``seed``, ``score`` and ``seconds`` (the fit's
-        wall-clock time, scoring included, shared stages not included).
+        wall-clock time, scoring included, shared stages not included); under a vote,
+        ``score`` is the first scorer's and ``scores`` holds every scorer's by name.
     best_n_clusters_ : int
-        The candidate with the highest mean score over the seeds; among candidates whose
-        mean scores are equal, the smallest.
+        The candidate with the highest mean score over the seeds (under a vote, the most
+        points, then the first scorer's highest mean); on a tie, the smallest.
     best_estimator_ : estimator
         The fit of ``best_n_clusters_`` with the first seed.
     scoring : str
@@ -61,6 +65,10 @@ class NClustersSearch:
         nothing.
     shared_seconds : float
         Time spent on the shared stages (0 when nothing is shared).
+    votes : dict of int to float
+        Under a vote of several scorers: every candidate's points, the sum over the
+        scorers of its rank among the candidates (1 for the lowest mean score; tied
+        candidates share their mean rank). Empty for a single scorer.
     """
 
     table: list[dict]
@@ -69,19 +77,23 @@ class NClustersSearch:
     scoring: str
     shared: str
     shared_seconds: float = 0.0
+    votes: dict[int, float] = field(default_factory=dict)
 
-    def mean_scores(self) -> dict[int, float]:
+    def mean_scores(self, scorer: str | None = None) -> dict[int, float]:
         """The mean score of every candidate over the seeds.
+
+        Parameters
+        ----------
+        scorer : str, optional
+            Under a vote, the scorer whose scores are averaged (a key of the table's
+            ``scores``); by default the row's ``score``, the first scorer's.
 
         Returns
         -------
         dict of int to float
             By candidate, in increasing order.
         """
-        by_k: dict[int, list[float]] = {}
-        for row in self.table:
-            by_k.setdefault(row["n_clusters"], []).append(row["score"])
-        return {k: float(np.mean(v)) for k, v in sorted(by_k.items())}
+        return _mean_by_k(self.table, scorer)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (what ``deepclust cluster`` records in ``run.json``).
@@ -92,7 +104,7 @@ class NClustersSearch:
             ``table``, ``mean_scores`` (keys as strings), ``best_n_clusters``,
             ``scoring``, ``shared`` and ``shared_seconds``.
         """
-        return {
+        record = {
             "table": [dict(row) for row in self.table],
             "mean_scores": {str(k): v for k, v in self.mean_scores().items()},
             "best_n_clusters": int(self.best_n_clusters_),
@@ -100,6 +112,9 @@ class NClustersSearch:
             "shared": self.shared,
             "shared_seconds": float(self.shared_seconds),
         }
+        if self.votes:
+            record["votes"] = {str(k): float(v) for k, v in sorted(self.votes.items())}
+        return record
 
     def plot(self, ax=None):
         """Draw the score against ``n_clusters``: the mean, the spread over seeds, the pick.
@@ -129,8 +144,10 @@ class NClustersSearch:
         ax.fill_between(grid, mean - spread, mean + spread, alpha=0.2)
         ax.axvline(self.best_n_clusters_, linestyle="--", color="grey")
         ax.set_xlabel("n_clusters")
-        ax.set_ylabel(self.scoring)
-        ax.set_title(f"chosen: {self.best_n_clusters_} clusters")
+        first = next(iter(self.table[0].get("scores", {self.scoring: None})))
+        ax.set_ylabel(first)
+        by = f" by {self.scoring}" if self.votes else ""
+        ax.set_title(f"chosen: {self.best_n_clusters_} clusters{by}")
         ax.legend(loc="best", fontsize="small")
         return ax
 
@@ -241,17 +258,33 @@ def default_n_clusters_candidates(n_samples: int) -> list[int]:
     return geometric_n_clusters_grid(low, high)
 
 
-def _resolve_scoring(scoring) -> tuple[str, Callable]:
-    if scoring is None:
-        scoring = DEFAULT_SCORING
+def _resolve_one(scoring) -> tuple[str, Callable]:
     if callable(scoring):
         return getattr(scoring, "__name__", type(scoring).__name__), scoring
     if isinstance(scoring, str) and scoring in LABEL_FREE_SCORERS:
         return scoring, LABEL_FREE_SCORERS[scoring]
     raise ValueError(
-        f"scoring must be None, a callable scorer(estimator, X, y=None) or one of "
-        f"{sorted(LABEL_FREE_SCORERS)}; got {scoring!r}."
+        f"scoring must be None, 'vote', a callable scorer(estimator, X, y=None), one of "
+        f"{sorted(LABEL_FREE_SCORERS)} or a list of two or more of these; got {scoring!r}."
     )
+
+
+def _resolve_scoring(scoring) -> tuple[str, dict[str, Callable]]:
+    """``(name, {scorer name: scorer})``: one scorer, or the voters of a vote."""
+    if scoring is None:
+        scoring = DEFAULT_SCORING
+    if isinstance(scoring, str) and scoring == "vote":
+        return "vote", {name: LABEL_FREE_SCORERS[name] for name in VOTE_SCORERS}
+    if isinstance(scoring, (list, tuple)):
+        scorers = dict(_resolve_one(item) for item in scoring)
+        if len(scoring) < 2 or len(scorers) != len(scoring):
+            raise ValueError(
+                f"a vote needs two or more different scorers; got {scoring!r}. Pass one "
+                "scorer on its own, or a list of distinct ones."
+            )
+        return "vote of " + ", ".join(scorers), scorers
+    name, scorer = _resolve_one(scoring)
+    return name, {name: scorer}
 
 
 def _check_seeds(seeds) -> list[int]:
@@ -261,24 +294,46 @@ def _check_seeds(seeds) -> list[int]:
     return [int(s) for s in values]
 
 
-def _fit_and_score(estimator, X, k: int, seed: int, params: dict, scorer, fitted=None):
+def _fit_and_score(estimator, X, k: int, seed: int, params: dict, scorers, fitted=None):
+    """``(fitted, {scorer name: score}, seconds)`` of one candidate and seed."""
     started = time.perf_counter()
     if fitted is None:
         fitted = clone(estimator).set_params(n_clusters=k, random_state=seed, **params).fit(X)
-    score = float(scorer(fitted, X))
-    return fitted, score, time.perf_counter() - started
+    scores = {name: float(scorer(fitted, X)) for name, scorer in scorers.items()}
+    return fitted, scores, time.perf_counter() - started
 
 
-def _best(table: list[dict]) -> int:
+def _mean_by_k(table: list[dict], scorer: str | None = None) -> dict[int, float]:
+    """Every candidate's mean over the seeds of ``score`` (or of ``scores[scorer]``)."""
     by_k: dict[int, list[float]] = {}
     for row in table:
-        by_k.setdefault(row["n_clusters"], []).append(row["score"])
-    means = {k: float(np.mean(v)) for k, v in by_k.items()}
-    top = max(means.values())
-    return min(k for k, m in means.items() if m == top)
+        value = row["score"] if scorer is None else row["scores"][scorer]
+        by_k.setdefault(row["n_clusters"], []).append(value)
+    return {k: float(np.mean(v)) for k, v in sorted(by_k.items())}
 
 
-def _search_one_seed(estimator, X, candidates, seed, scorer, n_jobs) -> tuple[list, float]:
+def _votes(table: list[dict], names: list[str]) -> dict[int, float]:
+    """Every candidate's points: the sum over ``names`` of its rank by mean score."""
+    from scipy.stats import rankdata
+
+    points: dict[int, float] = {}
+    for name in names:
+        means = _mean_by_k(table, name)
+        for k, rank in zip(means, rankdata(list(means.values())), strict=True):
+            points[k] = points.get(k, 0.0) + float(rank)
+    return points
+
+
+def _best(table: list[dict], votes: dict[int, float]) -> int:
+    """The highest mean score, or the most points (then the first scorer's mean) under a
+    vote; on a tie, the smallest count."""
+    means = _mean_by_k(table)
+    key = {k: (votes.get(k, 0.0), m) for k, m in means.items()}
+    top = max(key.values())
+    return min(k for k, value in key.items() if value == top)
+
+
+def _search_one_seed(estimator, X, candidates, seed, scorers, n_jobs) -> tuple[list, float]:
     """The fits of one seed: ``([(k, fitted, score, seconds), ...], shared seconds)``."""
     from joblib import Parallel, delayed
 
@@ -286,12 +341,12 @@ def _search_one_seed(estimator, X, candidates, seed, scorer, n_jobs) -> tuple[li
     params, first = shared_stage(estimator, X, candidates[0], seed)
     shared_seconds = time.perf_counter() - started
     if first is not None:  # the shared fit is the first candidate's
-        first_result = _fit_and_score(estimator, X, candidates[0], seed, {}, scorer, first)
+        first_result = _fit_and_score(estimator, X, candidates[0], seed, {}, scorers, first)
         first_result = (first, first_result[1], shared_seconds + first_result[2])
         shared_seconds, rest = 0.0, candidates[1:]
     else:
         first_result, rest = None, candidates
-    jobs = (delayed(_fit_and_score)(estimator, X, k, seed, params, scorer) for k in rest)
+    jobs = (delayed(_fit_and_score)(estimator, X, k, seed, params, scorers) for k in rest)
     results = Parallel(n_jobs=n_jobs)(jobs)
     results = ([first_result] if first_result else []) + list(results)
     return [(k, *r) for k, r in zip(candidates, results)], shared_seconds
@@ -331,11 +386,16 @@ def choose_n_clusters(
     candidates : iterable of int
         The counts to try: distinct integers >= 2 and smaller than the number of samples,
         in any order. They are checked before anything is trained.
-    scoring : str or callable, default=None
+    scoring : str, callable or list, default=None
         ``'silhouette'`` (the default, :func:`deepclust.metrics.silhouette_scorer`),
         ``'augmentation_agreement'``, ``'linear_predictability'``,
         ``'subsample_stability'`` (two extra fits per candidate), or a callable
-        ``scorer(estimator, X, y=None)``, greater is better.
+        ``scorer(estimator, X, y=None)``, greater is better. A list of two or more of
+        these holds a vote: each scorer ranks the candidates by their mean score (1 for
+        the lowest), a candidate's points are the sum of its ranks, and the most points
+        win (on equal points, the first scorer's higher mean). ``'vote'`` is the vote of
+        the silhouette, the augmentation agreement and the linear predictability, in
+        that order.
     seeds : int or iterable of int, default=(0,)
         The ``random_state`` values; every candidate is fitted once per seed.
     n_jobs : int, optional
@@ -345,7 +405,8 @@ def choose_n_clusters(
     -------
     NClustersSearch
         The table of scores and times, the chosen ``best_n_clusters_`` (the highest mean
-        score over the seeds; on a tie, the smallest count) and its fitted estimator.
+        score over the seeds, or the most points of a vote; on a tie, the smallest
+        count) and its fitted estimator.
 
     Raises
     ------
@@ -354,15 +415,19 @@ def choose_n_clusters(
     """
     candidates = check_n_clusters_candidates(candidates, _n_samples(X))
     seeds = _check_seeds(seeds)
-    name, scorer = _resolve_scoring(scoring)
+    name, scorers = _resolve_scoring(scoring)
     table, fits, shared_seconds = [], {}, 0.0
     for seed in seeds:
-        rows, seconds = _search_one_seed(estimator, X, candidates, seed, scorer, n_jobs)
+        rows, seconds = _search_one_seed(estimator, X, candidates, seed, scorers, n_jobs)
         shared_seconds += seconds
-        for k, fitted, score, fit_seconds in rows:
-            table.append({"n_clusters": k, "seed": seed, "score": score, "seconds": fit_seconds})
+        for k, fitted, scores, fit_seconds in rows:
+            row = {"n_clusters": k, "seed": seed, "score": next(iter(scores.values()))}
+            if len(scores) > 1:
+                row["scores"] = scores
+            table.append({**row, "seconds": fit_seconds})
             fits.setdefault(k, fitted)
-    best = _best(table)
+    votes = _votes(table, list(scorers)) if len(scorers) > 1 else {}
+    best = _best(table, votes)
     return NClustersSearch(
         table=table,
         best_n_clusters_=best,
@@ -370,4 +435,5 @@ def choose_n_clusters(
         scoring=name,
         shared=shared_description(estimator),
         shared_seconds=shared_seconds,
+        votes=votes,
     )
