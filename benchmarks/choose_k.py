@@ -11,8 +11,9 @@ Usage (from the repository root)::
 One run fits the method once at the true number of classes K with its default recipe
 (the cost reference, ``fit_seconds``), then runs
 :func:`deepclust.model_selection.choose_n_clusters` over five candidates around K with
-the default label-free score (``scoring=None``, the silhouette) and the run's seed; SCAN
-shares one pretext network across the candidates. Nothing is tuned per data set.
+its default scoring (``scoring=None``: the vote of the silhouette, the augmentation
+agreement and the linear predictability) and the run's seed; SCAN shares one pretext
+network across the candidates. Nothing is tuned per data set.
 
 Candidates: ``floor(K * 1.25 ** i)`` for ``i = -2, -1, 0, 1, 2`` (about 25 % apart, K in
 the middle; a value equal to the one before is raised by one, none is below 2), e.g.
@@ -25,9 +26,12 @@ the seed, as there), plus ``fashion-mnist-superclasses`` (Fashion-MNIST's ten cl
 grouped into five, :func:`deepclust.datasets.fashion_mnist_superclasses`) and ``digits6``
 (scikit-learn's digits 0-5 only, 1,083 images, K = 6).
 
-Besides the default score, every candidate's fit is also scored with
-``augmentation_agreement`` and ``linear_predictability`` (``other_scores``; their time is
-left out of ``sweep_seconds``). Times are wall-clock (``*_seconds``) and CPU time of the
+The result holds each voter's score by candidate (``scores``: the silhouette;
+``other_scores``: ``augmentation_agreement`` and ``linear_predictability``) and the
+points (``votes``); results made before the vote was the default chose by the silhouette
+alone and left the other two scores' time out of ``sweep_seconds``, and
+``report_choose_k.py`` computes every rule's pick from the recorded scores. Times are
+wall-clock (``*_seconds``) and CPU time of the
 process (``*_cpu_seconds``, which other programs on the machine barely change); the cost
 ratio is the sweep's over the fit's, for both (``cost_ratio``, ``cost_ratio_cpu``).
 ``--no-fit`` skips the fit at K (no cost ratio then; the sweep is the same).
@@ -70,18 +74,11 @@ from quality import (  # noqa: E402
 from deepclust.augment import check_invariances  # noqa: E402
 from deepclust.datasets import fashion_mnist_superclasses, load_digits_images  # noqa: E402
 from deepclust.methods import get_method, method_names  # noqa: E402
-from deepclust.metrics import augmentation_agreement, linear_predictability  # noqa: E402
 from deepclust.model_selection import choose_n_clusters  # noqa: E402
 from deepclust.recipes import BUDGETS  # noqa: E402
 
 #: Ratio between neighbouring candidates, and how many lie on each side of the true K.
 STEP, SIDE = 1.25, 2
-
-#: Label-free scores recorded besides the default one (not used for the choice).
-OTHER_SCORERS = {
-    "augmentation_agreement": augmentation_agreement,
-    "linear_predictability": linear_predictability,
-}
 
 
 def candidates_around(k: int, step: float = STEP, side: int = SIDE) -> list[int]:
@@ -144,25 +141,6 @@ def load_choose_k_data(name: str, limit: int | None, seed: int):
     return load_benchmark_data(name, limit, seed)
 
 
-class _RecordingScorer:
-    """The default score (returned), with the other scores and their time recorded."""
-
-    def __init__(self, default, seed: int):
-        self.default, self.seed = default, seed
-        self.other: dict[str, dict[str, float]] = {name: {} for name in OTHER_SCORERS}
-        self.other_seconds = self.other_cpu_seconds = 0.0
-        self.__name__ = getattr(default, "__name__", "score")
-
-    def __call__(self, estimator, X, y=None) -> float:
-        started, cpu = time.perf_counter(), time.process_time()
-        k = str(int(estimator.n_clusters))
-        for name, scorer in OTHER_SCORERS.items():
-            self.other[name][k] = float(scorer(estimator, X, random_state=self.seed))
-        self.other_seconds += time.perf_counter() - started
-        self.other_cpu_seconds += time.process_time() - cpu
-        return float(self.default(estimator, X))
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=method_names(), default="scan")
@@ -213,28 +191,31 @@ def _reference_fit(args, X, y, k: int) -> dict:
 
 
 def _sweep(args, X, y, candidates: list[int], k: int) -> dict:
-    """``choose_n_clusters`` over ``candidates``: scores, choice, time."""
-    from deepclust.model_selection._n_clusters import DEFAULT_SCORING, LABEL_FREE_SCORERS
+    """``choose_n_clusters`` over ``candidates`` with its default scoring (the vote):
+    every scorer's scores, the points, the choice, the time (scoring included)."""
+    from deepclust.model_selection._n_clusters import VOTE_SCORERS
 
     estimator, _ = _estimator(args, k)
-    scorer = _RecordingScorer(LABEL_FREE_SCORERS[DEFAULT_SCORING], args.seed)
     started, cpu = time.perf_counter(), time.process_time()
-    search = choose_n_clusters(estimator, X, candidates, scoring=scorer, seeds=(args.seed,))
+    search = choose_n_clusters(estimator, X, candidates, seeds=(args.seed,))
     total, cpu = time.perf_counter() - started, time.process_time() - cpu
     chosen = int(search.best_n_clusters_)
     index = candidates.index(chosen)
+    first, *others = VOTE_SCORERS
     return {
-        "scoring": DEFAULT_SCORING,
-        "scores": {str(c): s for c, s in search.mean_scores().items()},
+        "scoring": search.scoring,
+        "scores": {str(c): s for c, s in search.mean_scores(first).items()},
+        "votes": {str(c): v for c, v in search.votes.items()},
         "table": search.table,
         "chosen_k": chosen,
         "exact": chosen == k,
         "steps_off": index - candidates.index(k),
         "chosen_scores": _scores(y, np.asarray(search.best_estimator_.labels_)),
-        "other_scores": scorer.other,
-        "other_scores_seconds": scorer.other_seconds,
-        "sweep_seconds": total - scorer.other_seconds,
-        "sweep_cpu_seconds": cpu - scorer.other_cpu_seconds,
+        "other_scores": {
+            name: {str(c): s for c, s in search.mean_scores(name).items()} for name in others
+        },
+        "sweep_seconds": total,
+        "sweep_cpu_seconds": cpu,
         "shared": search.shared,
         "shared_seconds": search.shared_seconds,
     }

@@ -18,8 +18,9 @@ Every deepclust estimator is a scikit-learn estimator, so
 :func:`deepclust.model_selection.choose_n_clusters` is the label-free search built for
 this: it fits every candidate on all the data (one fit per candidate and seed, sharing
 what does not depend on ``n_clusters`` where the method has such a stage, e.g. SCAN's
-pretext network), scores it with the same silhouette, and returns a table, a curve and
-the chosen count.
+pretext network), scores it by the same silhouette and two other label-free scores, lets
+the three vote (each ranks the candidates; the most points win), and returns a table, a
+curve and the chosen count.
 
 :class:`~deepclust.DeepClusterEstimator` is used because it is the fastest of the four on
 a CPU; the same code works with the other estimators.
@@ -71,13 +72,14 @@ print("GridSearchCV, best by silhouette:", grid_pick("silhouette"))
 search = choose_n_clusters(est, X, counts, seeds=(0,))
 print("choose_n_clusters picks:", search.best_n_clusters_)
 print("silhouette by candidate:", {k: round(v, 3) for k, v in search.mean_scores().items()})
+print("points of the vote:", search.votes)
 
 # %%
 # The scores per candidate
 # ------------------------
 # Left and middle: the grid search's held-out scores (mean and spread over the two folds)
 # and its pick; right: :meth:`~deepclust.model_selection.NClustersSearch.plot` draws the
-# sweep's curve and its pick.
+# sweep's silhouette curve and the vote's pick.
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, metric, name in [
     (axes[0], "accuracy", "GridSearchCV: held-out accuracy (uses y)"),
@@ -92,7 +94,7 @@ for ax, metric, name in [
     ax.grid(alpha=0.3)
     ax.legend()
 search.plot(ax=axes[2])
-axes[2].set(title=f"choose_n_clusters: silhouette, pick {search.best_n_clusters_}", xticks=counts)
+axes[2].set(title=f"choose_n_clusters: vote's pick {search.best_n_clusters_}", xticks=counts)
 axes[2].grid(alpha=0.3)
 fig.tight_layout()
 plt.show()

@@ -34,8 +34,9 @@ def test_auto_writes_the_table_to_run_json(digits_npy, tmp_path):
     candidates = default_n_clusters_candidates(40)
     assert [row["n_clusters"] for row in search["table"]] == candidates
     assert search["best_n_clusters"] in candidates
+    assert search["scoring"] == "vote"
     assert search["best_n_clusters"] == max(
-        candidates, key=lambda k: (search["mean_scores"][str(k)], -k)
+        candidates, key=lambda k: (search["votes"][str(k)], search["mean_scores"][str(k)], -k)
     )
     assert run["params"]["n_clusters"] == search["best_n_clusters"]
     assert (out / "labels.csv").is_file()
@@ -49,6 +50,9 @@ def test_auto_writes_the_table_to_run_json(digits_npy, tmp_path):
     assert section.count("chosen</td>") == 1
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in section
     assert "silhouette by number of clusters" in section
+    assert "the most points of a vote" in section and "<th>points</th>" in section
+    for k, points in search["votes"].items():
+        assert re.search(rf"<td>{float(points):g}</td><td>(chosen)?</td></tr>", section), k
 
 
 @pytest.mark.parametrize("form, expected", [("2:4", [2, 3, 4]), ("5,3", [3, 5])])

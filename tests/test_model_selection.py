@@ -53,7 +53,14 @@ def test_picks_the_true_count_on_blobs(blobs):
     assert list(result.mean_scores()) == [2, 3, 4, 5, 6]
     assert "nothing" in result.shared
     record = json.loads(json.dumps(result.to_dict()))
-    assert record["best_n_clusters"] == 4 and record["scoring"] == "silhouette"
+    assert record["best_n_clusters"] == 4 and record["scoring"] == "vote"
+    assert max(record["votes"], key=record["votes"].get) == "4"
+
+
+def test_other_estimators_default_to_the_silhouette(blobs):
+    result = choose_n_clusters(KMeans(n_init=2), blobs, [2, 4, 6])
+    assert result.scoring == "silhouette" and result.votes == {}
+    assert "scores" not in result.table[0]
 
 
 def test_ties_go_to_the_smallest_count(blobs):

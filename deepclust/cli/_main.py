@@ -956,14 +956,15 @@ def _search_n_clusters(search: dict, cls, params: dict, loaded, say) -> dict:
     """Run :func:`~deepclust.model_selection.choose_n_clusters` (before the final fit) and
     return its record for ``run.json``; sets ``params['n_clusters']`` to the choice."""
     from deepclust.model_selection import choose_n_clusters
-    from deepclust.model_selection._n_clusters import DEFAULT_SCORING
 
     candidates = _search_candidates(search["spec"], len(loaded))
-    say(f"Choosing the number of clusters among {candidates} ({DEFAULT_SCORING}; one fit each).")
+    rule = "a vote of silhouette, augmentation agreement and linear predictability"
+    say(f"Choosing the number of clusters among {candidates} ({rule}; one fit each).")
     result = choose_n_clusters(
         cls(**{**params, "verbose": False}),
         loaded.data,
         candidates,
+        scoring="vote",
         seeds=(params["random_state"],),
     )
     if result.votes:
