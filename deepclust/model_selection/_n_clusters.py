@@ -39,8 +39,8 @@ LABEL_FREE_SCORERS: dict[str, Callable] = {
 #: The scorers of ``scoring='vote'``, in the order that breaks a tie of points.
 VOTE_SCORERS = ("silhouette", "augmentation_agreement", "linear_predictability")
 
-#: The scoring used when ``scoring`` is None: the vote exactly picked the true count in 9
-#: of 12 SCAN sweeps on six data sets, the silhouette alone in 7 (docs/benchmarks.rst).
+#: The scoring used when ``scoring`` is None: the vote picked the true count in 10 of 13
+#: SCAN sweeps on seven data sets, the silhouette alone in 8 (docs/benchmarks.rst).
 DEFAULT_SCORING = "vote"
 
 
