@@ -103,7 +103,8 @@ class NClustersSearch:
         -------
         dict
             ``table``, ``mean_scores`` (keys as strings), ``best_n_clusters``,
-            ``scoring``, ``shared`` and ``shared_seconds``.
+            ``scoring``, ``shared`` and ``shared_seconds``, and under a vote ``votes``
+            (keys as strings).
         """
         record = {
             "table": [dict(row) for row in self.table],
