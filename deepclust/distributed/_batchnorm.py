@@ -110,14 +110,9 @@ class _SyncBatchNormMixin:
         self.process_group = process_group
 
     def _synchronises(self) -> bool:
-        """Whether this forward computes the batch statistics over the ranks."""
-        uses_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        return (
-            self.training
-            and uses_batch_stats
-            and is_distributed()
-            and world_size(self.process_group) > 1
-        )
+        """Whether this forward computes the batch statistics over the ranks (training
+        mode inside a process group of more than one rank)."""
+        return self.training and is_distributed() and world_size(self.process_group) > 1
 
     def _update_running_stats(
         self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor

@@ -255,9 +255,7 @@ def sync_batchnorm(modules: Sequence[nn.Module]) -> None:
     modules : sequence of nn.Module
         The stage's modules.
     """
-    for module in modules:
-        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
-            convert_sync_batchnorm(module)
+    _convert_containers(modules, convert_sync_batchnorm)
 
 
 def unsync_batchnorm(modules: Sequence[nn.Module]) -> None:
@@ -268,9 +266,15 @@ def unsync_batchnorm(modules: Sequence[nn.Module]) -> None:
     modules : sequence of nn.Module
         The stage's modules.
     """
+    _convert_containers(modules, revert_sync_batchnorm)
+
+
+def _convert_containers(modules: Sequence[nn.Module], convert: Callable) -> None:
+    """``convert`` every module of ``modules`` but bare BatchNorm layers, whose
+    replacement only their parent could install."""
     for module in modules:
         if not isinstance(module, nn.modules.batchnorm._BatchNorm):
-            revert_sync_batchnorm(module)
+            convert(module)
 
 
 def wrap_stage(
