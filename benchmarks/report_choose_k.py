@@ -99,14 +99,6 @@ def _label(result: dict) -> str:
     return name + (f" ({profile.split('-inv-', 1)[1]} inv.)" if "-inv-" in profile else "")
 
 
-def _pick(scores: dict) -> int | None:
-    """The candidate with the highest score (the smallest on a tie), as the search picks."""
-    if not scores:
-        return None
-    top = max(scores.values())
-    return min(int(k) for k, v in scores.items() if v == top)
-
-
 #: The selection rules compared, by the scores each reads from a result (``scores`` is the
 #: silhouette, the others are ``other_scores``).
 RULES = {
@@ -228,7 +220,6 @@ def run_rows(results: list[dict]) -> list[list[str]]:
     """
     rows = []
     for r in sorted(results, key=lambda r: (_label(r), r["seed"])):
-        other = r.get("other_scores", {})
         chosen = _chosen(r)
         # The run's labels are those of the pick of the rule it ran with.
         acc = r["chosen_scores"]["acc"] if r["chosen_k"] == chosen else None
@@ -237,9 +228,9 @@ def run_rows(results: list[dict]) -> list[list[str]]:
                 _label(r),
                 str(r["seed"]),
                 _scores_cell(r),
-                _miss(r, _pick(r["scores"])),
-                _miss(r, _pick(other.get("augmentation_agreement", {}))),
-                _miss(r, _pick(other.get("linear_predictability", {}))),
+                _miss(r, _rule_pick(r, ("scores",))),
+                _miss(r, _rule_pick(r, ("augmentation_agreement",))),
+                _miss(r, _rule_pick(r, ("linear_predictability",))),
                 _miss(r, chosen),
                 str(r.get("grid_chosen_k", "-")),
                 _num(acc),
