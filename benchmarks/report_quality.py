@@ -62,6 +62,7 @@ RECIPE_HEADER = [
     "ARI mean",
     "s mean",
     "s max",
+    "CPU s mean",
     "commit(s)",
 ]
 EARLIER_HEADER = ["method", "data", "profile", "K", "seed", "ACC", "NMI", "s", "date", "commit"]
@@ -451,6 +452,7 @@ def recipe_row(group: list[dict]) -> list[str]:
         _num(_mean(r.get("ari") for r in group)),
         _num(_mean(seconds), 0),
         _num(_max(seconds), 0),
+        _num(_mean(r.get("cpu_seconds") for r in group), 0),
         _commits(group),
     ]
 
