@@ -702,6 +702,7 @@ INVARIANCE_HEADER = [
     "top statistic",
     "ACC",
     "top statistic",
+    "'auto' added",
     "invariant_to",
     "ACC (worst)",
     "top statistic",
@@ -727,6 +728,19 @@ def _top_statistic(runs: list[dict]) -> str:
     name = max(set(names), key=names.count)
     score = np.mean([t["score"] for t in tops if t["name"] == name])
     return f"{name} {score:.2f}"
+
+
+def _auto_added(runs: list[dict]) -> str:
+    """What ``invariant_to='auto'`` declared for the second fit of the runs (the choice
+    of most of them, with their count), ``none`` when no run was fitted again."""
+    added = [
+        "+".join((r.get("recipe") or {}).get("invariances", {}).get("declared", [])) or "none"
+        for r in runs
+    ]
+    if not added:
+        return "-"
+    common = max(set(added), key=added.count)
+    return f"{common} ({added.count(common)} of {len(added)})"
 
 
 def _acc(runs: list[dict], worst: bool = False) -> str:
@@ -763,6 +777,7 @@ def invariance_row(name: str, runs: list[dict]) -> list[str] | None:
         _top_statistic(plain),
         _acc(default),
         _top_statistic(default),
+        _auto_added(default),
         "+".join(declared),
         _acc(invariant, worst=True),
         _top_statistic(invariant),
@@ -784,7 +799,9 @@ def invariance_lines(runs: list[dict]) -> list[str]:
         "below; worst seed in brackets): on the plain original, on the variant with the "
         "defaults, and on the variant with ``invariant_to`` declared; after each, the top "
         "statistic of the fits' nuisance reports (the one most often first, its mean "
-        "score; ``-`` for runs made before the report existed); the gap between "
+        "score; ``-`` for runs made before the report existed); what the default "
+        "``invariant_to='auto'`` declared for a second fit (``none``: no second fit; "
+        "runs before 2026-12-04 had no second fit); the gap between "
         "the plain original and the declared invariance; the baselines on the variant.",
         "",
     ]

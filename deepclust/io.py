@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from deepclust._utils import atomic_write, is_int, short_repr
-from deepclust.augment import check_invariances
+from deepclust.augment import check_invariances, is_auto_invariances
 from deepclust.networks._backbones import TORCHVISION_PREFIX
 
 __all__ = ["FORMAT_VERSION", "save_model", "load_model", "model_paths"]
@@ -497,7 +497,7 @@ def _check_param_value(cls: type, name: str, value: Any, default: Any) -> None:
             f"{field} must be null, a boolean, a number, a string or a list of numbers or "
             f"of strings; got {short_repr(value)}"
         )
-    if name == "invariant_to":
+    if name == "invariant_to" and not is_auto_invariances(value):
         try:
             check_invariances(value, field)
         except ValueError as error:

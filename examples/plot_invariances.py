@@ -1,14 +1,15 @@
 """
 =====================================================
-Clusters that follow colour, and how to declare it
+Clusters that follow colour, and what the fit does
 =====================================================
 
 Unsupervised clustering groups images by whatever separates them most easily. When the
 colour of each image is random, that is the colour, not what the image shows. This
 example recolours the digits of scikit-learn (a random digit colour on a random colour
-gradient per image), clusters them with :class:`~deepclust.SCANClusterer` as a new user
-would, reads the warning and the nuisance report of the fit, and clusters again with
-``invariant_to=('colour', 'background')``.
+gradient per image), clusters them with :class:`~deepclust.SCANClusterer` with no
+invariance (``invariant_to=None``), reads the warning and the nuisance report of that
+fit, then lets the default ``invariant_to='auto'`` fit again with the invariances the
+report asks for.
 """
 
 # %%
@@ -33,38 +34,44 @@ X = recolour_images(grey, random_state=0)
 print(X.shape, X.dtype)
 
 # %%
-# Clustering with the defaults
-# ----------------------------
+# Clustering with nothing removed
+# -------------------------------
 # ``budget='fast'`` keeps the example short. After ``fit``, the estimator compares cheap
 # image statistics with its clusters (``nuisance_report_``) and warns when one of them
 # explains the clusters.
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", NuisanceWarning)
-    plain = SCANClusterer(n_clusters=10, budget="fast", random_state=0).fit(X)
+    plain = SCANClusterer(n_clusters=10, budget="fast", invariant_to=None, random_state=0)
+    plain.fit(X)
 for warning in caught:
     print("warning:", warning.message)
 for score in plain.nuisance_report_.scores[:4]:
     print(f"{score.name:22s} {score.score:.2f}")
 
 # %%
-# Declaring what must not matter
-# ------------------------------
-# ``invariant_to=('colour', 'background')`` makes the network read each image through
+# The default: fit again without what the clusters followed
+# ---------------------------------------------------------
+# With ``invariant_to='auto'`` (the default) the same first fit is followed by a second
+# one with ``invariant_to=('colour', 'background')``, the options that remove the
+# flagged statistics: the network reads each image through
 # :class:`~deepclust.networks.InvariantInput` (the border's colour plane subtracted, one
-# channel of colour distance, contrast normalised) and adds random hue, channel order,
-# saturation, greyscale and inversion to every augmentation. ``recipe_['invariances']``
-# records what was applied.
-invariant = SCANClusterer(
-    n_clusters=10, budget="fast", invariant_to=("colour", "background"), random_state=0
-).fit(X)
-print(invariant.recipe_["invariances"]["input_filter"])
+# channel of colour distance, contrast normalised). ``recipe_['invariances']`` records
+# what was applied and what the first fit followed.
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", NuisanceWarning)
+    auto = SCANClusterer(n_clusters=10, budget="fast", random_state=0).fit(X)
+for warning in caught:
+    print("warning:", warning.message)
+invariances = auto.recipe_["invariances"]
+print("applied:", invariances["declared"], invariances["input_filter"])
+print("first fit followed:", [s["name"] for s in invariances["first_fit_flagged"]])
 print(
     "top statistic now:",
-    invariant.nuisance_report_.top.name,
-    f"{invariant.nuisance_report_.top.score:.2f}",
+    auto.nuisance_report_.top.name,
+    f"{auto.nuisance_report_.top.score:.2f}",
 )
-for name, est in [("defaults", plain), ("invariant_to", invariant)]:
-    print(f"{name:13s} ACC against the digits {cluster_accuracy(y, est.labels_):.3f}")
+for name, est in [("None", plain), ("'auto'", auto)]:
+    print(f"invariant_to={name:7s} ACC against the digits {cluster_accuracy(y, est.labels_):.3f}")
 
 
 # %%
@@ -88,7 +95,7 @@ def montage(ax, labels, title, per_row=8, seed=0):
 
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 5.5))
-montage(axes[0], plain.labels_, "defaults: clusters of colours")
-montage(axes[1], invariant.labels_, "invariant_to=('colour', 'background')")
+montage(axes[0], plain.labels_, "invariant_to=None: clusters of colours")
+montage(axes[1], auto.labels_, "invariant_to='auto': digits")
 fig.tight_layout()
 plt.show()

@@ -226,9 +226,54 @@ def test_the_network_reads_through_the_filter_and_the_file_keeps_it(cls, extra, 
 def test_fit_warns_when_the_clusters_follow_colour():
     X, _ = two_colour_images()
     with pytest.warns(NuisanceWarning, match="invariant_to=\\('colour',\\)"):
-        est = SCANClusterer(**TINY_SCAN, random_state=0).fit(X)
+        est = SCANClusterer(**TINY_SCAN, invariant_to=None, random_state=0).fit(X)
     assert est.nuisance_report_.top.option in ("colour", "background")
     assert est.nuisance_report_.top.score > 0.9
+    assert est.recipe_["invariances"]["declared"] == []
+
+
+def _count_passes(monkeypatch) -> list:
+    passes = []
+    original = SCANClusterer._fit_checked
+
+    def counting(self, *args):
+        passes.append(self._invariances())
+        return original(self, *args)
+
+    monkeypatch.setattr(SCANClusterer, "_fit_checked", counting)
+    return passes
+
+
+def test_auto_fits_again_with_the_invariances_the_clusters_need(monkeypatch):
+    X, _ = two_colour_images()
+    passes = _count_passes(monkeypatch)
+    again = "fitted again with invariant_to=\\('colour', 'background'\\)"
+    with pytest.warns(NuisanceWarning, match=again) as caught:
+        est = SCANClusterer(**TINY_SCAN, random_state=0).fit(X)
+    assert {w.filename for w in caught} == {__file__}  # points at the caller's line
+    assert passes == [(), ("colour", "background")]
+    assert est.invariant_to == "auto" and not hasattr(est, "_auto_invariances")
+    invariances = est.recipe_["invariances"]
+    assert invariances["declared"] == ["colour", "background"]
+    assert invariances["first_fit_flagged"][0]["option"] in ("colour", "background")
+    assert invariances["first_fit_flagged"][0]["score"] > 0.9
+    declared = SCANClusterer(**TINY_SCAN, invariant_to="colour,background", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NuisanceWarning)
+        declared.fit(X)
+    np.testing.assert_array_equal(est.labels_, declared.labels_)
+    np.testing.assert_array_equal(est.predict(X), declared.predict(X))
+
+
+def test_auto_fits_once_when_nothing_is_flagged(monkeypatch):
+    X = masks(64, size=16)
+    passes = _count_passes(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NuisanceWarning)
+        est = SCANClusterer(**TINY_SCAN, random_state=0).fit(X)
+    assert passes == [()]
+    assert est.recipe_["invariances"]["declared"] == []
+    assert "first_fit_flagged" not in est.recipe_["invariances"]
 
 
 def test_command_warns_once_on_stderr_only(tmp_path, capsys):
@@ -238,13 +283,22 @@ def test_command_warns_once_on_stderr_only(tmp_path, capsys):
     for i, image in enumerate(X):
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     args = ["cluster", folder, "--out", tmp_path / "out", "--n-clusters", 2, "--epochs", 1]
-    assert main([str(a) for a in args + ["--device", "cpu", "--quiet"]]) == 0
+    args += ["--device", "cpu", "--quiet", "--invariant-to", "none"]
+    assert main([str(a) for a in args]) == 0
     out, err = capsys.readouterr()
     assert err.count("the clusters follow") == 1, err
     assert "--invariant-to" in err and "the clusters follow" not in out
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["nuisance"]["scores"][0]["score"] > 0.9
+    assert run["recipe"]["invariances"]["declared"] == []
     assert "What the clusters follow" in (tmp_path / "out" / "report.html").read_text()
+
+    auto = args[:3] + [tmp_path / "auto"] + args[4:-2]
+    assert main([str(a) for a in auto]) == 0
+    out, err = capsys.readouterr()
+    assert "fitted again with invariant_to=('colour', 'background')" in err, err
+    run = json.loads((tmp_path / "auto" / "run.json").read_text())
+    assert run["recipe"]["invariances"]["declared"] == ["colour", "background"]
 
 
 def test_command_refuses_a_bad_invariance(tmp_path, capsys):

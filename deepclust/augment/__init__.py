@@ -40,10 +40,12 @@ channels (e.g. a 4th) follow the geometric transforms and cutout but no photomet
 from __future__ import annotations
 
 from ._invariance import (
+    AUTO_INVARIANCES,
     INVARIANCES,
     InvarianceAugmentation,
     InvariantView,
     check_invariances,
+    is_auto_invariances,
     with_invariances,
 )
 from ._policies import (
@@ -59,6 +61,7 @@ from ._policies import (
 
 __all__ = [
     "AUGMENTATION_POLICIES",
+    "AUTO_INVARIANCES",
     "INVARIANCES",
     "InvarianceAugmentation",
     "InvariantView",
@@ -69,6 +72,7 @@ __all__ = [
     "StrongAugmentation",
     "WeakAugmentation",
     "check_invariances",
+    "is_auto_invariances",
     "make_augmentation",
     "with_invariances",
 ]

@@ -23,10 +23,12 @@ from ._common import coin_flips, uniform
 from ._geometric import identity_matrices, rotation_matrices, warp_affine
 
 __all__ = [
+    "AUTO_INVARIANCES",
     "INVARIANCES",
     "InvarianceAugmentation",
     "InvariantView",
     "check_invariances",
+    "is_auto_invariances",
     "with_invariances",
 ]
 
@@ -42,11 +44,30 @@ INVARIANCES: dict[str, str] = {
     "scale": "a random zoom (0.6-1.4x)",
 }
 
+#: The ``invariant_to`` value that lets the fit choose: none, unless the clusters of a first
+#: fit follow a statistic that an invariance removes (see the estimators' ``invariant_to``).
+AUTO_INVARIANCES = "auto"
+
 #: Other spellings accepted for an invariance.
 _ALIASES = {"color": "colour"}
 
 #: Largest random turn (radians) added to the canonical orientation under ``'rotation'``.
 CANONICAL_JITTER = math.radians(15.0)
+
+
+def is_auto_invariances(value) -> bool:
+    """Whether an ``invariant_to`` value is :data:`AUTO_INVARIANCES`.
+
+    Parameters
+    ----------
+    value : object
+        An ``invariant_to`` value.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, str) and value.strip().lower() == AUTO_INVARIANCES
 
 
 def check_invariances(value, name: str = "invariant_to") -> tuple[str, ...]:
@@ -87,7 +108,8 @@ def check_invariances(value, name: str = "invariant_to") -> tuple[str, ...]:
         raise ValueError(
             f"{name} got {', '.join(map(repr, unknown))}, which "
             f"{'is' if len(unknown) == 1 else 'are'} not an invariance; choose among "
-            f"{', '.join(map(repr, INVARIANCES))} (e.g. {name}=('colour', 'rotation'))."
+            f"{', '.join(map(repr, INVARIANCES))} (e.g. {name}=('colour', 'rotation')), "
+            f"or {AUTO_INVARIANCES!r} alone."
         )
     return tuple(key for key in INVARIANCES if key in items)
 

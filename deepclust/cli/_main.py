@@ -56,7 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepclust.augment import INVARIANCES, check_invariances
+from deepclust.augment import (
+    AUTO_INVARIANCES,
+    INVARIANCES,
+    check_invariances,
+    is_auto_invariances,
+)
 from deepclust.cli._errors import CommandError, one_line, os_error_message
 from deepclust.cli._launch import launch, rank_context, under_launcher
 from deepclust.cli._outdir import (
@@ -232,8 +237,9 @@ def estimator_params(args, method: str) -> dict:
         params["batch_size"] = args.batch_size
     if getattr(args, "budget", None) is not None and "budget" in valid:
         params["budget"] = args.budget
-    if getattr(args, "invariant_to", None):
-        params["invariant_to"] = list(args.invariant_to)
+    if getattr(args, "invariant_to", None) is not None:
+        value = args.invariant_to
+        params["invariant_to"] = list(value) if isinstance(value, tuple) else value
     if getattr(args, "merge_to", None) is not None:
         params["merge_to"] = args.merge_to
     for option in ("backbone", "weights"):
@@ -1253,7 +1259,12 @@ def _n_clusters(text: str) -> int | str | tuple | list:
 _pixels = _int_at_least(4, "image size must be at least 4 px")
 
 
-def _invariances(text: str) -> tuple[str, ...]:
+def _invariances(text: str) -> tuple[str, ...] | str:
+    """``--invariant-to``: ``auto``, ``none`` or a comma-separated list of invariances."""
+    if is_auto_invariances(text):
+        return AUTO_INVARIANCES
+    if text.strip().lower() == "none":
+        return ()
     try:
         return check_invariances(text, "--invariant-to")
     except ValueError as error:
@@ -1388,7 +1399,8 @@ def _add_cluster(commands, runtime) -> None:
         metavar="WHAT",
         help="what must not decide the clusters, comma-separated: "
         + ", ".join(INVARIANCES)
-        + " (e.g. colour,background)",
+        + " (e.g. colour,background); 'auto' (default): fit again with the invariances "
+        "that remove what the first fit's clusters follow; 'none': never",
     )
     cluster.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cluster.add_argument("--seed", type=int, default=0, help="random seed")

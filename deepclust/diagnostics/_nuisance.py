@@ -149,6 +149,18 @@ class NuisanceReport:
         """
         return tuple(s for s in self.scores if s.score >= self.threshold)
 
+    @property
+    def flagged_options(self) -> tuple[str, ...]:
+        """The ``invariant_to`` options that remove the flagged statistics, each once,
+        highest score first (statistics no option removes are left out).
+
+        Returns
+        -------
+        tuple of str
+        """
+        options = (s.option for s in self.flagged if s.option is not None)
+        return tuple(dict.fromkeys(options))
+
     def warning(self) -> str | None:
         """One line on the highest flagged statistic and how to remove it.
 

@@ -36,7 +36,7 @@ from deepclust._utils import (
     to_numpy,
     torch_threads_at_most,
 )
-from deepclust.augment import check_invariances
+from deepclust.augment import check_invariances, is_auto_invariances
 from deepclust.cluster._merge import merge_prototypes
 from deepclust.data import DataSource, as_source
 from deepclust.diagnostics import NuisanceWarning, nuisance_report
@@ -398,9 +398,34 @@ class BaseDeepClusterer(
         return merged
 
     def _invariances(self) -> tuple[str, ...]:
-        """The declared ``invariant_to``, checked, in a fixed order (none for a method
-        without the parameter)."""
-        return check_invariances(getattr(self, "invariant_to", None))
+        """The invariances this fit applies, in a fixed order: the declared
+        ``invariant_to``, checked; under ``'auto'`` the ones chosen for the current pass
+        of :meth:`fit` (none for a method without the parameter)."""
+        value = getattr(self, "invariant_to", None)
+        if is_auto_invariances(value):
+            return getattr(self, "_auto_invariances", ())
+        return check_invariances(value)
+
+    def _invariances_to_add(self, source: DataSource) -> tuple[str, ...]:
+        """Under ``invariant_to='auto'``, the invariances a second pass applies: the
+        options that remove the statistics the first pass's clusters follow (its
+        :attr:`nuisance_report_`), none when nothing is flagged or a network starts
+        from pretrained weights.
+
+        A flagged colour on colour images brings the background with it: the network
+        then reads each pixel's colour distance from the background, the one input of
+        :class:`~deepclust.networks.InvariantInput` that keeps an object of any colour
+        on any background (SCAN on the recoloured digits, ``benchmarks.rst``).
+        """
+        if not is_auto_invariances(getattr(self, "invariant_to", None)):
+            return ()
+        pretrained = (getattr(self, name, None) is not None for name in ("pretrained", "weights"))
+        if source.kind != "images" or any(pretrained):
+            return ()  # a pretrained network keeps the input it was trained on
+        options = set(self.nuisance_report_.flagged_options)
+        if "colour" in options and source.shape[0] >= 3:
+            options.add("background")
+        return check_invariances(tuple(options))
 
     def _input_filter(self, source: DataSource, method_filter: nn.Module | None):
         """The declared invariances' :class:`InvariantInput`, then ``method_filter``."""
@@ -522,13 +547,41 @@ class BaseDeepClusterer(
         """
         previous = dict(vars(self))
         try:
-            return self._fit_checked(X, y, callbacks, resume_from)
+            self._auto_invariances = ()
+            source = self._fit_checked(X, y, callbacks, resume_from)
+            self._fit_again_if_flagged(X, y, callbacks, source)
         except BaseException:
             # Validation or an interrupted training (KeyboardInterrupt included) leaves the
             # estimator exactly as it was: no half-set fitted attributes.
             vars(self).clear()
             vars(self).update(previous)
             raise
+        finally:
+            vars(self).pop("_auto_invariances", None)
+        message = self.nuisance_report_.warning()
+        if message is not None:
+            warnings.warn(message, NuisanceWarning, stacklevel=3)
+        return self
+
+    def _fit_again_if_flagged(self, X, y, callbacks, source: DataSource) -> None:
+        """Under ``invariant_to='auto'``, fit again with :meth:`_invariances_to_add`
+        when the fit just made is flagged, saying so with a ``NuisanceWarning``."""
+        added = self._invariances_to_add(source)
+        if not added:
+            return
+        first = self.nuisance_report_
+        top = first.flagged[0]
+        warnings.warn(
+            f"the clusters followed {top.name} (score {top.score:.2f} >= "
+            f"{first.threshold:.2f}); fitted again with invariant_to={added!r} "
+            "(invariant_to='auto'). Set invariant_to=None (--invariant-to none) to keep "
+            "the first fit.",
+            NuisanceWarning,
+            stacklevel=4,
+        )
+        self._auto_invariances = added
+        self._fit_checked(X, y, callbacks, None)
+        self.recipe_["invariances"]["first_fit_flagged"] = [s.to_dict() for s in first.flagged]
 
     def _fit_checked(self, X, y, callbacks, resume_from):
         device = resolve_device(self.device)
@@ -604,10 +657,7 @@ class BaseDeepClusterer(
                 vars(self).pop(name, None)
         for name, value in fitted.items():
             setattr(self, name, value)
-        message = self.nuisance_report_.warning()
-        if message is not None:
-            warnings.warn(message, NuisanceWarning, stacklevel=4)
-        return self
+        return source
 
     # ------------------------------------------------------------------ inference
     def _inference_device(self) -> torch.device:

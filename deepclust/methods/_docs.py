@@ -180,7 +180,7 @@ docdict["budget"] = _entry(
 
 docdict["invariant_to"] = _entry(
     """
-    invariant_to : str, sequence of str or None, default=None
+    invariant_to : 'auto', str, sequence of str or None, default='auto'
         What must not decide the clusters: any of ``'colour'``, ``'background'``,
         ``'brightness'``, ``'rotation'``, ``'flip'``, ``'scale'`` (a sequence, or one
         string with commas). ``'colour'``, ``'background'``, ``'brightness'`` and
@@ -191,6 +191,13 @@ docdict["invariant_to"] = _entry(
         the fit acts on that view; ``'rotation'``, ``'flip'`` and ``'scale'`` add random
         transforms to every augmentation (:data:`deepclust.augment.INVARIANCES`). What
         was applied is ``recipe_['invariances']``. Images only.
+        ``'auto'``: none, unless the clusters of the fit follow a statistic that an
+        invariance removes (:attr:`nuisance_report_` flags it); then the estimator is
+        fitted a second time with those invariances (with ``'colour'`` on colour images
+        also ``'background'``; never from ``weights`` or a ``pretrained`` network), and
+        a :class:`~deepclust.diagnostics.NuisanceWarning` says so.
+        ``recipe_['invariances']['first_fit_flagged']`` keeps the first fit's flagged
+        scores. ``None``: no invariance and no second fit.
     """
 )
 
@@ -412,7 +419,8 @@ docdict["nuisance_report_"] = _entry(
         format and subfolder), chance-corrected: 0 unrelated, 1 determined by it. When
         one reaches the threshold, ``fit`` issues a
         :class:`~deepclust.diagnostics.NuisanceWarning` naming the ``invariant_to`` value
-        that removes it. Empty for 2-D features.
+        that removes it; under ``invariant_to='auto'``, the report of the fit kept.
+        Empty for 2-D features.
     """
 )
 

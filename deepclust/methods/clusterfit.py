@@ -312,7 +312,7 @@ class ClusterFitTransformer(BaseDeepClusterer):
         weights=None,
         freeze_backbone=False,
         budget="default",
-        invariant_to=None,
+        invariant_to="auto",
         merge_to=None,
         pca_dim=None,
         n_subclusters="auto",

@@ -318,7 +318,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
         weights=None,
         freeze_backbone=False,
         budget="default",
-        invariant_to=None,
+        invariant_to="auto",
         merge_to=None,
         pca_dim="auto",
         kmeans_iter=20,

@@ -685,7 +685,7 @@ class SCANClusterer(BaseDeepClusterer):
         freeze_backbone=False,
         pretrained=None,
         budget="default",
-        invariant_to=None,
+        invariant_to="auto",
         merge_to=None,
         n_neighbors=20,
         n_heads=5,

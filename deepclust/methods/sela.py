@@ -338,7 +338,7 @@ class SelfLabelClusterer(BaseDeepClusterer):
         weights=None,
         freeze_backbone=False,
         budget="default",
-        invariant_to=None,
+        invariant_to="auto",
         merge_to=None,
         n_heads=1,
         n_label_updates="auto",

@@ -86,8 +86,16 @@ def resolve_recipe(estimator, facts: DataFacts) -> dict:
         "data": facts.as_dict(),
         "params": params,
         "set_by_user": set_by_user,
-        "invariances": describe_invariances(getattr(estimator, "invariant_to", None)),
+        "invariances": describe_invariances(_applied_invariances(estimator)),
     }
+
+
+def _applied_invariances(estimator) -> tuple[str, ...]:
+    """The invariances the estimator's current fit applies (its ``invariant_to``, or
+    under ``'auto'`` the pass's choice)."""
+    if hasattr(estimator, "_invariances"):
+        return estimator._invariances()
+    return check_invariances(getattr(estimator, "invariant_to", None))
 
 
 def describe_invariances(invariant_to) -> dict:
@@ -101,7 +109,7 @@ def describe_invariances(invariant_to) -> dict:
     Returns
     -------
     dict
-        ``declared`` (the invariances, in a fixed order), ``input_filter`` (the name of
+        ``declared`` (the invariances applied, in a fixed order), ``input_filter`` (the name of
         the :class:`~deepclust.networks.InvariantInput` the network reads its input
         through, or None) and ``augmentation`` (each invariance's added random
         transforms).
