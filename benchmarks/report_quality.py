@@ -139,9 +139,12 @@ def n_clusters(result: dict) -> int | None:
 
 
 def invariances(result: dict) -> list[str]:
-    """The invariances a run declared (``invariant_to``), in the recipe's order."""
-    declared = ((result.get("recipe") or {}).get("invariances") or {}).get("declared")
-    return list(declared or (result.get("params") or {}).get("invariant_to") or [])
+    """The invariances a run declared (``invariant_to``), in the recipe's order; those
+    that ``invariant_to='auto'`` added for a second fit do not count."""
+    applied = (result.get("recipe") or {}).get("invariances") or {}
+    if "first_fit_flagged" in applied:
+        return []
+    return list(applied.get("declared") or (result.get("params") or {}).get("invariant_to") or [])
 
 
 def budget(result: dict) -> str:
