@@ -548,7 +548,6 @@ class BaseDeepClusterer(
         """
         previous = dict(vars(self))
         try:
-            self._auto_invariances = ()
             source = self._fit_checked(X, y, callbacks, resume_from)
             self._fit_again_if_flagged(X, y, callbacks, source)
         except BaseException:

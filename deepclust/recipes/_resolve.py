@@ -86,16 +86,8 @@ def resolve_recipe(estimator, facts: DataFacts) -> dict:
         "data": facts.as_dict(),
         "params": params,
         "set_by_user": set_by_user,
-        "invariances": describe_invariances(_applied_invariances(estimator)),
+        "invariances": describe_invariances(estimator._invariances()),
     }
-
-
-def _applied_invariances(estimator) -> tuple[str, ...]:
-    """The invariances the estimator's current fit applies (its ``invariant_to``, or
-    under ``'auto'`` the pass's choice)."""
-    if hasattr(estimator, "_invariances"):
-        return estimator._invariances()
-    return check_invariances(getattr(estimator, "invariant_to", None))
 
 
 def describe_invariances(invariant_to) -> dict:
