@@ -18,7 +18,14 @@ from deepclust import (
 from deepclust.cli._main import build_parser, estimator_params
 from deepclust.io import load_model, save_model
 from deepclust.methods import registered_methods
-from deepclust.recipes import BUDGETS, DataFacts, recipe_for, resolve_recipe
+from deepclust.recipes import (
+    BUDGETS,
+    DataFacts,
+    epochs_for,
+    recipe_for,
+    resolve_recipe,
+    training_images,
+)
 
 METHODS = [SCANClusterer, SelfLabelClusterer, DeepClusterEstimator, ClusterFitTransformer]
 
@@ -43,6 +50,24 @@ def test_more_samples_train_more_images_in_fewer_epochs(cls):
     assert large["max_epochs"] < small["max_epochs"]
     assert large["max_epochs"] * 50_000 > small["max_epochs"] * 500
     assert large["batch_size"] > small["batch_size"]
+
+
+def test_a_stage_grows_by_its_own_exponent_only_above_5000_samples():
+    def images(n, growth):
+        return training_images(DataFacts(n, "images", 1, 28, 28), "default", 1000.0, growth)
+
+    for n in (500, 1797, 5000):  # the square root, whatever the growth
+        assert (
+            images(n, 0.65)
+            == pytest.approx(images(n, 0.5))
+            == pytest.approx(1000.0 * (n / 5000) ** 0.5)
+        )
+    assert images(70_000, 0.5) == pytest.approx(1000.0 * 14**0.5)
+    assert images(70_000, 0.65) == pytest.approx(1000.0 * 14**0.65)
+    facts = DataFacts(70_000, "images", 1, 28, 28)
+    assert epochs_for(facts, "default", 800_000, growth=0.65) == 64
+    assert epochs_for(facts, "default", 800_000) == 43
+    assert resolve_recipe(SCANClusterer(), facts)["params"]["pretext_epochs"] == 64
 
 
 @pytest.mark.parametrize("cls", METHODS)
