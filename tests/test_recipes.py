@@ -68,6 +68,7 @@ def test_a_stage_grows_by_its_own_exponent_only_above_5000_samples():
     assert epochs_for(facts, "default", 800_000, growth=0.65) == 64
     assert epochs_for(facts, "default", 800_000) == 43
     assert resolve_recipe(SCANClusterer(), facts)["params"]["pretext_epochs"] == 64
+    assert resolve_recipe(ClusterFitTransformer(), facts)["params"]["pretext_epochs"] == 43
 
 
 @pytest.mark.parametrize("cls", METHODS)

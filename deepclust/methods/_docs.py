@@ -171,9 +171,10 @@ docdict["budget"] = _entry(
         ``'auto'`` (``image_size`` at ``None``) are resolved at ``fit`` from the number of
         samples, the image size and channels (or the feature width), the device and this
         budget (:mod:`deepclust.recipes`); values set explicitly win. Training length is
-        counted in images seen and grows with the square root of the number of samples,
-        so small collections get more epochs than large ones; ``'fast'`` trains about a
-        third as long as ``'default'``, ``'thorough'`` three times as long. The resolved
+        counted in images seen and grows with the square root of the number of samples
+        (SCAN's pretext faster above 5,000 samples), so small collections get more
+        epochs than large ones; ``'fast'`` trains about a third as long as ``'default'``,
+        ``'thorough'`` three times as long. The resolved
         settings are ``recipe_``.
     """
 )
