@@ -174,8 +174,7 @@ docdict["budget"] = _entry(
         counted in images seen and grows with the square root of the number of samples
         (SCAN's pretext faster above 5,000 samples), so small collections get more
         epochs than large ones; ``'fast'`` trains about a third as long as ``'default'``,
-        ``'thorough'`` three times as long. The resolved
-        settings are ``recipe_``.
+        ``'thorough'`` three times as long. The resolved settings are ``recipe_``.
     """
 )
 
