@@ -28,12 +28,16 @@ BUDGETS: dict[str, float] = {"fast": 1 / 3, "default": 1.0, "thorough": 3.0}
 #: and for a quarter of the epochs.
 _REFERENCE_SIZE = 5000
 
+#: The exponent of the growth with the number of samples: always up to
+#: ``_REFERENCE_SIZE``, and above it for every stage that sets no ``growth`` of its own.
+_SQUARE_ROOT = 0.5
+
 #: No stage runs more epochs than this, however small the collection.
 _MAX_EPOCHS = 600
 
 
 def training_images(
-    facts: DataFacts, budget: str, images_at_5000: float, growth: float = 0.5
+    facts: DataFacts, budget: str, images_at_5000: float, growth: float = _SQUARE_ROOT
 ) -> float:
     """Images one stage trains on (epochs times samples) for this data and budget.
 
@@ -56,7 +60,7 @@ def training_images(
         the exponent being 0.5 up to 5,000 samples and ``growth`` above.
     """
     ratio = facts.n_samples / _REFERENCE_SIZE
-    exponent = growth if ratio > 1 else 0.5
+    exponent = growth if ratio > 1 else _SQUARE_ROOT
     return images_at_5000 * ratio**exponent * BUDGETS[budget]
 
 
@@ -65,7 +69,7 @@ def epochs_for(
     budget: str,
     images_at_5000: float,
     at_least: int = 1,
-    growth: float = 0.5,
+    growth: float = _SQUARE_ROOT,
 ) -> int:
     """Epochs of a stage that trains on :func:`training_images` images.
 
@@ -158,7 +162,7 @@ def image_settings(facts: DataFacts, largest_batch: int = 256) -> dict:
     return {"backbone": "convnet-small", "image_size": size, "batch_size": batch_size}
 
 
-def contrastive_pretext(facts: DataFacts, budget: str, growth: float = 0.5) -> dict:
+def contrastive_pretext(facts: DataFacts, budget: str, growth: float = _SQUARE_ROOT) -> dict:
     """Settings of the SimCLR pretext that SCAN and ClusterFit train.
 
     Parameters
