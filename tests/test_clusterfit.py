@@ -62,8 +62,8 @@ def test_every_kind_of_feature_source(kind, digits_small):
         "estimator": lambda: fast_instance(SelfLabelClusterer, max_epochs=2).fit(X),
     }
     est = fast_instance(ClusterFitTransformer, pretrained=sources[kind]()).fit(X)
-    assert est.labels_.shape == (60,) and len(np.unique(est.labels_)) == 3
-    assert est.predict(X).shape == (60,)
+    assert est.pseudo_labels_.shape == (60,) and len(np.unique(est.pseudo_labels_)) == 3
+    np.testing.assert_array_equal(est.labels_, est.predict(X))
     assert est.transform(X).shape == (60, est.network_.n_features)
     pre = est.pretrained_transform(X)
     assert pre.dtype == np.float32 and len(pre) == 60
@@ -74,7 +74,7 @@ def test_every_kind_of_feature_source(kind, digits_small):
         expected = kmeans(
             nn.functional.normalize(pixels, dim=1), 3, random_state=0, device="cpu"
         ).labels
-        np.testing.assert_array_equal(est.labels_, np.asarray(expected))
+        np.testing.assert_array_equal(est.pseudo_labels_, np.asarray(expected))
     if kind == "estimator":
         np.testing.assert_allclose(pre, est.pretrained.transform(X), atol=1e-5)
 
@@ -102,7 +102,7 @@ def test_n_subclusters_merges_kmeans_subclusters_into_the_pseudo_labels(digits_s
     expected = merged_kmeans(
         nn.functional.normalize(pixels, dim=1), 3, n_subclusters=12, random_state=0, device="cpu"
     ).labels
-    np.testing.assert_array_equal(est.labels_, np.asarray(expected))
+    np.testing.assert_array_equal(est.pseudo_labels_, np.asarray(expected))
 
 
 @pytest.mark.parametrize("n_subclusters", [2, 61])
@@ -112,3 +112,15 @@ def test_n_subclusters_outside_its_range_fails_before_training(n_subclusters, di
     with pytest.raises(ValueError, match="n_subclusters"):
         est.fit(X)
     assert not hasattr(est, "network_")
+
+
+def test_labels_are_the_trained_networks_clusters_and_the_pseudo_labels_are_kept(digits_small):
+    X, _ = digits_small
+    est = fast_instance(ClusterFitTransformer, pretrained=_pixel_features, max_epochs=20).fit(X)
+    np.testing.assert_array_equal(est.labels_, est.predict(X))
+    assert not np.array_equal(est.labels_, est.pseudo_labels_)
+    assert set(est.stage_labels_) == {"kmeans", "clusterfit"}
+    np.testing.assert_array_equal(est.stage_labels_["kmeans"], est.pseudo_labels_)
+    untrained = fast_instance(ClusterFitTransformer, pretrained=_pixel_features, max_epochs=0)
+    untrained.fit(X)
+    np.testing.assert_array_equal(untrained.labels_, untrained.pseudo_labels_)
