@@ -150,6 +150,15 @@ def _fit_on_cpu(whitening: PCAWhitening, features: torch.Tensor) -> None:
     whitening.device, whitening.distributed = None, False
 
 
+def _pca_dim(facts: DataFacts) -> int:
+    """The recipe's whitening size: the number of clusters, between 8 and 32 (16 for 2-D
+    features); 32 when the number of clusters is not known."""
+    largest = 32 if facts.kind == "images" else 16
+    if facts.n_clusters is None:
+        return largest
+    return min(largest, max(8, facts.n_clusters))
+
+
 def deepcluster_recipe(facts: DataFacts, budget: str) -> dict:
     """DeepCluster's settings for the data (the method's ``recipe``; see :mod:`deepclust.recipes`).
 
@@ -169,8 +178,11 @@ def deepcluster_recipe(facts: DataFacts, budget: str) -> dict:
         **image_settings(facts),
         # 470,000 images at 5,000 samples (94 epochs), 1.76 million at 70,000 (25 epochs).
         "max_epochs": epochs_for(facts, budget, 470_000),
-        # 32 PCA dimensions for the k-means of 'convnet-small' features (64 wide).
-        "pca_dim": 32 if facts.kind == "images" else 16,
+        # As many PCA dimensions as clusters (8 to 32): the final k-means of trained
+        # networks' features whitened to 32 dimensions scored ACC 0.61 / 0.59 / 0.49 / 0.65
+        # (Fashion-MNIST 70,000 / digits / 5,000 subsets, means of three k-means seeds)
+        # and their first 8 to 10 dimensions 0.66-0.70 / 0.52-0.66 / 0.63-0.69.
+        "pca_dim": _pca_dim(facts),
         # SimCLR's crops with its full colour strength: ACC 0.687 / 0.703 / 0.703 on the
         # digits and 0.670 / 0.548 / 0.634 on 5,000 Fashion-MNIST images (seeds 0 / 1 / 2)
         # against 0.582 / 0.633 / 0.496 and 0.631 / 0.591 / 0.571 with 'strong'
@@ -205,7 +217,7 @@ class DeepClusterEstimator(BaseDeepClusterer):
     pca_dim : int or 'auto', default='auto'
         Dimensions (``>= 1``) the features are PCA-whitened to before k-means (fewer when
         the features are smaller); the reference code whitens to 256. ``'auto'``: the
-        recipe's, 32 for images and 16 for 2-D features.
+        recipe's, ``n_clusters`` clipped to 8-32 for images and 8-16 for 2-D features.
     kmeans_iter : int, default=20
         k-means (Lloyd) iterations per clustering (``>= 1``); the reference uses 20 with
         faiss. k-means++ initialisation up to 256 clusters, random samples above.
