@@ -83,6 +83,20 @@ def test_grey_small_and_colour_large_images_resolve_differently(cls):
     assert wide["image_size"] == (16, 32)  # the aspect ratio is kept
 
 
+def test_deepclusters_whitening_follows_the_number_of_clusters():
+    def pca_dim(n_clusters, kind="images"):
+        facts = DataFacts(5000, kind, 1, 28, 28, n_clusters=n_clusters)
+        if kind == "features":
+            facts = DataFacts(5000, kind, n_features=64, n_clusters=n_clusters)
+        return resolve_recipe(DeepClusterEstimator(), facts)["params"]["pca_dim"]
+
+    assert [pca_dim(k) for k in (2, 10, 20, 100, None)] == [8, 10, 20, 32, 32]
+    assert [pca_dim(k, "features") for k in (10, 100)] == [10, 16]
+    est = DeepClusterEstimator(n_clusters=12)
+    X = np.random.default_rng(0).random((40, 8, 8))
+    assert recipe_for(est, X)["params"]["pca_dim"] == 12
+
+
 def test_the_recipe_reads_the_device_and_the_kind_of_input():
     cpu = resolve_recipe(SCANClusterer(), DataFacts(5000, "images", 3, 96, 96))["params"]
     gpu = resolve_recipe(SCANClusterer(), DataFacts(5000, "images", 3, 96, 96, device="cuda"))
