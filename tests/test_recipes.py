@@ -83,18 +83,34 @@ def test_grey_small_and_colour_large_images_resolve_differently(cls):
     assert wide["image_size"] == (16, 32)  # the aspect ratio is kept
 
 
-def test_deepclusters_whitening_follows_the_number_of_clusters():
-    def pca_dim(n_clusters, kind="images"):
+def test_deepclusters_final_whitening_follows_the_number_of_clusters():
+    def resolved(n_clusters, kind="images"):
         facts = DataFacts(5000, kind, 1, 28, 28, n_clusters=n_clusters)
         if kind == "features":
             facts = DataFacts(5000, kind, n_features=64, n_clusters=n_clusters)
-        return resolve_recipe(DeepClusterEstimator(), facts)["params"]["pca_dim"]
+        params = resolve_recipe(DeepClusterEstimator(), facts)["params"]
+        return params["pca_dim"], params["final_pca_dim"]
 
-    assert [pca_dim(k) for k in (2, 10, 20, 100, None)] == [8, 10, 20, 32, 32]
-    assert [pca_dim(k, "features") for k in (10, 100)] == [10, 16]
-    est = DeepClusterEstimator(n_clusters=12)
+    assert [resolved(k) for k in (2, 10, 20, 100, None)] == [
+        (32, 8),
+        (32, 10),
+        (32, 20),
+        (32, 32),
+        (32, 32),
+    ]
+    assert [resolved(k, "features") for k in (10, 100)] == [(16, 10), (16, 16)]
     X = np.random.default_rng(0).random((40, 8, 8))
-    assert recipe_for(est, X)["params"]["pca_dim"] == 12
+    assert recipe_for(DeepClusterEstimator(n_clusters=12), X)["params"]["final_pca_dim"] == 12
+
+
+def test_deepclusters_final_clustering_is_whitened_to_final_pca_dim():
+    X = np.random.default_rng(0).random((60, 8, 8))
+    params = dict(n_clusters=3, max_epochs=1, batch_size=32, pca_dim=8, device="cpu")
+    est = DeepClusterEstimator(**params, final_pca_dim=4, random_state=0).fit(X)
+    assert est.cluster_centers_.shape == (3, 4)
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+    same = DeepClusterEstimator(**params, final_pca_dim=None, random_state=0).fit(X)
+    assert same.cluster_centers_.shape == (3, 8)
 
 
 def test_the_recipe_reads_the_device_and_the_kind_of_input():
