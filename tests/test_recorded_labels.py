@@ -44,6 +44,7 @@ RECORDED_PARAMS = {
         n_clusters=10,
         max_epochs=2,
         pca_dim=16,
+        final_pca_dim=None,
         batch_size=128,
         backbone="convnet",
         augmentation="weak",
