@@ -125,7 +125,7 @@ class DeepClusterFit(FitState):
             self.seed + est.max_epochs,
             self.device,
             n_total=self.n_sharded,
-            pca_dim=est.pca_dim if est.final_pca_dim is None else est.final_pca_dim,
+            pca_dim=est.final_pca_dim,  # None: _cluster's default, pca_dim
         )
         centers = torch.as_tensor(result.centroids).float().cpu()
         # Final labels are the nearest centroids, so predict() reproduces them exactly.
